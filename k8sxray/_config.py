@@ -1,0 +1,424 @@
+"""k8sxray's configuration: one frozen object, and where each of its values came from.
+
+Each setting is taken, in this order, from an explicit ``configure()`` argument, an
+environment variable, discovery (Kubernetes, DNS), or a default. :class:`Config`
+remembers the winner in :attr:`Config.sources`. Bad values raise ``ValueError`` here,
+at configure time, naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from . import _discovery, _env
+from ._addresses import Address, parse_daemon_address
+from .integrations import INTEGRATIONS
+from .plugins import PLUGINS
+
+log = logging.getLogger(__name__)
+
+ContextMissing = Literal["RUNTIME_ERROR", "LOG_ERROR", "IGNORE_ERROR"]
+CONTEXT_MISSING_VALUES: tuple[ContextMissing, ...] = ("RUNTIME_ERROR", "LOG_ERROR", "IGNORE_ERROR")
+
+SourceKind = Literal["argument", "env", "discovery", "default"]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class Source(NamedTuple):
+    """Where a setting's value came from: its kind and a human-readable detail."""
+
+    kind: SourceKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved configuration. Build it with :func:`k8sxray.configure`."""
+
+    service_name: str
+    enabled: bool
+    daemon_udp: Address
+    daemon_tcp: Address
+    sampling_rate: float | None
+    """``None``: X-Ray's default rule (reservoir 1/s, then 5%)."""
+    sampling_rules: str | None
+    """Path of a local rules file, already validated."""
+    sampling_central: bool
+    plugins: tuple[str, ...]
+    disabled_integrations: frozenset[str]
+    context_missing: ContextMissing
+    daemon_service: str
+    sources: Mapping[str, Source] = field(default_factory=dict, compare=False)
+    daemon: _discovery.DaemonEndpoint | None = field(default=None, compare=False, repr=False)
+    """Live, resolved daemon addresses (re-resolved in the background when found by DNS)."""
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Every setting with its value and source, as plain JSON-able data."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in _SETTINGS:
+            value: Any = getattr(self, name)
+            if isinstance(value, Address):
+                value = str(value)
+            elif isinstance(value, (tuple, frozenset)):
+                value = sorted(value) if isinstance(value, frozenset) else list(value)
+            source = self.sources.get(name, Source("default", ""))
+            out[name] = {"value": value, "source": source.kind, "detail": source.detail}
+        return out
+
+
+_SETTINGS = (
+    "service_name",
+    "enabled",
+    "daemon_udp",
+    "daemon_tcp",
+    "sampling_rate",
+    "sampling_rules",
+    "sampling_central",
+    "plugins",
+    "disabled_integrations",
+    "context_missing",
+    "daemon_service",
+)
+
+_lock = threading.Lock()
+_current: Config | None = None
+_listeners: list[Callable[[Config], None]] = []
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    enabled: bool | None = None,
+    daemon_address: str | None = None,
+    sampling_rate: float | None = None,
+    sampling_rules: str | None = None,
+    sampling_central: bool | None = None,
+    plugins: Iterable[str] | None = None,
+    disabled_integrations: Iterable[str] | None = None,
+    context_missing: str | None = None,
+    daemon_service: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolve the configuration and make it current; calling it again reconfigures.
+
+    Every keyword argument wins over its environment variable. ``environ`` replaces
+    ``os.environ`` (for tests and ``python -m k8sxray config``).
+    """
+    global _current
+    config = build(
+        environ=os.environ if environ is None else environ,
+        service_name=service_name,
+        enabled=enabled,
+        daemon_address=daemon_address,
+        sampling_rate=sampling_rate,
+        sampling_rules=sampling_rules,
+        sampling_central=sampling_central,
+        plugins=plugins,
+        disabled_integrations=disabled_integrations,
+        context_missing=context_missing,
+        daemon_service=daemon_service,
+    )
+    with _lock:
+        previous, _current = _current, config
+        listeners = list(_listeners)
+    if previous is not None and previous.daemon is not None and previous.daemon is not config.daemon:
+        previous.daemon.close()
+    if config.daemon is not None:
+        config.daemon.start_refreshing()
+    for listener in listeners:
+        try:
+            listener(config)
+        except Exception:
+            log.exception("k8sxray: a configuration listener failed")
+    return config
+
+
+def current() -> Config:
+    """The current configuration, configured from the environment on first use."""
+    config = _current
+    if config is None:
+        with _lock:
+            config = _current
+        if config is None:
+            config = configure()
+    return config
+
+
+def is_configured() -> bool:
+    """Whether :func:`configure` has run (explicitly or on first use)."""
+    return _current is not None
+
+
+def on_change(listener: Callable[[Config], None]) -> None:
+    """Call *listener* with every new configuration (emitter, sampler, ... re-read it)."""
+    with _lock:
+        if listener not in _listeners:
+            _listeners.append(listener)
+
+
+def reset() -> None:
+    """Forget the current configuration and stop its background work (tests use this)."""
+    global _current
+    with _lock:
+        previous, _current = _current, None
+    if previous is not None and previous.daemon is not None:
+        previous.daemon.close()
+
+
+def build(
+    *,
+    environ: Mapping[str, str],
+    service_name: str | None = None,
+    enabled: bool | None = None,
+    daemon_address: str | None = None,
+    sampling_rate: float | None = None,
+    sampling_rules: str | None = None,
+    sampling_central: bool | None = None,
+    plugins: Iterable[str] | None = None,
+    disabled_integrations: Iterable[str] | None = None,
+    context_missing: str | None = None,
+    daemon_service: str | None = None,
+    namespace_file: str = _discovery.NAMESPACE_FILE,
+) -> Config:
+    """Resolve a :class:`Config` without making it current (no side effects but DNS)."""
+    sources: dict[str, Source] = {}
+    pick = _Picker(environ, sources)
+
+    on_k8s = bool(environ.get(_env.KUBERNETES_SERVICE_HOST))
+
+    name = pick.text("service_name", service_name, _env.AWS_XRAY_TRACING_NAME)
+    if name is None:
+        name, detail = _default_service_name(environ)
+        sources["service_name"] = Source("discovery" if on_k8s and detail else "default", detail)
+    _check_service_name(name, sources["service_name"])
+
+    is_enabled = pick.flag("enabled", enabled, _env.AWS_XRAY_SDK_ENABLED, default=True)
+
+    rate = pick.rate("sampling_rate", sampling_rate, _env.K8SXRAY_SAMPLING_RATE)
+    rules = pick.text("sampling_rules", sampling_rules, _env.K8SXRAY_SAMPLING_RULES)
+    if rules is not None:
+        _check_rules_file(rules, sources["sampling_rules"])
+    else:
+        sources["sampling_rules"] = Source("default", "X-Ray's default rule")
+    central_default = rate is None and rules is None
+    central = pick.flag(
+        "sampling_central",
+        sampling_central,
+        _env.K8SXRAY_SAMPLING_CENTRAL,
+        default=central_default,
+        default_detail="on unless local sampling is set" if central_default else "off: local sampling is set",
+    )
+
+    plugin_names = pick.names("plugins", plugins, _env.K8SXRAY_PLUGINS, known=PLUGINS)
+    if plugin_names is None:
+        plugin_names = ("kubernetes",) if on_k8s else ()
+        sources["plugins"] = Source(
+            "discovery" if on_k8s else "default",
+            f"{_env.KUBERNETES_SERVICE_HOST} is set" if on_k8s else "not on Kubernetes",
+        )
+    disabled = pick.names(
+        "disabled_integrations", disabled_integrations, _env.K8SXRAY_DISABLED_INTEGRATIONS, known=INTEGRATIONS
+    )
+
+    missing = pick.text("context_missing", context_missing, _env.AWS_XRAY_CONTEXT_MISSING) or "LOG_ERROR"
+    if missing not in CONTEXT_MISSING_VALUES:
+        raise ValueError(
+            f"{_where(sources['context_missing'], _env.AWS_XRAY_CONTEXT_MISSING)}={missing!r} is not one of "
+            + ", ".join(CONTEXT_MISSING_VALUES)
+        )
+
+    service = pick.text("daemon_service", daemon_service, _env.K8SXRAY_DAEMON_SERVICE) or "xray-service"
+    _check_dns_label(service, sources["daemon_service"], _env.K8SXRAY_DAEMON_SERVICE)
+
+    explicit = pick.text("daemon_udp", daemon_address, _env.AWS_XRAY_DAEMON_ADDRESS)
+    if explicit is not None:
+        if sources["daemon_udp"].kind == "argument":
+            sources["daemon_udp"] = Source("argument", "configure(daemon_address=...)")
+        source = sources["daemon_udp"]
+        try:
+            udp, tcp = parse_daemon_address(explicit)
+        except ValueError as exc:
+            raise ValueError(f"{_where(source, _env.AWS_XRAY_DAEMON_ADDRESS)}={explicit!r}: {exc}") from None
+        sources["daemon_tcp"] = source
+        endpoint = _discovery.DaemonEndpoint.fixed(
+            udp, tcp, environ=environ, source_kind="argument" if source.kind == "argument" else "env"
+        )
+    else:
+        endpoint = _discovery.discover(environ, service, namespace_file=namespace_file)
+        udp, tcp = endpoint.udp, endpoint.tcp
+        sources["daemon_udp"] = sources["daemon_tcp"] = Source(endpoint.source_kind, endpoint.reason)
+
+    return Config(
+        service_name=name,
+        enabled=is_enabled,
+        daemon_udp=udp,
+        daemon_tcp=tcp,
+        sampling_rate=rate,
+        sampling_rules=rules,
+        sampling_central=central,
+        plugins=tuple(plugin_names),
+        disabled_integrations=frozenset(disabled or ()),
+        context_missing=missing,
+        daemon_service=service,
+        sources=sources,
+        daemon=endpoint,
+    )
+
+
+class _Picker:
+    """Takes each setting from an argument, else its env var, recording the source."""
+
+    def __init__(self, environ: Mapping[str, str], sources: dict[str, Source]) -> None:
+        self.environ = environ
+        self.sources = sources
+
+    def _raw(self, name: str, arg: object, var: str) -> object | None:
+        if arg is not None:
+            self.sources[name] = Source("argument", f"configure({name}=...)")
+            return arg
+        value = self.environ.get(var)
+        if value is not None and value.strip() != "":
+            self.sources[name] = Source("env", var)
+            return value.strip()
+        return None
+
+    def text(self, name: str, arg: str | None, var: str) -> str | None:
+        value = self._raw(name, arg, var)
+        if value is None:
+            self.sources[name] = Source("default", "")
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"configure({name}=...) must be a string, got {value!r}")
+        return value
+
+    def flag(self, name: str, arg: bool | None, var: str, *, default: bool, default_detail: str = "") -> bool:
+        value = self._raw(name, arg, var)
+        if value is None:
+            self.sources[name] = Source("default", default_detail)
+            return default
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"{_where(self.sources[name], var)}={value!r} is not a boolean (true or false)")
+
+    def rate(self, name: str, arg: float | None, var: str) -> float | None:
+        value = self._raw(name, arg, var)
+        if value is None:
+            self.sources[name] = Source("default", "reservoir 1/s, then 5%")
+            return None
+        where = _where(self.sources[name], var)
+        try:
+            rate = float(value)  # type: ignore[arg-type]  # str or number, checked below
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}={value!r} is not a number between 0 and 1") from None
+        if not 0.0 <= rate <= 1.0:  # also rejects NaN
+            raise ValueError(f"{where}={value!r} is outside 0..1 (a fraction of requests)")
+        return rate
+
+    def names(
+        self, name: str, arg: Iterable[str] | None, var: str, *, known: Mapping[str, object]
+    ) -> tuple[str, ...] | None:
+        value = self._raw(name, arg, var)
+        if value is None:
+            self.sources[name] = Source("default", "")
+            return None
+        items = [v.strip().lower() for v in value.split(",")] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        items = [item for item in items if item]
+        if items == ["none"]:
+            return ()
+        unknown = [item for item in items if item not in known]
+        if unknown:
+            raise ValueError(
+                f"{_where(self.sources[name], var)}={value!r}: unknown name(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return tuple(dict.fromkeys(items))
+
+
+def _where(source: Source, var: str) -> str:
+    return var if source.kind == "env" else source.detail.replace("=...)", "")
+
+
+def _default_service_name(environ: Mapping[str, str]) -> tuple[str, str]:
+    pod = environ.get(_env.POD_NAME, "")
+    if environ.get(_env.KUBERNETES_SERVICE_HOST) and pod:
+        return _workload_from_pod_name(pod), f"workload of {_env.POD_NAME}={pod}"
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    program = program.removesuffix(".py")
+    if program and program not in _LAUNCHERS:
+        return program, "the program's name"
+    return "python-service", ""
+
+
+# Program names that say nothing about the service they run.
+_LAUNCHERS = frozenset(
+    {
+        "-c",
+        "-m",
+        "__main__",
+        "python",
+        "python3",
+        "pytest",
+        "gunicorn",
+        "uvicorn",
+        "hypercorn",
+        "uwsgi",
+        "daphne",
+        "flask",
+        "django-admin",
+        "manage",
+        "granian",
+        "k8sxray-run",
+    }
+)
+
+
+def _workload_from_pod_name(pod: str) -> str:
+    """``checkout-7d9f8b6c5-x2k4p`` -> ``checkout`` (a Deployment's Pod), else the Pod name."""
+    parts = pod.split("-")
+    if len(parts) >= 3 and len(parts[-1]) == 5 and 5 <= len(parts[-2]) <= 10:
+        return "-".join(parts[:-2])
+    if len(parts) >= 2 and len(parts[-1]) == 5:
+        return "-".join(parts[:-1])  # a DaemonSet's or Job's Pod
+    return pod
+
+
+_NAME_OK = frozenset("_.:/%&#=+\\-@ ")
+
+
+def _check_service_name(name: str, source: Source) -> None:
+    if not 1 <= len(name) <= 200 or not all(ch.isalnum() or ch in _NAME_OK or ch.isspace() for ch in name):
+        raise ValueError(
+            f"{_where(source, _env.AWS_XRAY_TRACING_NAME)}={name!r} is not a valid X-Ray segment name "
+            "(1 to 200 letters, digits, whitespace and _ . : / % & # = + \\ - @)"
+        )
+
+
+def _check_dns_label(value: str, source: Source, var: str) -> None:
+    label_ok = value and len(value) <= 63 and value[0].isalnum() and value[-1].isalnum()
+    if not label_ok or not all(ch.isalnum() or ch == "-" for ch in value) or not value.isascii():
+        raise ValueError(f"{_where(source, var)}={value!r} is not a Kubernetes Service name (a DNS label)")
+
+
+def _check_rules_file(path: str, source: Source) -> None:
+    from .sampling.rules import load_rules_file
+
+    try:
+        load_rules_file(path)
+    except ValueError as exc:
+        raise ValueError(f"{_where(source, _env.K8SXRAY_SAMPLING_RULES)}={path!r}: {exc}") from None

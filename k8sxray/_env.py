@@ -1,0 +1,50 @@
+"""Every environment variable k8sxray reads, in one place.
+
+Each name is documented in ``docs/configuration.md``; a test keeps the two in step.
+The ``AWS_XRAY_*`` names keep the meaning and format the official X-Ray SDKs give them.
+"""
+
+from __future__ import annotations
+
+# --- names shared with the official AWS X-Ray SDKs ---------------------------------------
+AWS_XRAY_DAEMON_ADDRESS = "AWS_XRAY_DAEMON_ADDRESS"
+"""``host:port`` for UDP and TCP alike, or ``tcp:host:port udp:host:port`` in either order."""
+AWS_XRAY_TRACING_NAME = "AWS_XRAY_TRACING_NAME"
+"""The service name written on every segment."""
+AWS_XRAY_SDK_ENABLED = "AWS_XRAY_SDK_ENABLED"
+"""``false`` turns all tracing off (instrumentation becomes a no-op)."""
+AWS_XRAY_CONTEXT_MISSING = "AWS_XRAY_CONTEXT_MISSING"
+"""``RUNTIME_ERROR`` | ``LOG_ERROR`` | ``IGNORE_ERROR``: what a call outside a traced request does."""
+
+# --- k8sxray's own names --------------------------------------------------------------
+K8SXRAY_SAMPLING_RATE = "K8SXRAY_SAMPLING_RATE"
+"""Fraction 0..1 sampled beyond the reservoir of 1 request per second; ``1`` traces everything."""
+K8SXRAY_SAMPLING_RULES = "K8SXRAY_SAMPLING_RULES"
+"""Path to local sampling rules in the X-Ray SDK's JSON format (version 2)."""
+K8SXRAY_SAMPLING_CENTRAL = "K8SXRAY_SAMPLING_CENTRAL"
+"""``true``/``false``: poll centralized sampling rules through the daemon's TCP port."""
+K8SXRAY_DAEMON_SERVICE = "K8SXRAY_DAEMON_SERVICE"
+"""Kubernetes Service name of the daemon, looked up in the Pod's namespace then ``default``."""
+K8SXRAY_PLUGINS = "K8SXRAY_PLUGINS"
+"""Comma-separated plugin names (``kubernetes``), or ``none``."""
+K8SXRAY_DISABLED_INTEGRATIONS = "K8SXRAY_DISABLED_INTEGRATIONS"
+"""Comma-separated integration names to leave off (``requests``, ``httpx``, ``botocore``, ...)."""
+K8SXRAY_NODE_IP = "K8SXRAY_NODE_IP"
+"""The node's IP (Downward API ``status.hostIP``): the node-local daemon is reached there."""
+K8SXRAY_DISCOVERY_TIMEOUT = "K8SXRAY_DISCOVERY_TIMEOUT"
+"""Seconds one DNS lookup of the daemon's Service may take (default 0.5)."""
+K8SXRAY_DISCOVERY_INTERVAL = "K8SXRAY_DISCOVERY_INTERVAL"
+"""Seconds between re-resolutions of the daemon's DNS name (default 30; 0 turns it off)."""
+
+# --- Kubernetes' own names, read for discovery and the Kubernetes plugin ---------------------
+KUBERNETES_SERVICE_HOST = "KUBERNETES_SERVICE_HOST"
+"""Set by the kubelet in every Pod: the marker that we run on Kubernetes."""
+HOST_IP = "HOST_IP"
+"""Conventional Downward API name for ``status.hostIP`` (``K8SXRAY_NODE_IP`` wins over it)."""
+POD_NAMESPACE = "POD_NAMESPACE"
+"""Downward API ``metadata.namespace``."""
+POD_NAME = "POD_NAME"
+"""Downward API ``metadata.name``."""
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where the kubelet mounts the service-account token, CA and namespace files."""

@@ -1,0 +1,23 @@
+"""Integrations with outgoing-call libraries (and the official SDK's recorder).
+
+:data:`INTEGRATIONS` maps an integration's name (as written in
+``K8SXRAY_DISABLED_INTEGRATIONS``) to its module. Each module has idempotent
+``instrument()`` and ``uninstrument()`` functions and a ``LIBRARY`` naming the import it
+needs; an integration whose library is missing is skipped when auto-enabled and raises
+a clear error when asked for by name. The WSGI/ASGI middlewares are not listed here:
+they wrap an app, see :func:`k8sxray.instrument`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+INTEGRATIONS: Mapping[str, str] = {
+    "botocore": "k8sxray.integrations.botocore",
+    "httpx": "k8sxray.integrations.httpx",
+    "requests": "k8sxray.integrations.requests",
+    "xray_sdk": "k8sxray.integrations.xray_sdk",
+}
+"""Known integration names and the module that implements each."""
+
+__all__ = ["INTEGRATIONS"]
