@@ -17,46 +17,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .matching import Matcher, compile_wildcard
 
 __all__ = [
     "DEFAULT_RULES",
     "LocalRule",
     "LocalRules",
     "Target",
-    "compile_wildcard",
     "load_rules_file",
     "parse_rules",
 ]
 
 _SUPPORTED_VERSIONS = (1, 2)
 _MAX_FILE_BYTES = 1 << 20
-
-Matcher = Callable[[str], bool]
-
-
-def _match_any(_text: str) -> bool:
-    return True
-
-
-def compile_wildcard(pattern: str) -> Matcher:
-    """Compile an X-Ray wildcard (``*``, ``?``; case-insensitive) into a whole-string matcher.
-
-    ``*`` alone matches everything, including the empty string, without a regex.
-    """
-    if pattern.strip("*") == "" and pattern:
-        return _match_any
-    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    compiled = re.compile(regex, re.IGNORECASE | re.DOTALL)
-    fullmatch = compiled.fullmatch
-
-    def match(text: str) -> bool:
-        return fullmatch(text) is not None
-
-    return match
 
 
 @dataclass(frozen=True)
@@ -174,12 +151,12 @@ def _parse_rule(item: Any, where: str, host_key: str) -> LocalRule:
 
 def _pattern(item: Mapping[str, Any], key: str, where: str) -> str:
     if key not in item:
-        raise ValueError(f"{where}.{key}: missing (use \"*\" to match anything)")
+        raise ValueError(f'{where}.{key}: missing (use "*" to match anything)')
     value = item[key]
     if not isinstance(value, str):
         raise ValueError(f"{where}.{key}: must be a string, not {_kind(value)}")
     if not value:
-        raise ValueError(f"{where}.{key}: must not be empty (use \"*\" to match anything)")
+        raise ValueError(f'{where}.{key}: must not be empty (use "*" to match anything)')
     return value
 
 
