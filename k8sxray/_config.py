@@ -389,20 +389,30 @@ _LAUNCHERS = frozenset(
 
 
 def _workload_from_pod_name(pod: str) -> str:
-    """``checkout-7d9f8b6c5-x2k4p`` -> ``checkout`` (a Deployment's Pod), else the Pod name."""
+    """``checkout-7d9f8b6c5-x2k4p`` -> ``checkout`` (a Deployment's Pod), else the Pod name.
+
+    Generated suffixes use Kubernetes' vowel-free alphabet, which tells them from name parts.
+    """
     parts = pod.split("-")
-    if len(parts) >= 3 and len(parts[-1]) == 5 and 5 <= len(parts[-2]) <= 10:
+    if len(parts) >= 3 and _generated(parts[-1], 5, 5) and _generated(parts[-2], 5, 10):
         return "-".join(parts[:-2])
-    if len(parts) >= 2 and len(parts[-1]) == 5:
+    if len(parts) >= 2 and _generated(parts[-1], 5, 5):
         return "-".join(parts[:-1])  # a DaemonSet's or Job's Pod
     return pod
+
+
+_SAFE_ALPHABET = frozenset("bcdfghjklmnpqrstvwxz2456789")
+
+
+def _generated(part: str, shortest: int, longest: int) -> bool:
+    return shortest <= len(part) <= longest and set(part) <= _SAFE_ALPHABET
 
 
 _NAME_OK = frozenset("_.:/%&#=+\\-@ ")
 
 
 def _check_service_name(name: str, source: Source) -> None:
-    if not 1 <= len(name) <= 200 or not all(ch.isalnum() or ch in _NAME_OK or ch.isspace() for ch in name):
+    if not 1 <= len(name) <= 200 or not all(ch.isalnum() or ch in _NAME_OK for ch in name):
         raise ValueError(
             f"{_where(source, _env.AWS_XRAY_TRACING_NAME)}={name!r} is not a valid X-Ray segment name "
             "(1 to 200 letters, digits, whitespace and _ . : / % & # = + \\ - @)"
@@ -410,8 +420,8 @@ def _check_service_name(name: str, source: Source) -> None:
 
 
 def _check_dns_label(value: str, source: Source, var: str) -> None:
-    label_ok = value and len(value) <= 63 and value[0].isalnum() and value[-1].isalnum()
-    if not label_ok or not all(ch.isalnum() or ch == "-" for ch in value) or not value.isascii():
+    label_ok = value.isascii() and len(value) <= 63 and value and value[0].isalnum() and value[-1].isalnum()
+    if not label_ok or not all(ch.isalnum() or ch == "-" for ch in value) or value != value.lower():
         raise ValueError(f"{_where(source, var)}={value!r} is not a Kubernetes Service name (a DNS label)")
 
 
