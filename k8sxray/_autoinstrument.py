@@ -1,0 +1,135 @@
+"""Turn on the outgoing-call integrations: every installed one, or the ones asked for.
+
+An integration whose library is not installed is skipped quietly when auto-enabled and is
+an :class:`IntegrationNotAvailable` error when asked for by name. Names listed in
+``K8SXRAY_DISABLED_INTEGRATIONS`` (``config.disabled_integrations``) are always left off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from . import _config, _guard
+from .integrations import INTEGRATIONS
+
+log = logging.getLogger(__name__)
+
+
+class IntegrationNotAvailable(ImportError):
+    """An integration was asked for by name but its library is not installed."""
+
+
+def _module(name: str) -> ModuleType:
+    if name not in INTEGRATIONS:
+        raise ValueError(f"k8sxray: unknown integration {name!r}; known: {', '.join(sorted(INTEGRATIONS))}")
+    try:
+        return importlib.import_module(INTEGRATIONS[name])
+    except ImportError as exc:
+        raise IntegrationNotAvailable(f"k8sxray: the {name} integration cannot be loaded: {exc}") from exc
+
+
+def library_installed(module: ModuleType) -> bool:
+    """Whether the library an integration module needs (its ``LIBRARY``) can be imported."""
+    library = str(module.LIBRARY)
+    try:
+        return importlib.util.find_spec(library) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def load(name: str) -> ModuleType:
+    """The integration module *name*, its library checked.
+
+    Raises ``ValueError`` for an unknown name and :class:`IntegrationNotAvailable` when the
+    library it needs is not installed.
+    """
+    module = _module(name)
+    if not library_installed(module):
+        raise IntegrationNotAvailable(
+            f"k8sxray: the {name} integration needs the {module.LIBRARY!r} package, which is not "
+            f"installed (pip install {module.LIBRARY})"
+        )
+    return module
+
+
+def instrument_integrations(names: Iterable[str] | None = None, *, config: Any = None) -> list[str]:
+    """Instrument integrations and return the names now on.
+
+    *names* ``None`` means every known integration whose library is installed (failures are
+    logged, never raised); explicit names must all be available (errors are raised).
+    Disabled names (*config*, by default the current configuration) are skipped either way.
+    """
+    disabled = (config or _config.current()).disabled_integrations
+    explicit = names is not None
+    wanted = list(dict.fromkeys(names)) if names is not None else sorted(INTEGRATIONS)
+    done: list[str] = []
+    for name in wanted:
+        if name in disabled:
+            log.debug("k8sxray: the %s integration is disabled", name)
+            continue
+        if explicit:
+            load(name).instrument()
+            done.append(name)
+            continue
+        try:
+            module = _module(name)
+            if not library_installed(module):
+                continue
+            module.instrument()
+        except Exception:
+            _guard.internal_error(f"auto-instrumenting {name}")
+            continue
+        done.append(name)
+    return done
+
+
+def uninstrument_integrations(names: Iterable[str] | None = None) -> None:
+    """Undo :func:`instrument_integrations` (every known integration by default)."""
+    for name in sorted(INTEGRATIONS) if names is None else names:
+        try:
+            module = _module(name)
+        except ImportError:
+            continue
+        uninstrument = getattr(module, "uninstrument", None)
+        if uninstrument is not None:
+            uninstrument()
+
+
+def instrument_when_imported(disabled: Iterable[str] = ()) -> list[str]:
+    """Instrument each enabled integration as soon as the app imports its library.
+
+    Nothing is imported now (the zero-code bootstrap uses this: an app that never imports
+    ``botocore`` pays nothing for it). Returns the names whose hooks were registered.
+    """
+    import wrapt
+
+    off = frozenset(disabled)
+    registered: list[str] = []
+    for name in sorted(INTEGRATIONS):
+        if name in off:
+            continue
+        try:
+            module = _module(name)
+        except ImportError:
+            continue
+        if not library_installed(module):
+            continue
+        wrapt.register_post_import_hook(_hook(name, module), str(module.LIBRARY))
+        registered.append(name)
+    return registered
+
+
+def _hook(name: str, module: ModuleType) -> Any:
+    def instrument_now(_library: ModuleType) -> None:
+        try:
+            if not getattr(module, "is_instrumented", lambda: False)():
+                module.instrument()
+        except Exception:  # never let our hook break the app's import
+            _guard.internal_error(f"instrumenting {name} on import")
+
+    return instrument_now

@@ -1,0 +1,155 @@
+"""Shared logic of the outgoing-call integrations (requests, httpx, botocore).
+
+One outgoing call is one subsegment: it is begun here, the ``X-Amzn-Trace-Id`` header is
+injected once (a request that already carries one is left alone: another tracer, the
+official SDK's patchers or an outer hop of ours got there first), and it is finished
+from the status code or the exception. Every step runs inside the guard: a failure of
+ours is logged once and the call goes on untraced.
+
+:class:`Patches` keeps the wrapt patches of one integration so that ``instrument()`` is
+idempotent and ``uninstrument()`` restores the originals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import wrapt
+
+from .. import _guard, _recorder
+
+log = logging.getLogger(__name__)
+
+HEADER = "X-Amzn-Trace-Id"
+"""The trace header sent downstream."""
+
+Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+def host_of(url: str) -> str:
+    """The host name of *url* (the subsegment's name), ``"unknown"`` when it has none."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    return host or "unknown"
+
+
+def content_length(headers: Any) -> int | None:
+    """The ``Content-Length`` header of a response as an int, or ``None``."""
+    try:
+        value = headers.get("content-length")
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def begin_http(
+    what: str, method: str, url: str, headers: MutableMapping[str, str], host: str | None = None
+) -> _recorder.Subsegment | None:
+    """Begin the ``remote`` subsegment of an HTTP call and inject the trace header.
+
+    Returns ``None`` (nothing to finish) when the request already carries the header,
+    outside a trace (after applying ``AWS_XRAY_CONTEXT_MISSING``), or in an unsampled
+    trace (the header with ``Sampled=0`` is still sent so downstream agrees).
+    """
+    try:
+        if HEADER in headers:
+            return None
+        sub = _recorder.begin_subsegment(host or host_of(url), "remote")
+        if sub is None:
+            inject_unsampled(what, headers)
+            return None
+        try:
+            sub.set_http_request(method, url)  # the recorder removes credentials
+            header = _recorder.trace_header(sub)
+            if header is not None:
+                headers[HEADER] = header
+        except Exception:
+            _recorder.end_subsegment(sub)
+            raise
+        return sub
+    except Exception:
+        _guard.internal_error(f"{what} (begin)")
+        return None
+
+
+def inject_unsampled(what: str, headers: MutableMapping[str, str]) -> None:
+    """No subsegment was begun: pass an unsampled trace on, or report a missing context."""
+    header = _recorder.trace_header()
+    if header is None:
+        _recorder.context_missing(what)
+    elif HEADER not in headers:
+        headers[HEADER] = header
+
+
+def finish_http(what: str, sub: _recorder.Subsegment, status: int, length: int | None) -> None:
+    """End *sub* with the response's status (which sets error/throttle/fault)."""
+    try:
+        sub.set_http_response(status, length)
+    except Exception:
+        _guard.internal_error(f"{what} (response)")
+    _recorder.end_subsegment(sub)
+
+
+def finish_error(what: str, sub: _recorder.Subsegment, exc: BaseException, *, remote: bool = False) -> None:
+    """End *sub* with the exception the call raised (the caller re-raises it)."""
+    try:
+        sub.add_exception(exc, remote=remote)
+    except Exception:
+        _guard.internal_error(f"{what} (exception)")
+    _recorder.end_subsegment(sub)
+
+
+class Patches:
+    """The wrapt patches of one integration: applied once, removed when possible.
+
+    A wrapper whose patch cannot be removed (someone wrapped the same function after
+    us) stays in place but passes every call straight through while inactive.
+    """
+
+    def __init__(self, name: str, targets: list[tuple[str, str, Wrapper]]) -> None:
+        self.name = name
+        self.active = False
+        self._targets = targets
+        self._applied: list[tuple[str, str, Any]] = []  # (module, path, our FunctionWrapper)
+        self._lock = threading.Lock()
+
+    def apply(self) -> bool:
+        """Patch every target; ``False`` (and a warning) when already instrumented."""
+        with self._lock:
+            if self.active:
+                log.warning("k8sxray: the %s integration is already instrumented", self.name)
+                return False
+            if not self._applied:
+                for module, path, wrapper in self._targets:
+                    wrapt.wrap_function_wrapper(module, path, self._gate(wrapper))
+                    patched: Any = wrapt.resolve_path(module, path)[2]
+                    self._applied.append((module, path, patched))
+            self.active = True
+            return True
+
+    def remove(self) -> None:
+        """Restore the originals where our wrapper is still the outermost one."""
+        with self._lock:
+            self.active = False
+            kept = []
+            for module, path, ours in self._applied:
+                parent, attribute, current = wrapt.resolve_path(module, path)
+                if current is ours:
+                    setattr(parent, attribute, ours.__wrapped__)  # a wrapt FunctionWrapper
+                else:
+                    kept.append((module, path, ours))
+            self._applied = kept
+
+    def _gate(self, wrapper: Wrapper) -> Wrapper:
+        def gated(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if not self.active:
+                return wrapped(*args, **kwargs)
+            return wrapper(wrapped, instance, args, kwargs)
+
+        return gated
