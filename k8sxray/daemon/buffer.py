@@ -1,0 +1,108 @@
+"""A bounded FIFO of segment documents, measured in the bytes it actually holds.
+
+The receiving thread adds documents in bulk (one lock round per drain of the socket), sender
+threads take batches. Bytes stay accounted for until the sender releases them, so documents in
+flight or waiting for a retry count against the bound too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+DOC_OVERHEAD = 48
+"""Bytes a held document costs beyond its length: the bytes object header plus a deque slot."""
+
+
+def held_size(doc: bytes) -> int:
+    """Bytes charged to the buffer for one document."""
+    return len(doc) + DOC_OVERHEAD
+
+
+class Buffer:
+    """Documents waiting to be shipped, bounded by ``max_bytes`` (documents plus overhead)."""
+
+    def __init__(self, max_bytes: int, batch_size: int = 50) -> None:
+        self.max_bytes = max_bytes
+        self.batch_size = batch_size
+        self._docs: deque[bytes] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._held = 0
+        self._waiting = 0
+        self._closed = False
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of buffered and in-flight documents."""
+        return self._held
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put_many(self, docs: list[bytes], nbytes: int) -> int:
+        """Add ``docs`` (``nbytes`` = sum of their held sizes); returns how many did not fit."""
+        with self._cond:
+            if self._closed:
+                return len(docs)
+            room = self.max_bytes - self._held
+            dropped = 0
+            if nbytes <= room:
+                self._docs.extend(docs)
+                self._held += nbytes
+            else:
+                kept = 0
+                for doc in docs:
+                    size = len(doc) + DOC_OVERHEAD
+                    if size > room:
+                        break
+                    room -= size
+                    self._held += size
+                    self._docs.append(doc)
+                    kept += 1
+                dropped = len(docs) - kept
+            if self._waiting and len(self._docs) >= self.batch_size:
+                self._cond.notify(min(self._waiting, len(self._docs) // self.batch_size))
+            return dropped
+
+    def take(self, wait: float) -> list[bytes]:
+        """Up to one batch: at once if a full batch is there, else whatever arrived within ``wait``."""
+        docs = self._docs
+        with self._cond:
+            if len(docs) < self.batch_size and not self._closed:
+                deadline = time.monotonic() + wait
+                self._waiting += 1
+                try:
+                    while len(docs) < self.batch_size and not self._closed:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
+            n = min(self.batch_size, len(docs))
+            return [docs.popleft() for _ in range(n)]
+
+    def release(self, nbytes: int) -> None:
+        """Forget ``nbytes`` of documents that were delivered or given up."""
+        with self._cond:
+            self._held -= nbytes
+
+    def close(self) -> None:
+        """No more input: waiting takers get partial batches at once, later puts are refused."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def clear(self) -> list[bytes]:
+        """Remove and return every buffered document (their bytes are released)."""
+        with self._cond:
+            rest = list(self._docs)
+            self._docs.clear()
+            self._held -= sum(len(d) + DOC_OVERHEAD for d in rest)
+            return rest
+

@@ -1,0 +1,248 @@
+"""The daemon's settings: the official daemon's flags and YAML keys, plus k8sxray's own.
+
+Precedence: command-line flags, then the YAML file (``-c``, else ``/etc/amazon/xray/cfg.yaml`` or
+``./cfg.yaml`` when present, as the official daemon does), then defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from k8sxray._protocol import DEFAULT_PORT
+from k8sxray.daemon._memory import MIB, MIN_BUFFER, cgroup_memory_limit, default_buffer_bytes
+from k8sxray.daemon.sinks import SINK_NAMES
+
+VERSION = "0.1.0"
+
+DEFAULT_CONFIG_PATHS = (Path("/etc/amazon/xray/cfg.yaml"), Path("cfg.yaml"))
+LOG_LEVELS = {"dev": "DEBUG", "debug": "DEBUG", "info": "INFO", "warn": "WARNING", "error": "ERROR",
+              "prod": "INFO"}
+
+_YAML_KEYS: dict[str, Any] = {
+    "TotalBufferSizeMB": None, "Concurrency": None, "Region": None, "Endpoint": None,
+    "Socket": {"UDPAddress": None, "TCPAddress": None},
+    "Logging": {"LogRotation": None, "LogLevel": None, "LogPath": None},
+    "LocalMode": None, "ResourceARN": None, "RoleARN": None, "NoVerifySSL": None,
+    "ProxyAddress": None, "Version": None,
+}
+
+
+class SettingsError(ValueError):
+    """A flag or configuration file the daemon cannot use; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon needs to start."""
+
+    udp: tuple[str, int] = ("127.0.0.1", DEFAULT_PORT)
+    tcp: tuple[str, int] | None = ("127.0.0.1", DEFAULT_PORT)
+    http: tuple[str, int] | None = ("127.0.0.1", 2020)
+    buffer_bytes: int = 16 * MIB
+    receive_buffer_bytes: int = 8 * MIB
+    concurrency: int = 8
+    region: str | None = None
+    endpoint_url: str | None = None
+    resource_arn: str | None = None
+    role_arn: str | None = None
+    proxy_address: str | None = None
+    local_mode: bool = False
+    verify_ssl: bool = True
+    sink: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "text"
+    log_file: str | None = None
+    shutdown_timeout: float = 25.0
+    request_timeout: float = 5.0
+    flush_interval: float = 0.1
+    telemetry: bool = True
+    config_file: str | None = None
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) as a tuple; a clear error otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingsError(f"{what}: expected host:port, got {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _optional_address(text: str, what: str) -> tuple[str, int] | None:
+    if text.strip().lower() in ("", "off", "none", "false"):
+        return None
+    return parse_address(text, what)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m k8sxray.daemon",
+        description="Receive X-Ray segments over UDP and ship them to AWS X-Ray (drop-in for the "
+                    "official X-Ray daemon).",
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("-b", "--bind", help="UDP address for segments (default 127.0.0.1:2000)")
+    p.add_argument("-t", "--bind-tcp", help="TCP address of the sampling proxy (default 127.0.0.1:2000; "
+                                            "'off' disables)")
+    p.add_argument("--http", help="health and metrics address (default 127.0.0.1:2020; 'off' disables)")
+    p.add_argument("-m", "--buffer-memory", type=int, help="buffer size in MB (minimum 3; default: a "
+                   "quarter of the container's memory limit, at most 64, or 16 without a limit)")
+    p.add_argument("--receive-buffer", type=float, help="UDP socket receive buffer to ask for, in MB "
+                                                        "(default 8)")
+    p.add_argument("--concurrency", type=int, help="concurrent calls to the sink (default 8)")
+    p.add_argument("-n", "--region", help="AWS region (default: AWS_REGION, then instance metadata)")
+    p.add_argument("--endpoint-url", help="X-Ray endpoint URL (default: the region's)")
+    p.add_argument("-a", "--resource-arn", help="ARN of the AWS resource running the daemon")
+    p.add_argument("-r", "--role-arn", help="assume this IAM role to upload segments")
+    p.add_argument("-p", "--proxy-address", help="HTTPS proxy for calls to AWS")
+    p.add_argument("-o", "--local-mode", action="store_true", help="do not read instance metadata")
+    p.add_argument("-c", "--config", help="YAML file with the official daemon's keys")
+    p.add_argument("--sink", choices=SINK_NAMES, help="where segments go (default: xray when AWS "
+                   "credentials are found, else stdout)")
+    p.add_argument("-l", "--log-level", choices=sorted(LOG_LEVELS), help="log level (default prod = info)")
+    p.add_argument("--log-format", choices=("text", "json"), help="one line per event, text or JSON")
+    p.add_argument("-f", "--log-file", help="write logs to this file instead of stderr")
+    p.add_argument("--shutdown-timeout", type=float, help="seconds to ship what is buffered after SIGTERM "
+                                                          "(default 25, below Kubernetes' 30)")
+    p.add_argument("--request-timeout", type=float, help="seconds to wait for one call to the sink "
+                                                         "(default 5)")
+    p.add_argument("--flush-interval", type=float, help="seconds to wait for a full batch of 50 before "
+                                                        "sending a smaller one (default 0.1)")
+    p.add_argument("--no-telemetry", action="store_true", help="do not send PutTelemetryRecords")
+    p.add_argument("-v", "--version", action="version", version=f"k8sxray daemon {VERSION}")
+    return p
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read an official daemon configuration file; unknown keys are an error naming the key."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: expected a mapping at the top level")
+    _check_keys(data, _YAML_KEYS, path, "")
+    return data
+
+
+def _check_keys(data: dict[str, Any], known: dict[str, Any], path: Path, prefix: str) -> None:
+    for key, value in data.items():
+        if key not in known:
+            allowed = ", ".join(prefix + k for k in known)
+            raise SettingsError(f"config file {path}: unknown key {prefix}{key!r} (known keys: {allowed})")
+        if isinstance(known[key], dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise SettingsError(f"config file {path}: {prefix}{key} must be a mapping")
+            _check_keys(value, known[key], path, f"{prefix}{key}.")
+
+
+def _yaml_value(data: dict[str, Any], *keys: str) -> Any:
+    node: Any = data
+    for key in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return None if node == "" else node
+
+
+def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None,
+          cgroup_root: Path = Path("/sys/fs/cgroup")) -> Settings:
+    """Settings from the command line and configuration file. Raises SettingsError."""
+    env = os.environ if environ is None else environ
+    args = vars(_parser().parse_args(argv))
+    config_path = args.get("config")
+    yaml_data: dict[str, Any] = {}
+    if config_path is not None:
+        yaml_data = load_yaml(Path(config_path))
+    else:
+        for candidate in DEFAULT_CONFIG_PATHS:
+            if candidate.is_file():
+                config_path = str(candidate)
+                yaml_data = load_yaml(candidate)
+                break
+
+    def pick(flag: str, *yaml_keys: str) -> Any:
+        if flag in args:
+            return args[flag]
+        return _yaml_value(yaml_data, *yaml_keys) if yaml_keys else None
+
+    udp = parse_address(pick("bind", "Socket", "UDPAddress") or f"127.0.0.1:{DEFAULT_PORT}", "UDP address")
+    tcp_text = pick("bind_tcp", "Socket", "TCPAddress")
+    tcp = _optional_address(tcp_text if tcp_text is not None else f"127.0.0.1:{DEFAULT_PORT}", "TCP address")
+    http_text = pick("http")
+    http = _optional_address(http_text if http_text is not None else "127.0.0.1:2020", "--http")
+
+    buffer_mb = pick("buffer_memory", "TotalBufferSizeMB")
+    if buffer_mb:
+        buffer_bytes = _int(buffer_mb, "buffer memory (MB)") * MIB
+        if buffer_bytes < MIN_BUFFER:
+            raise SettingsError(f"buffer memory must be at least {MIN_BUFFER // MIB} MB, got {buffer_mb}")
+    else:
+        buffer_bytes = default_buffer_bytes(cgroup_memory_limit(cgroup_root))
+
+    concurrency = _int(pick("concurrency", "Concurrency") or 8, "concurrency")
+    if not 1 <= concurrency <= 256:
+        raise SettingsError(f"concurrency must be between 1 and 256, got {concurrency}")
+
+    level_name = str(pick("log_level", "Logging", "LogLevel") or "prod").lower()
+    if level_name not in LOG_LEVELS:
+        raise SettingsError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {level_name!r}")
+
+    region = pick("region", "Region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+    endpoint = pick("endpoint_url", "Endpoint") or env.get("AWS_ENDPOINT_URL_XRAY") or None
+    positive = {"shutdown_timeout": 25.0, "request_timeout": 5.0, "flush_interval": 0.1,
+                "receive_buffer": 8.0}
+    numbers = {}
+    for name, default in positive.items():
+        value = float(args.get(name, default))
+        if value <= 0:
+            raise SettingsError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        numbers[name] = value
+
+    return Settings(
+        udp=udp,
+        tcp=tcp,
+        http=http,
+        buffer_bytes=buffer_bytes,
+        receive_buffer_bytes=int(numbers["receive_buffer"] * MIB),
+        concurrency=concurrency,
+        region=str(region) if region else None,
+        endpoint_url=str(endpoint) if endpoint else None,
+        resource_arn=_str_or_none(pick("resource_arn", "ResourceARN")),
+        role_arn=_str_or_none(pick("role_arn", "RoleARN")),
+        proxy_address=_str_or_none(pick("proxy_address", "ProxyAddress")),
+        local_mode=bool(pick("local_mode", "LocalMode")),
+        verify_ssl=not bool(_yaml_value(yaml_data, "NoVerifySSL")),
+        sink=args.get("sink"),
+        log_level=LOG_LEVELS[level_name],
+        log_format=args.get("log_format", "text"),
+        log_file=_str_or_none(pick("log_file", "Logging", "LogPath")),
+        shutdown_timeout=numbers["shutdown_timeout"],
+        request_timeout=numbers["request_timeout"],
+        flush_interval=numbers["flush_interval"],
+        telemetry=not args.get("no_telemetry", False),
+        config_file=config_path,
+    )
+
+
+def _int(value: Any, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{what} must be a whole number, got {value!r}") from None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None

@@ -1,0 +1,49 @@
+"""The seam between the shipper and where documents go (X-Ray, stdout, later a local store).
+
+A sink is anything with ``send(batch) -> SendResult`` and ``close()``. ``send`` is called from
+several sender threads at once, with at most 50 documents (bytes, exactly as received), and must
+not raise: every failure is described by the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+SINK_NAMES = ("xray", "stdout")
+"""Sinks ``--sink`` accepts. The embedded local store (``local``) comes with a later release."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one batch.
+
+    ``retry`` lists the indices (into the batch) of documents worth sending again; ``rejected``
+    counts documents the sink refused for good, by error code. Documents in neither were delivered.
+    ``error`` names the kind of failure of the whole call (the official daemon's telemetry names:
+    Timeout, ConnectionRefused, HTTPCode4XX, HTTPCode5XX, UnknownHost, Other), ``detail`` says
+    more for the log.
+    """
+
+    retry: tuple[int, ...] = ()
+    rejected: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    detail: str = ""
+    throttled: bool = False
+
+    def delivered(self, size: int) -> int:
+        """How many documents of a batch of ``size`` reached the sink."""
+        return size - len(self.retry) - sum(self.rejected.values())
+
+
+OK = SendResult()
+
+
+class Sink(Protocol):
+    """Where batches go. Implementations must be safe to call from several threads."""
+
+    name: str
+
+    def send(self, batch: list[bytes]) -> SendResult: ...
+
+    def close(self) -> None: ...
