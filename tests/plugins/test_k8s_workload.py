@@ -46,17 +46,30 @@ def test_controller_of_prefers_the_controller() -> None:
         "metadata": {
             "ownerReferences": [
                 {"kind": "ConfigMap", "name": "other"},
-                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "checkout-7d9f8b6c5d", "controller": True},
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "checkout-7d9f8b6c5d",
+                    "controller": True,
+                },
             ]
         }
     }
     assert controller_of(pod) == ("ReplicaSet", "checkout-7d9f8b6c5d")
-    assert controller_of({"metadata": {"ownerReferences": [{"kind": "Node", "name": "n1"}]}}) == ("Node", "n1")
+    assert controller_of({"metadata": {"ownerReferences": [{"kind": "Node", "name": "n1"}]}}) == (
+        "Node",
+        "n1",
+    )
 
 
 @pytest.mark.parametrize(
     "obj",
-    [{}, {"metadata": None}, {"metadata": {"ownerReferences": "x"}}, {"metadata": {"ownerReferences": [1, {}]}}],
+    [
+        {},
+        {"metadata": None},
+        {"metadata": {"ownerReferences": "x"}},
+        {"metadata": {"ownerReferences": [1, {}]}},
+    ],
 )
 def test_controller_of_garbage(obj: dict[str, object]) -> None:
     assert controller_of(obj) is None
