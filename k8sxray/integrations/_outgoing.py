@@ -120,10 +120,10 @@ class Patches:
         self._lock = threading.Lock()
 
     def apply(self) -> bool:
-        """Patch every target; ``False`` (and a warning) when already instrumented."""
+        """Patch every target; ``False`` when already instrumented."""
         with self._lock:
-            if self.active:
-                log.warning("k8sxray: the %s integration is already instrumented", self.name)
+            if self.active:  # harmless: k8sxray.instrument() and k8sxray-run both ask
+                log.debug("k8sxray: the %s integration is already instrumented", self.name)
                 return False
             if not self._applied:
                 for module, path, wrapper in self._targets:
@@ -140,7 +140,8 @@ class Patches:
             kept = []
             for module, path, ours in self._applied:
                 parent, attribute, current = wrapt.resolve_path(module, path)
-                if current is ours:
+                current_wrapper: Any = current
+                if current_wrapper is ours:
                     setattr(parent, attribute, ours.__wrapped__)  # a wrapt FunctionWrapper
                 else:
                     kept.append((module, path, ours))

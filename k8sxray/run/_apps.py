@@ -27,7 +27,7 @@ _wrapped: dict[int, Any] = {}
 
 def instrument_app(app: Any) -> Any:
     """*app* traced; *app* unchanged when it is ours already or when wrapping fails."""
-    if id(app) in _wrapped:
+    if id(app) in _wrapped or _traced_already(app):
         return app
     try:
         import k8sxray
@@ -38,6 +38,15 @@ def instrument_app(app: Any) -> Any:
         return app
     _wrapped[id(traced)] = traced
     return traced
+
+
+def _traced_already(app: Any) -> bool:
+    """Whether the app's own code called ``k8sxray.instrument`` (the marks it leaves)."""
+    try:
+        marks = vars(app) if hasattr(app, "__dict__") else {}
+        return bool(getattr(app, "_k8sxray_traced", False) or marks.get("_k8sxray_instrumented"))
+    except Exception:
+        return False
 
 
 def _app_argument(index: int, name: str) -> Any:
