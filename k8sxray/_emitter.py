@@ -1,0 +1,192 @@
+"""Emitters hand finished documents to the daemon.
+
+:class:`UDPEmitter` sends each document as one datagram (``_protocol.HEADER`` +
+document) to the daemon's resolved address, read from the live ``DaemonEndpoint``
+on every batch (never resolved per send). It never blocks and never raises: a
+failed send is counted and logged once. Documents are batched: the first one
+queued arms a flusher thread that sends the batch a few milliseconds later (or
+the request thread sends it at once when ``batch`` are queued), so the receiver
+is woken once per batch rather than once per request. ``delay=0`` sends inline.
+It is fork-safe: a child gets a fresh socket, queue and thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from . import _guard
+from ._protocol import HEADER
+
+log = logging.getLogger(__name__)
+
+SockAddr = tuple[str, int] | tuple[str, int, int, int]
+
+DEFAULT_DELAY = 0.005
+"""Seconds a queued document may wait for others before the flusher sends them."""
+DEFAULT_BATCH = 64
+"""Queued documents that make the request thread send the batch itself."""
+
+
+class Emitter(Protocol):
+    """Where finished documents go."""
+
+    def send(self, document: bytes) -> None:
+        """Queue or send one document; never blocks, never raises."""
+
+    def flush(self, timeout: float) -> bool:
+        """Send everything queued; ``True`` when nothing is left."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+
+
+_live: weakref.WeakSet[UDPEmitter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for emitter in list(_live):
+        emitter._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class UDPEmitter:
+    """Send documents as UDP datagrams in the daemon protocol."""
+
+    def __init__(
+        self,
+        address: Callable[[], SockAddr],
+        *,
+        delay: float = DEFAULT_DELAY,
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
+        """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch."""
+        self._address = address
+        self._delay = delay
+        self._batch = max(1, batch) if delay > 0 else 1
+        self.sent = 0
+        self.dropped = 0
+        self._closed = False
+        self._reset_after_fork()
+        _live.add(self)
+
+    def _reset_after_fork(self) -> None:
+        self._queue: deque[bytes] = deque()
+        self._sock: socket.socket | None = None
+        self._connected: SockAddr | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._armed = False
+        self._thread: threading.Thread | None = None
+
+    # --- request path ---------------------------------------------------------------------
+    def send(self, document: bytes) -> None:
+        queue = self._queue
+        queue.append(document)
+        if len(queue) >= self._batch:
+            self._drain()
+        elif not self._armed:
+            self._arm()
+
+    def _arm(self) -> None:
+        self._armed = True
+        if self._thread is None:
+            self._start_thread()
+        self._wake.set()
+
+    # --- sending --------------------------------------------------------------------------
+    def _socket(self) -> socket.socket | None:
+        address = self._address()
+        sock = self._sock
+        if sock is not None and self._connected is address:
+            return sock
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        if sock is None or sock.family != family:
+            if sock is not None:
+                sock.close()
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self._sock = sock
+        sock.connect(address)
+        self._connected = address
+        return sock
+
+    def _drain(self) -> None:
+        queue = self._queue
+        if not queue:
+            return
+        with self._lock:
+            try:
+                sock = self._socket()
+            except OSError:
+                message = "k8sxray: cannot open a UDP socket to the daemon"
+                _guard.warn_once("emitter.socket", message, exc_info=True)
+                self.dropped += len(queue)
+                queue.clear()
+                return
+            if sock is None:
+                return
+            send = sock.send
+            popleft = queue.popleft
+            sent = 0
+            while queue:
+                try:
+                    document = popleft()
+                except IndexError:
+                    break
+                try:
+                    send(HEADER + document)
+                    sent += 1
+                except OSError as exc:
+                    self.dropped += 1
+                    message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
+                    _guard.warn_once("emitter.send", message, exc)
+            self.sent += sent
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._run, name="k8sxray-emitter", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        wake = self._wake
+        while not self._closed:
+            wake.wait(0.5)
+            wake.clear()
+            if self._queue:
+                time.sleep(self._delay)
+                self._armed = False
+                try:
+                    self._drain()
+                except Exception:
+                    _guard.internal_error("emitter.flusher")
+            else:
+                self._armed = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def flush(self, timeout: float = 1.0) -> bool:
+        try:
+            self._drain()
+        except Exception:
+            _guard.internal_error("emitter.flush")
+        return not self._queue
+
+    def close(self) -> None:
+        self.flush(1.0)
+        self._closed = True
+        self._wake.set()
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+                self._connected = None
+        _live.discard(self)

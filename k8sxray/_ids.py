@@ -1,0 +1,32 @@
+"""Trace and entity ids: fast, random, and fresh in every forked child."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+_random = random.Random()
+_bits = _random.getrandbits
+
+
+def _reseed() -> None:
+    _random.seed()
+
+
+os.register_at_fork(after_in_child=_reseed)
+
+
+def entity_id() -> str:
+    """A segment or subsegment id: 16 lowercase hex digits."""
+    return f"{_bits(64):016x}"
+
+
+def trace_id(now: float | None = None) -> str:
+    """A new trace id: ``1-<8 hex epoch seconds>-<24 hex random>``."""
+    return f"1-{int(time.time() if now is None else now):08x}-{_bits(96):024x}"
+
+
+def exception_id() -> str:
+    """An id for an exception recorded in a ``cause``."""
+    return f"{_bits(64):016x}"

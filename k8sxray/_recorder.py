@@ -1,0 +1,382 @@
+"""The recorder: begins and ends segments and subsegments, samples, and emits.
+
+Middlewares call :func:`start_request`/:func:`end_segment`; outgoing-call
+integrations call :func:`begin_subsegment`/:func:`end_subsegment`/:func:`trace_header`.
+Nothing here raises into the app. Everything that depends on the configuration
+(the static JSON fragments, the sampler, the emitter) lives in one :class:`_State`,
+rebuilt on every ``configure()``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from . import _config, _context, _guard, _header
+from ._emitter import Emitter, UDPEmitter
+from ._protocol import MAX_DOCUMENT
+from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, split
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Segment",
+    "Subsegment",
+    "annotate",
+    "begin_subsegment",
+    "context_missing",
+    "current",
+    "end_segment",
+    "end_subsegment",
+    "flush",
+    "put_metadata",
+    "set_emitter",
+    "start_request",
+    "state",
+    "subsegment",
+    "trace_header",
+]
+
+
+class Sampler(Protocol):
+    def decide(self, host: str, method: str, path: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class _FallbackSampler:
+    """X-Ray's default rule (1 a second, then *rate*), used until ``k8sxray.sampling`` is there."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._rate = 0.05 if rate is None else rate
+        self._second = 0
+        self._random = random.Random().random
+
+    def decide(self, host: str, method: str, path: str) -> bool:
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second = second
+            return True
+        return self._random() < self._rate
+
+    def close(self) -> None:
+        pass
+
+
+def _make_sampler(config: _config.Config) -> Sampler:
+    try:
+        from .sampling import make_sampler  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return _FallbackSampler(config.sampling_rate)
+    sampler: Sampler = make_sampler(config)
+    return sampler
+
+
+def _sdk_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("k8sxray")
+    except Exception:
+        return "unknown"
+
+
+class _State:
+    """Everything the request path needs from one configuration."""
+
+    __slots__ = ("config", "emitter", "enabled", "own_emitter", "sampler", "static")
+
+    def __init__(self, config: _config.Config, emitter: Emitter | None) -> None:
+        from .plugins import collect
+
+        self.config = config
+        self.enabled = config.enabled
+        data = collect(config.plugins)
+        self.static = Static(
+            config.service_name,
+            sdk_version=_sdk_version(),
+            origin=data.origin,
+            aws=data.aws,
+            metadata=data.metadata,
+        )
+        self.sampler = _make_sampler(config)
+        self.own_emitter = UDPEmitter(_address_of(config))  # opens nothing until the first send
+        self.emitter: Emitter = emitter if emitter is not None else self.own_emitter
+
+
+def _address_of(config: _config.Config) -> Any:
+    endpoint = config.daemon
+    if endpoint is not None:
+        return lambda: endpoint.udp_sockaddr
+    fixed = (config.daemon_udp.host, config.daemon_udp.port)
+    return lambda: fixed
+
+
+_state: _State | None = None
+_override: Emitter | None = None  # set by k8sxray.testing
+_lock = threading.RLock()
+_hooked = False
+
+
+def state() -> _State:
+    """The state for the current configuration (configured from the environment on first use)."""
+    config = _config.current()
+    current_state = _state
+    if current_state is not None and current_state.config is config:
+        return current_state
+    return _rebuild(config)
+
+
+def _rebuild(config: _config.Config) -> _State:
+    global _state, _hooked
+    with _lock:
+        previous = _state
+        if previous is not None and previous.config is config:
+            return previous
+        _state = new = _State(config, _override)
+        if not _hooked:
+            _hooked = True
+            _config.on_change(_on_change)
+            atexit.register(_at_exit)
+    if previous is not None:
+        _close(previous)
+    return new
+
+
+def _on_change(config: _config.Config) -> None:
+    if _state is not None:
+        try:
+            _rebuild(config)
+        except Exception:
+            _guard.internal_error("recorder.reconfigure")
+
+
+def _close(old: _State) -> None:
+    try:
+        old.sampler.close()
+        old.own_emitter.close()
+    except Exception:
+        _guard.internal_error("recorder.close")
+
+
+def _at_exit() -> None:
+    flush(1.0)
+    current_state = _state
+    if current_state is not None and current_state.emitter is not current_state.own_emitter:
+        current_state.own_emitter.flush(1.0)
+
+
+def flush(timeout: float = 1.0) -> bool:
+    """Send every queued document now; ``True`` when nothing is left."""
+    current_state = _state
+    if current_state is None:
+        return True
+    try:
+        return current_state.emitter.flush(timeout)
+    except Exception:
+        _guard.internal_error("recorder.flush")
+        return False
+
+
+def set_emitter(emitter: Emitter | None) -> Emitter | None:
+    """Send every document to *emitter* (``None``: back to UDP); returns the previous override."""
+    global _override
+    with _lock:
+        current_state = state()
+        previous, _override = _override, emitter
+        current_state.emitter = emitter if emitter is not None else current_state.own_emitter
+    return previous
+
+
+# --- segments ------------------------------------------------------------------------------
+def start_request(
+    header: str | None, host: str, method: str, path: str, now: float
+) -> Segment | UnsampledTrace | None:
+    """Begin a request's trace (and make it current); ``None`` when tracing is off.
+
+    An incoming ``Sampled=1``/``0`` decides; ``?`` or no header asks the sampler.
+    """
+    current_state = state()
+    if not current_state.enabled:
+        return None
+    parsed = _header.parse(header) if header else None
+    if parsed is None:
+        trace: Segment | UnsampledTrace
+        from ._ids import trace_id
+
+        tid = trace_id(now)
+        if current_state.sampler.decide(host, method, path):
+            trace = Segment(current_state.static, tid, None, now)
+        else:
+            trace = UnsampledTrace(tid, None)
+        trace.response_header = "Root=" + tid
+    else:
+        flag = parsed.sampled
+        sampled = flag == "1" or (flag == "?" and current_state.sampler.decide(host, method, path))
+        if sampled:
+            trace = Segment(current_state.static, parsed.root, parsed.parent, now, extra=parsed.extra)
+        else:
+            trace = UnsampledTrace(parsed.root, parsed.parent, parsed.extra)
+        trace.response_header = "Root=" + parsed.root
+        if flag == "?":
+            trace.response_header += ";Sampled=1" if sampled else ";Sampled=0"
+    trace._previous = _context.get()
+    trace._token = _context.set_(trace)
+    return trace
+
+
+def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None) -> None:
+    """End a request's trace: restore the previous context and emit a sampled segment once."""
+    if segment.sampled:
+        assert isinstance(segment, Segment)
+        if segment._sent:
+            return
+        segment._sent = True
+    if segment._token is not None:
+        _context.restore(segment._token, segment._previous)
+        segment._token = None
+    if segment.sampled:
+        assert isinstance(segment, Segment)
+        segment.end_time = time.time() if end_time is None else end_time
+        _emit(segment)
+
+
+def _emit(segment: Segment) -> None:
+    emitter = state().emitter
+    document = segment.to_json()
+    if len(document) <= MAX_DOCUMENT:
+        emitter.send(document.encode())
+        return
+    documents, dropped = split(segment, MAX_DOCUMENT)
+    for doc in documents:
+        emitter.send(doc.encode())
+    if dropped:
+        _guard.warn_once(
+            "recorder.too_large",
+            "k8sxray: %d subsegment(s) of trace %s are larger than one datagram on their own and were "
+            "dropped (logged once)",
+            dropped,
+            segment.trace_id,
+        )
+
+
+# --- the API for integrations ---------------------------------------------------------------
+def current() -> Entity | UnsampledTrace | None:
+    """The current entity (segment or subsegment), an unsampled trace, or ``None``."""
+    return _context.get()
+
+
+def begin_subsegment(name: str, namespace: str | None = "remote") -> Subsegment | None:
+    """Begin a subsegment of the current sampled entity and make it current; ``None`` otherwise."""
+    try:
+        parent = _context.get()
+        if parent is None or not parent.sampled:
+            return None
+        assert isinstance(parent, Entity)
+        sub = Subsegment(name, namespace, parent, time.time())
+        parent._add_child(sub)
+        sub._previous = parent
+        sub._token = _context.set_(sub)
+        return sub
+    except Exception:
+        _guard.internal_error("recorder.begin_subsegment")
+        return None
+
+
+def end_subsegment(sub: Subsegment) -> None:
+    """End *sub* (once) and make its parent current again."""
+    try:
+        if sub.end_time is not None:
+            return
+        sub.end_time = time.time()
+        if _context.get() is sub:
+            _context.restore(sub._token, sub._previous)
+        sub._token = None
+        if sub.segment._sent:  # the request ended first: send it on its own
+            state().emitter.send(sub.to_json(streaming=True).encode())
+    except Exception:
+        _guard.internal_error("recorder.end_subsegment")
+
+
+def trace_header(sub: Subsegment | None = None) -> str | None:
+    """The ``X-Amzn-Trace-Id`` value to send downstream, or ``None`` outside any trace."""
+    try:
+        entity = sub if sub is not None else _context.get()
+        if entity is None:
+            return None
+        if isinstance(entity, UnsampledTrace):
+            return _header.format_header(entity.trace_id, entity.parent_id, False, entity.extra)
+        segment = entity.segment
+        return _header.format_header(segment.trace_id, entity.id, True, segment.extra)
+    except Exception:
+        _guard.internal_error("recorder.trace_header")
+        return None
+
+
+def context_missing(what: str) -> None:
+    """Apply ``AWS_XRAY_CONTEXT_MISSING`` to a call made outside any traced request; never raises.
+
+    ``RUNTIME_ERROR`` logs an error and ``LOG_ERROR`` a warning, each once per *what*
+    (raising would break the app, which tracing must never do); ``IGNORE_ERROR`` is silent.
+    """
+    try:
+        mode = state().config.context_missing
+        if mode == "IGNORE_ERROR":
+            return
+        level = logging.ERROR if mode == "RUNTIME_ERROR" else logging.WARNING
+        message = "k8sxray: %s outside a traced request (logged once)"
+        _guard.log_once(level, "context_missing:" + what, message, what)
+    except Exception:
+        _guard.internal_error("recorder.context_missing")
+
+
+# --- the small public API ---------------------------------------------------------------------
+def annotate(key: str, value: str | int | float | bool) -> None:
+    """Add an indexed annotation to the current segment or subsegment (no-op when unsampled)."""
+    try:
+        entity = _context.get()
+        if entity is None:
+            context_missing("k8sxray.annotate()")
+        elif isinstance(entity, Entity):
+            entity.put_annotation(key, value)
+    except Exception:
+        _guard.internal_error("recorder.annotate")
+
+
+def put_metadata(key: str, value: Any, namespace: str = "default") -> None:
+    """Add metadata (not indexed) to the current segment or subsegment (no-op when unsampled)."""
+    try:
+        entity = _context.get()
+        if entity is None:
+            context_missing("k8sxray.put_metadata()")
+        elif isinstance(entity, Entity):
+            entity.put_metadata(key, value, namespace)
+    except Exception:
+        _guard.internal_error("recorder.put_metadata")
+
+
+@contextmanager
+def subsegment(name: str, namespace: str | None = "local") -> Iterator[Subsegment | None]:
+    """Time a block as a subsegment (``None`` outside a sampled request); also a decorator.
+
+    An exception raised in the block is recorded on the subsegment and propagates unchanged.
+    """
+    sub = begin_subsegment(name, namespace)
+    try:
+        yield sub
+    except BaseException as exc:
+        if sub is not None:
+            try:
+                sub.add_exception(exc)
+            except Exception:
+                _guard.internal_error("recorder.subsegment")
+        raise
+    finally:
+        if sub is not None:
+            end_subsegment(sub)

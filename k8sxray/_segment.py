@@ -1,0 +1,408 @@
+"""The segment model and its serialiser.
+
+Documents are written with string templates, not ``dict`` + ``json.dumps``:
+everything static (service name, ``aws.xray``, plugin data, origin) is serialised
+once per configuration (:class:`Static`) and joined by concatenation; strings that
+come from requests are escaped with the C JSON string encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import traceback
+from collections.abc import Mapping
+from contextvars import Token
+from typing import Any
+
+from . import _ids
+
+_enc = json.encoder.encode_basestring_ascii  # C-accelerated, adds the quotes
+_STACK_LIMIT = 50
+_ANNOTATION_KEY_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for user data: unknown objects become ``str``, NaN becomes ``null``."""
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return json.dumps(repr(value)) if not isinstance(value, Mapping) else _dumps_each(value)
+
+
+def _dumps_each(value: Mapping[Any, Any]) -> str:
+    return "{" + ",".join(f"{_enc(str(k))}:{dumps(v)}" for k, v in value.items()) + "}"
+
+
+class Static:
+    """What every segment of one configuration shares, serialised once."""
+
+    __slots__ = ("aws", "aws_json", "metadata", "metadata_json", "name", "name_json", "origin_json")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        sdk_version: str,
+        origin: str | None = None,
+        aws: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.name = name
+        self.name_json = _enc(name)
+        self.aws: dict[str, Any] = {**(aws or {}), "xray": {"sdk": "k8sxray", "sdk_version": sdk_version}}
+        self.aws_json = ',"aws":' + dumps(self.aws)
+        self.metadata: dict[str, Any] = {k: dict(v) for k, v in (metadata or {}).items()}
+        self.metadata_json = ',"metadata":' + dumps(self.metadata) if self.metadata else ""
+        self.origin_json = ',"origin":' + _enc(origin) if origin else ""
+
+
+class Entity:
+    """What segments and subsegments share: timing, http, flags, cause, annotations, children."""
+
+    __slots__ = (
+        "__weakref__",
+        "_previous",
+        "_token",
+        "annotations",
+        "aws",
+        "cause",
+        "client_ip",
+        "content_length",
+        "end_time",
+        "error",
+        "fault",
+        "id",
+        "metadata",
+        "method",
+        "name",
+        "segment",
+        "start_time",
+        "status",
+        "subsegments",
+        "throttle",
+        "traced",
+        "url",
+        "user_agent",
+        "x_forwarded_for",
+    )
+    sampled = True
+
+    segment: Segment
+
+    def __init__(self, name: str, start_time: float) -> None:
+        self.name = name
+        self.id = _ids.entity_id()
+        self.start_time = start_time
+        self.end_time: float | None = None
+        self.method: str | None = None
+        self.url: str | None = None
+        self.user_agent: str | None = None
+        self.client_ip: str | None = None
+        self.x_forwarded_for = False
+        self.traced = False
+        self.status: int | None = None
+        self.content_length: int | None = None
+        self.error = self.throttle = self.fault = False
+        self.cause: dict[str, Any] | str | None = None
+        self.annotations: dict[str, str | int | float | bool] | None = None
+        self.metadata: dict[str, dict[str, Any]] | None = None
+        self.aws: dict[str, Any] | None = None
+        self.subsegments: list[Subsegment] | None = None
+        self._token: Token[Entity | UnsampledTrace | None] | None = None
+        self._previous: Entity | UnsampledTrace | None = None
+
+    # --- recording -----------------------------------------------------------------------
+    def set_status(self, status: int) -> None:
+        """Record the HTTP status and set ``error``/``throttle``/``fault`` as the SDKs do."""
+        self.status = status
+        if status >= 500:
+            self.fault = True
+        elif status >= 400:
+            self.error = True
+            if status == 429:
+                self.throttle = True
+
+    def set_http_request(self, method: str, url: str, *, traced: bool = False) -> None:
+        """An outgoing call's method and URL (credentials removed from the URL)."""
+        self.method = method
+        self.url = scrub_url(url)
+        self.traced = traced
+
+    def set_http_response(self, status: int, content_length: int | None = None) -> None:
+        """An outgoing call's status (sets the flags) and body length."""
+        self.set_status(status)
+        if content_length is not None:
+            self.content_length = content_length
+
+    def put_annotation(self, key: str, value: str | int | float | bool) -> None:
+        """An indexed annotation; invalid keys or values are ignored."""
+        if not isinstance(key, str) or not key or not _ANNOTATION_KEY_OK.issuperset(key):
+            return
+        if not isinstance(value, (str, int, float, bool)):
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            return
+        if self.annotations is None:
+            self.annotations = {}
+        self.annotations[key] = value
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        """Metadata under *namespace* (``AWS.`` namespaces are reserved and ignored)."""
+        if not isinstance(namespace, str) or namespace.startswith("AWS."):
+            return
+        if self.metadata is None:
+            self.metadata = {}
+        self.metadata.setdefault(namespace, {})[str(key)] = value
+
+    def set_aws(self, fields: Mapping[str, Any]) -> None:
+        """Merge *fields* into ``aws``."""
+        if self.aws is None:
+            self.aws = {}
+        self.aws.update(fields)
+
+    def add_exception(self, exc: BaseException, *, remote: bool = False) -> None:
+        """Record *exc* as the ``cause`` and set ``fault`` (unless a status already set ``error``)."""
+        if not self.error:
+            self.fault = True
+        exc_id = self.segment._exception_ids.get(id(exc))
+        if exc_id is not None and isinstance(self.cause, (dict, type(None))):
+            self.cause = exc_id  # a child already recorded it: refer to it by id
+            return
+        exc_id = _ids.exception_id()
+        self.segment._exception_ids[id(exc)] = exc_id
+        all_frames = traceback.extract_tb(exc.__traceback__)
+        frames = all_frames[-_STACK_LIMIT:]
+        record: dict[str, Any] = {
+            "id": exc_id,
+            "message": _safe_str(exc),
+            "type": type(exc).__name__,
+            "remote": remote,
+            "stack": [{"path": f.filename, "line": f.lineno, "label": f.name} for f in reversed(frames)],
+        }
+        if len(all_frames) > len(frames):
+            record["truncated"] = len(all_frames) - len(frames)
+        self.cause = {"working_directory": os.getcwd(), "exceptions": [record]}
+
+    def _add_child(self, sub: Subsegment) -> None:
+        if self.subsegments is None:
+            self.subsegments = [sub]
+        else:
+            self.subsegments.append(sub)
+
+    # --- serialising ---------------------------------------------------------------------
+    def _common_json(self, children: bool) -> str:
+        out = f',"id":"{self.id}","start_time":{self.start_time!r}' + (
+            f',"end_time":{self.end_time!r}' if self.end_time is not None else ',"in_progress":true'
+        )
+        if self.method is not None or self.status is not None:
+            out += self._http_json()
+        if self.fault:
+            out += ',"fault":true'
+        if self.error:
+            out += ',"error":true'
+        if self.throttle:
+            out += ',"throttle":true'
+        if self.cause is not None:
+            out += ',"cause":' + (_enc(self.cause) if isinstance(self.cause, str) else dumps(self.cause))
+        if self.annotations:
+            out += ',"annotations":' + dumps(self.annotations)
+        if children and self.subsegments:
+            out += ',"subsegments":[' + ",".join(s.to_json() for s in self.subsegments) + "]"
+        return out
+
+    def _http_json(self) -> str:
+        parts = []
+        if self.method is not None:
+            req = '"method":' + _enc(self.method)
+            if self.url is not None:
+                req += ',"url":' + _enc(self.url)
+            if self.user_agent is not None:
+                req += ',"user_agent":' + _enc(self.user_agent)
+            if self.client_ip is not None:
+                req += ',"client_ip":' + _enc(self.client_ip)
+            if self.x_forwarded_for:
+                req += ',"x_forwarded_for":true'
+            if self.traced:
+                req += ',"traced":true'
+            parts.append('"request":{' + req + "}")
+        if self.status is not None:
+            resp = f'"status":{self.status}'
+            if self.content_length is not None:
+                resp += f',"content_length":{self.content_length}'
+            parts.append('"response":{' + resp + "}")
+        return ',"http":{' + ",".join(parts) + "}"
+
+
+class UnsampledTrace:
+    """The current trace of a request that is not sampled: just enough to propagate it."""
+
+    __slots__ = ("_previous", "_token", "extra", "parent_id", "response_header", "trace_id")
+    sampled = False
+
+    def __init__(self, trace_id: str, parent_id: str | None, extra: str = "") -> None:
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.extra = extra
+        self.response_header = ""
+        self._token: Token[Entity | UnsampledTrace | None] | None = None
+        self._previous: Entity | UnsampledTrace | None = None
+
+
+class Segment(Entity):
+    """One request: the root of a trace document."""
+
+    __slots__ = (
+        "_exception_ids",
+        "_sent",
+        "extra",
+        "parent_id",
+        "response_header",
+        "sampled",
+        "static",
+        "trace_id",
+        "user",
+    )
+
+    def __init__(  # noqa: PLR0917  # built on the hot path: positional is faster
+        self,
+        static: Static,
+        trace_id: str,
+        parent_id: str | None,
+        start_time: float,
+        sampled: bool = True,
+        extra: str = "",
+    ) -> None:
+        super().__init__(static.name, start_time)
+        self.segment = self
+        self.static = static
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.sampled = sampled
+        self.extra = extra
+        self.user: str | None = None
+        self.response_header = ""
+        self._sent = False
+        self._exception_ids: dict[int, str] = {}
+
+    def to_json(self, children: bool = True) -> str:
+        """The segment document."""
+        static = self.static
+        out = '{"name":' + static.name_json + ',"trace_id":"' + self.trace_id + '"'
+        out += self._common_json(children)
+        if self.parent_id is not None:
+            out += ',"parent_id":"' + self.parent_id + '"'
+        if self.user is not None:
+            out += ',"user":' + _enc(self.user)
+        if self.metadata:
+            merged = {**static.metadata}
+            for ns, values in self.metadata.items():
+                merged[ns] = {**merged.get(ns, {}), **values}
+            out += ',"metadata":' + dumps(merged)
+        else:
+            out += static.metadata_json
+        out += (',"aws":' + dumps({**static.aws, **self.aws})) if self.aws else static.aws_json
+        return out + static.origin_json + "}"
+
+
+class Subsegment(Entity):
+    """Work inside a request: a downstream call or a local block."""
+
+    __slots__ = ("namespace", "parent")
+
+    def __init__(self, name: str, namespace: str | None, parent: Entity, start_time: float) -> None:
+        super().__init__(name, start_time)
+        self.namespace = namespace
+        self.parent = parent
+        self.segment = parent.segment
+
+    def to_json(self, children: bool = True, streaming: bool = False) -> str:
+        """The subsegment as nested in its parent, or on its own (``streaming``)."""
+        out = '{"name":' + _enc(self.name) + self._common_json(children)
+        if self.namespace:
+            out += ',"namespace":' + _enc(self.namespace)
+        if self.metadata:
+            out += ',"metadata":' + dumps(self.metadata)
+        if self.aws:
+            out += ',"aws":' + dumps(self.aws)
+        if streaming:
+            out += (
+                ',"type":"subsegment","trace_id":"'
+                + self.segment.trace_id
+                + '","parent_id":"'
+                + self.parent.id
+                + '"'
+            )
+        return out + "}"
+
+
+def split(segment: Segment, limit: int) -> tuple[list[str], int]:
+    """Documents for *segment*, each at most *limit* characters, and how many were dropped.
+
+    A document too large is sent without its subsegments, which go out on their own
+    in X-Ray's streaming form (recursively); a single entity still too large is dropped.
+    """
+    doc = segment.to_json()
+    if len(doc) <= limit:
+        return [doc], 0
+    out: list[str] = []
+    dropped = _split_children(segment, limit, out)
+    doc = segment.to_json(children=False)
+    if len(doc) <= limit:
+        out.append(doc)
+    else:
+        dropped += 1
+    return out, dropped
+
+
+def _split_children(parent: Entity, limit: int, out: list[str]) -> int:
+    dropped = 0
+    for sub in parent.subsegments or ():
+        doc = sub.to_json(streaming=True)
+        if len(doc) <= limit:
+            out.append(doc)
+            continue
+        dropped += _split_children(sub, limit, out)
+        doc = sub.to_json(children=False, streaming=True)
+        if len(doc) <= limit:
+            out.append(doc)
+        else:
+            dropped += 1
+    return dropped
+
+
+_SECRET_WORDS = ("token", "secret", "password", "passwd", "signature", "credential", "session", "auth")
+_SECRET_KEYS = frozenset({"key", "sig", "apikey", "api_key", "awsaccesskeyid", "access_key", "client_secret"})
+
+
+def scrub_url(url: str) -> str:
+    """*url* without userinfo, fragment, or the values of credential-like query parameters."""
+    start = url.find("://")
+    start = start + 3 if start >= 0 else 0
+    end = len(url)
+    for stop in ("/", "?", "#"):
+        found = url.find(stop, start)
+        if 0 <= found < end:
+            end = found
+    at = url.rfind("@", start, end)
+    if at >= 0:
+        url = url[:start] + url[at + 1 :]
+    url = url.partition("#")[0]
+    base, _, query = url.partition("?")
+    if not query:
+        return base
+    parts = []
+    for item in query.split("&"):
+        key, eq, _ = item.partition("=")
+        lowered = key.lower()
+        secret = eq and (lowered in _SECRET_KEYS or any(word in lowered for word in _SECRET_WORDS))
+        parts.append(key + "=REDACTED" if secret else item)
+    return base + "?" + "&".join(parts)
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: unprintable>"

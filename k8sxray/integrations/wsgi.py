@@ -1,0 +1,152 @@
+"""Trace any WSGI app: one segment per request, ended when the response body is done.
+
+The segment ends when the response iterable is exhausted or closed (so streaming
+bodies are timed whole); an exception from the app is recorded as the ``cause``
+and propagates unchanged. Unsampled requests only get the response header.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from .. import _context, _guard, _recorder
+from .._segment import Segment, UnsampledTrace
+from ._http import fill_request
+
+__all__ = ["TracedBody", "wrap"]
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+_HEADER = "X-Amzn-Trace-Id"
+
+
+def wrap(app: WSGIApp) -> WSGIApp:
+    """A WSGI app that traces *app*; ``wrap(wrap(app))`` traces once."""
+    if getattr(app, "_k8sxray_traced", False):
+        return app
+    start_request = _recorder.start_request
+    end_segment = _recorder.end_segment
+    now = time.time
+
+    def traced(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            method = environ.get("REQUEST_METHOD", "GET")
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+            trace = start_request(environ.get("HTTP_X_AMZN_TRACE_ID"), host, method, path, now())
+        except Exception:
+            _guard.internal_error("wsgi.start")
+            return app(environ, start_response)
+        if trace is None:
+            return app(environ, start_response)
+        if type(trace) is UnsampledTrace:
+            return _unsampled(app, environ, start_response, trace)
+        assert isinstance(trace, Segment)
+        try:
+            fill_request(
+                trace,
+                method,
+                environ.get("wsgi.url_scheme", "http"),
+                host,
+                path,
+                environ.get("QUERY_STRING", ""),
+                environ.get("HTTP_USER_AGENT"),
+                environ.get("REMOTE_ADDR"),
+                environ.get("HTTP_X_FORWARDED_FOR"),
+            )
+        except Exception:
+            _guard.internal_error("wsgi.request")
+        header = (_HEADER, trace.response_header)
+
+        def traced_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Any:
+            try:
+                trace.set_status(int(status[:3]))
+                for name, value in headers:
+                    if len(name) == 14 and name.lower() == "content-length":
+                        trace.content_length = int(value)
+                headers = [*headers, header]
+            except Exception:
+                _guard.internal_error("wsgi.start_response")
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        try:
+            result = app(environ, traced_start_response)
+        except BaseException as exc:
+            _record_failure(trace, exc)
+            end_segment(trace)
+            raise
+        if type(result) is list or type(result) is tuple:
+            end_segment(trace)
+            return result
+        return TracedBody(result, trace)
+
+    traced._k8sxray_traced = True  # type: ignore[attr-defined]
+    traced.__wrapped__ = app  # type: ignore[attr-defined]
+    return traced
+
+
+def _unsampled(
+    app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any], trace: UnsampledTrace
+) -> Iterable[bytes]:
+    header = (_HEADER, trace.response_header)
+
+    def unsampled_start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Any:
+        return (
+            start_response(status, [*headers, header], exc_info)
+            if exc_info
+            else start_response(status, [*headers, header])
+        )
+
+    try:
+        return app(environ, unsampled_start_response)
+    finally:
+        _context.restore(trace._token, trace._previous)
+
+
+def _record_failure(segment: Segment, exc: BaseException) -> None:
+    try:
+        if segment.status is None:
+            segment.set_status(500)
+        segment.add_exception(exc)
+    except Exception:
+        _guard.internal_error("wsgi.exception")
+
+
+class TracedBody:
+    """The app's response iterable; ends the segment when exhausted or closed."""
+
+    __slots__ = ("_result", "_segment")
+
+    def __init__(self, result: Iterable[bytes], segment: Segment) -> None:
+        self._result = result
+        self._segment = segment
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._result
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            _record_failure(self._segment, exc)
+            _recorder.end_segment(self._segment)
+            raise
+        _recorder.end_segment(self._segment)
+
+    def close(self) -> None:
+        close = getattr(self._result, "close", None)
+        try:
+            if close is not None:
+                close()
+        except BaseException as exc:
+            _record_failure(self._segment, exc)
+            raise
+        finally:
+            _recorder.end_segment(self._segment)

@@ -1,0 +1,224 @@
+"""The recorder API that integrations use, through the in-memory and the UDP emitters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import time
+
+import pytest
+
+import k8sxray
+from k8sxray import _recorder
+from k8sxray._segment import Segment, UnsampledTrace
+from k8sxray.testing import InMemoryEmitter, capture_segments
+
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+
+
+@pytest.fixture(autouse=True)
+def _configured() -> None:
+    k8sxray.configure(service_name="svc", sampling_rate=1.0, daemon_address="127.0.0.1:9", plugins=())
+
+
+def _request(header: str | None = None) -> Segment | UnsampledTrace:
+    trace = _recorder.start_request(header, "example.com", "GET", "/", time.time())
+    assert trace is not None
+    return trace
+
+
+def test_begin_subsegment_outside_a_request_returns_none() -> None:
+    assert _recorder.begin_subsegment("x") is None
+    assert _recorder.trace_header() is None
+
+
+def test_subsegments_nest_and_restore_the_current_entity() -> None:
+    with capture_segments() as docs:
+        seg = _request()
+        outer = _recorder.begin_subsegment("outer")
+        assert outer is not None
+        inner = _recorder.begin_subsegment("inner", namespace="aws")
+        assert inner is not None
+        assert _recorder.current() is inner
+        _recorder.end_subsegment(inner)
+        assert _recorder.current() is outer
+        _recorder.end_subsegment(outer)
+        _recorder.end_subsegment(outer)  # twice is harmless
+        assert _recorder.current() is seg
+        _recorder.end_segment(seg)
+        assert _recorder.current() is None
+    (doc,) = docs
+    (sub,) = doc["subsegments"]
+    assert sub["name"] == "outer"
+    assert sub["namespace"] == "remote"
+    assert sub["subsegments"][0]["name"] == "inner"
+    assert sub["subsegments"][0]["namespace"] == "aws"
+    assert doc["start_time"] <= sub["start_time"] <= sub["end_time"] <= doc["end_time"]
+
+
+def test_subsegment_fields_http_aws_exception_annotations_metadata() -> None:
+    with capture_segments() as docs:
+        seg = _request()
+        sub = _recorder.begin_subsegment("api.example.com")
+        assert sub is not None
+        sub.set_http_request(
+            "POST", "https://user:pw@api.example.com/x?X-Amz-Signature=abc&a=1#frag", traced=True
+        )
+        sub.set_http_response(503, 12)
+        sub.set_aws({"operation": "GetItem", "region": "eu-west-1"})
+        sub.set_aws({"table_name": "t"})
+        sub.put_annotation("good_key", "v")
+        sub.put_annotation("bad key!", "ignored")
+        sub.put_annotation("nan", float("nan"))
+        sub.put_metadata("k", {"nested": [1, 2]}, namespace="ns")
+        sub.put_metadata("x", object())
+        try:
+            raise ConnectionError("refused")
+        except ConnectionError as exc:
+            sub.add_exception(exc, remote=True)
+        _recorder.end_subsegment(sub)
+        _recorder.end_segment(seg)
+    sub_doc = docs[0]["subsegments"][0]
+    assert sub_doc["http"] == {
+        "request": {
+            "method": "POST",
+            "url": "https://api.example.com/x?X-Amz-Signature=REDACTED&a=1",
+            "traced": True,
+        },
+        "response": {"status": 503, "content_length": 12},
+    }
+    assert sub_doc["fault"] is True
+    assert sub_doc["aws"] == {"operation": "GetItem", "region": "eu-west-1", "table_name": "t"}
+    assert sub_doc["annotations"] == {"good_key": "v"}
+    assert sub_doc["metadata"]["ns"] == {"k": {"nested": [1, 2]}}
+    assert sub_doc["metadata"]["default"]["x"].startswith("<object object")
+    (exc_doc,) = sub_doc["cause"]["exceptions"]
+    assert exc_doc["type"] == "ConnectionError"
+    assert exc_doc["message"] == "refused"
+    assert exc_doc["remote"] is True
+    assert len(exc_doc["id"]) == 16
+    assert exc_doc["stack"][0]["label"] == "test_subsegment_fields_http_aws_exception_annotations_metadata"
+
+
+@pytest.mark.parametrize(
+    ("status", "flags"), [(404, {"error"}), (429, {"error", "throttle"}), (502, {"fault"})]
+)
+def test_status_flags(status: int, flags: set[str]) -> None:
+    with capture_segments() as docs:
+        seg = _request()
+        sub = _recorder.begin_subsegment("down")
+        assert sub is not None
+        sub.set_http_response(status)
+        _recorder.end_subsegment(sub)
+        _recorder.end_segment(seg)
+    sub_doc = docs[0]["subsegments"][0]
+    assert {f for f in ("error", "throttle", "fault") if sub_doc.get(f)} == flags
+
+
+def test_trace_header_for_downstream_calls() -> None:
+    seg = _request(f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a:1")
+    assert isinstance(seg, Segment)
+    assert _recorder.trace_header() == f"Root={ROOT};Parent={seg.id};Sampled=1;Lineage=a:1"
+    sub = _recorder.begin_subsegment("down")
+    assert sub is not None
+    assert _recorder.trace_header(sub) == f"Root={ROOT};Parent={sub.id};Sampled=1;Lineage=a:1"
+    assert _recorder.trace_header() == f"Root={ROOT};Parent={sub.id};Sampled=1;Lineage=a:1"
+    _recorder.end_subsegment(sub)
+    _recorder.end_segment(seg)
+
+
+def test_unsampled_trace_propagates_sampled_0_and_records_nothing() -> None:
+    with capture_segments() as docs:
+        trace = _request(f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=0")
+        assert isinstance(trace, UnsampledTrace)
+        assert _recorder.begin_subsegment("x") is None
+        k8sxray.annotate("k", "v")
+        assert _recorder.trace_header() == f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=0"
+        _recorder.end_segment(trace)
+    assert docs == []
+
+
+def test_subsegment_ended_after_its_segment_is_sent_on_its_own() -> None:
+    with capture_segments() as docs:
+        seg = _request()
+        sub = _recorder.begin_subsegment("late")
+        assert sub is not None
+        _recorder.end_segment(seg)
+        _recorder.end_subsegment(sub)
+    assert docs[0]["subsegments"][0]["in_progress"] is True
+    late = docs[1]
+    assert late["type"] == "subsegment"
+    assert late["trace_id"] == docs[0]["trace_id"]
+    assert late["parent_id"] == docs[0]["id"]
+    assert "end_time" in late
+
+
+def test_context_follows_asyncio_tasks_and_copied_contexts() -> None:
+    async def child(name: str) -> None:
+        with k8sxray.subsegment(name):
+            await asyncio.sleep(0.001)
+            k8sxray.annotate("task", name)
+
+    async def main() -> None:
+        seg = _request()
+        await asyncio.gather(child("a"), child("b"), child("c"))
+        _recorder.end_segment(seg)
+
+    with capture_segments() as docs:
+        asyncio.run(main())
+        seg = _request()
+        ctx = contextvars.copy_context()
+        worker = threading.Thread(target=ctx.run, args=(lambda: k8sxray.annotate("thread", True),))
+        worker.start()
+        worker.join(5)
+        _recorder.end_segment(seg)
+    names = sorted(s["name"] for s in docs[0]["subsegments"])
+    assert names == ["a", "b", "c"]
+    assert all(s["annotations"] == {"task": s["name"]} for s in docs[0]["subsegments"])
+    assert docs[1]["annotations"] == {"thread": True}
+
+
+def test_subsegment_context_manager_records_and_reraises() -> None:
+    with capture_segments() as docs:
+        seg = _request()
+        with pytest.raises(KeyError), k8sxray.subsegment("lookup"):
+            raise KeyError("missing")
+        _recorder.end_segment(seg)
+    sub = docs[0]["subsegments"][0]
+    assert sub["namespace"] == "local"
+    assert sub["fault"] is True
+    assert sub["cause"]["exceptions"][0]["type"] == "KeyError"
+
+
+def test_context_missing_logs_once_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    k8sxray.configure(
+        service_name="svc", daemon_address="127.0.0.1:9", context_missing="RUNTIME_ERROR", plugins=()
+    )
+    with caplog.at_level(logging.WARNING, logger="k8sxray"):
+        for _ in range(3):
+            _recorder.context_missing("requests call")
+            k8sxray.annotate("k", 1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("requests call" in m for m in messages) == 1
+    assert sum("annotate" in m for m in messages) == 1
+    assert all(r.levelno == logging.ERROR for r in caplog.records)
+    caplog.clear()
+    k8sxray.configure(
+        service_name="svc", daemon_address="127.0.0.1:9", context_missing="IGNORE_ERROR", plugins=()
+    )
+    with caplog.at_level(logging.DEBUG, logger="k8sxray"):
+        _recorder.context_missing("other call")
+    assert caplog.records == []
+
+
+def test_in_memory_emitter_is_usable_directly() -> None:
+    emitter = InMemoryEmitter()
+    previous = _recorder.set_emitter(emitter)
+    try:
+        _recorder.end_segment(_request())
+    finally:
+        _recorder.set_emitter(previous)
+    assert len(emitter.wait_for(1, timeout=1)) == 1
+    assert emitter.documents[0].startswith(b'{"name":"svc"')
