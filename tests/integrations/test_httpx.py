@@ -1,0 +1,192 @@
+"""httpx: sync and async clients, custom transports, streaming, against a loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from k8sxray import _config, _recorder
+from k8sxray.integrations import httpx as k_httpx
+from k8sxray.testing import capture_segments
+
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/stream":
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            self.wfile.write(b"first")
+            self.wfile.flush()
+            time.sleep(0.3)
+            self.wfile.write(b"-last")
+            return
+        status = int(path.split("/")[2]) if path.startswith("/status/") else 200
+        body = json.dumps({"trace": self.headers.get_all("X-Amzn-Trace-Id")}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def traced() -> Iterator[list[dict[str, Any]]]:
+    _config.configure(daemon_address="127.0.0.1:9", context_missing="IGNORE_ERROR")
+    k_httpx.instrument()
+    with capture_segments() as documents:
+        yield documents
+    k_httpx.uninstrument()
+
+
+@contextmanager
+def in_request(sampled: str = "1") -> Iterator[Any]:
+    segment = _recorder.start_request(f"Root={ROOT};Sampled={sampled}", "a", "GET", "/", time.time())
+    assert segment is not None
+    try:
+        yield segment
+    finally:
+        _recorder.end_segment(segment)
+
+
+def only_subsegment(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(documents) == 1
+    (sub,) = documents[0]["subsegments"]
+    return sub  # type: ignore[no-any-return]
+
+
+def test_client_created_before_instrument(server: str) -> None:
+    with httpx.Client() as client:
+        _config.configure(daemon_address="127.0.0.1:9")
+        k_httpx.instrument()
+        try:
+            with capture_segments() as documents, in_request():
+                answer = client.get(f"{server}/status/404?api_key=k&x=1").json()
+        finally:
+            k_httpx.uninstrument()
+    sub = only_subsegment(documents)
+    assert answer["trace"] == [f"Root={ROOT};Parent={sub['id']};Sampled=1"]
+    assert sub["namespace"] == "remote"
+    assert sub["name"] == "127.0.0.1"
+    assert sub["http"]["request"] == {"method": "GET", "url": f"{server}/status/404?api_key=REDACTED&x=1"}
+    assert sub["http"]["response"]["status"] == 404
+    assert sub["error"] is True
+
+
+def test_async_client(server: str, traced: list[dict[str, Any]]) -> None:
+    async def main() -> list[Any]:
+        async with httpx.AsyncClient() as client:
+            with in_request():
+                first, second = await asyncio.gather(
+                    client.get(f"{server}/status/200"), client.get(f"{server}/status/503")
+                )
+        return [first.json(), second.json()]
+
+    answers = asyncio.run(main())
+    subs = traced[0]["subsegments"]
+    assert len(subs) == 2
+    parents = {answer["trace"][0].split(";")[1] for answer in answers}
+    assert parents == {f"Parent={sub['id']}" for sub in subs}  # each call its own subsegment
+    assert sorted(sub["http"]["response"]["status"] for sub in subs) == [200, 503]
+    assert [sub.get("fault", False) for sub in sorted(subs, key=lambda s: s["http"]["response"]["status"])] == [
+        False,
+        True,
+    ]
+
+
+def test_custom_transport(traced: list[dict[str, Any]]) -> None:
+    seen: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get_list("x-amzn-trace-id"))
+        return httpx.Response(429, content=b"slow down")
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client, in_request():
+        assert client.post("http://svc.example/jobs").status_code == 429
+    sub = only_subsegment(traced)
+    assert seen == [[f"Root={ROOT};Parent={sub['id']};Sampled=1"]]
+    assert sub["name"] == "svc.example"
+    assert sub["http"]["request"]["method"] == "POST"
+    assert sub["http"]["response"] == {"status": 429, "content_length": 9}
+    assert sub["throttle"] is True
+
+
+def test_exception_propagates_unchanged(traced: list[dict[str, Any]]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    boom = RuntimeError("transport exploded")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise boom
+
+    with in_request():
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/")
+        with httpx.Client(transport=httpx.MockTransport(handler)) as client, pytest.raises(RuntimeError) as info:
+            client.get("http://svc.example/")
+    assert info.value is boom
+    first, second = traced[0]["subsegments"]
+    assert first["cause"]["exceptions"][0]["type"] == "ConnectError"
+    assert second["cause"]["exceptions"][0]["message"] == "transport exploded"
+    assert first["fault"] is True
+    assert second["fault"] is True
+
+
+def test_streaming_subsegment_ends_at_the_headers(server: str, traced: list[dict[str, Any]]) -> None:
+    with in_request(), httpx.Client() as client, client.stream("GET", f"{server}/stream") as response:
+        headers_at = time.time()
+        assert response.read() == b"first-last"
+        body_at = time.time()
+    sub = only_subsegment(traced)
+    assert body_at - headers_at >= 0.25
+    assert sub["end_time"] <= headers_at  # documented: the body download is not timed
+    assert sub["http"]["response"] == {"status": 200, "content_length": 10}
+
+
+def test_header_present_or_unsampled_or_outside(server: str, traced: list[dict[str, Any]]) -> None:
+    mine = f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
+    with in_request():
+        assert httpx.get(f"{server}/", headers={"X-Amzn-Trace-Id": mine}).json()["trace"] == [mine]
+    assert "subsegments" not in traced[0]
+    with in_request(sampled="0"):
+        assert httpx.get(f"{server}/").json()["trace"] == [f"Root={ROOT};Sampled=0"]
+    assert httpx.get(f"{server}/").json()["trace"] is None
+    assert len(traced) == 1
+
+
+def test_uninstrument_restores() -> None:
+    originals = (httpx.Client.__dict__["send"], httpx.AsyncClient.__dict__["send"])
+    assert k_httpx.instrument() is True
+    assert k_httpx.instrument() is False
+    assert httpx.Client.__dict__["send"] is not originals[0]
+    k_httpx.uninstrument()
+    assert (httpx.Client.__dict__["send"], httpx.AsyncClient.__dict__["send"]) == originals

@@ -1,0 +1,184 @@
+"""requests: one remote subsegment per call, the header injected once, against a loopback server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import requests
+
+from k8sxray import _config, _recorder
+from k8sxray.integrations import requests as k_requests
+from k8sxray.testing import capture_segments
+
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", "/status/200")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path.startswith("/stream"):
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            self.wfile.write(b"first")
+            self.wfile.flush()
+            time.sleep(0.3)
+            self.wfile.write(b"-last")
+            return
+        path = self.path.split("?", 1)[0]
+        status = int(path.split("/")[2]) if path.startswith("/status/") else 200
+        body = json.dumps({"trace": self.headers.get_all("X-Amzn-Trace-Id")}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def traced() -> Iterator[list[dict[str, Any]]]:
+    _config.configure(daemon_address="127.0.0.1:9", context_missing="LOG_ERROR")
+    k_requests.instrument()
+    with capture_segments() as documents:
+        yield documents
+    k_requests.uninstrument()
+
+
+@contextmanager
+def in_request(sampled: str = "1") -> Iterator[Any]:
+    segment = _recorder.start_request(f"Root={ROOT};Sampled={sampled}", "a", "GET", "/", time.time())
+    assert segment is not None
+    try:
+        yield segment
+    finally:
+        _recorder.end_segment(segment)
+
+
+def only_subsegment(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(documents) == 1
+    (sub,) = documents[0]["subsegments"]
+    return sub  # type: ignore[no-any-return]
+
+
+def test_session_created_before_instrument_is_traced(server: str) -> None:
+    session = requests.Session()  # before instrument()
+    _config.configure(daemon_address="127.0.0.1:9")
+    k_requests.instrument()
+    try:
+        with capture_segments() as documents, in_request():
+            port = server.rsplit(":", 1)[1]
+            answer = session.get(f"http://user:secret@127.0.0.1:{port}/status/200?password=p&q=1").json()
+    finally:
+        k_requests.uninstrument()
+    sub = only_subsegment(documents)
+    assert answer["trace"] == [f"Root={ROOT};Parent={sub['id']};Sampled=1"]  # exactly one header
+    assert sub["name"] == "127.0.0.1"
+    assert sub["namespace"] == "remote"
+    assert sub["http"]["request"] == {"method": "GET", "url": f"{server}/status/200?password=REDACTED&q=1"}
+    assert sub["http"]["response"]["status"] == 200
+    assert sub["http"]["response"]["content_length"] > 0
+    assert "secret" not in json.dumps(documents)
+    assert documents[0]["trace_id"] == ROOT
+    assert not {"error", "fault", "throttle"} & set(sub)
+
+
+@pytest.mark.parametrize(
+    ("status", "flags"),
+    [(404, {"error"}), (429, {"error", "throttle"}), (503, {"fault"}), (201, set())],
+)
+def test_status_sets_flags(server: str, traced: list[dict[str, Any]], status: int, flags: set[str]) -> None:
+    with in_request():
+        assert requests.get(f"{server}/status/{status}").status_code == status
+    sub = only_subsegment(traced)
+    assert {flag for flag in ("error", "throttle", "fault") if sub.get(flag)} == flags
+    assert sub["http"]["response"]["status"] == status
+
+
+def test_exception_propagates_unchanged_and_is_recorded(traced: list[dict[str, Any]]) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with in_request(), pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+    sub = only_subsegment(traced)
+    assert sub["fault"] is True
+    (exc,) = sub["cause"]["exceptions"]
+    assert exc["type"] == "ConnectionError"
+    assert "end_time" in sub
+
+
+def test_unsampled_trace_passes_the_header_on(server: str, traced: list[dict[str, Any]]) -> None:
+    with in_request(sampled="0"):
+        answer = requests.get(f"{server}/status/200").json()
+    assert answer["trace"] == [f"Root={ROOT};Sampled=0"]
+    assert traced == []
+
+
+def test_outside_a_request_nothing_breaks(
+    server: str, traced: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(3):
+        assert requests.get(f"{server}/status/200").json() == {"trace": None}
+    assert traced == []
+    assert sum("outside a traced request" in r.getMessage() for r in caplog.records) <= 1
+
+
+def test_existing_header_is_left_alone(server: str, traced: list[dict[str, Any]]) -> None:
+    mine = f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
+    with in_request():
+        answer = requests.get(f"{server}/status/200", headers={"x-amzn-trace-id": mine}).json()
+    assert answer["trace"] == [mine]
+    assert "subsegments" not in traced[0]
+
+
+def test_redirects_are_one_subsegment_with_the_header_once_per_hop(
+    server: str, traced: list[dict[str, Any]]
+) -> None:
+    with in_request():
+        response = requests.get(f"{server}/redirect")
+    sub = only_subsegment(traced)
+    assert response.json()["trace"] == [f"Root={ROOT};Parent={sub['id']};Sampled=1"]
+    assert sub["http"]["request"]["url"] == f"{server}/redirect"
+    assert sub["http"]["response"]["status"] == 200
+
+
+def test_streaming_subsegment_ends_at_the_headers(server: str, traced: list[dict[str, Any]]) -> None:
+    with in_request():
+        response = requests.get(f"{server}/stream", stream=True)
+        headers_at = time.time()
+        assert response.raw.read() == b"first-last"
+        body_at = time.time()
+        response.close()
+    sub = only_subsegment(traced)
+    assert body_at - headers_at >= 0.25
+    assert sub["end_time"] <= headers_at  # documented: the body download is not timed
+    assert sub["http"]["response"] == {"status": 200, "content_length": 10}
