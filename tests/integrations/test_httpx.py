@@ -116,10 +116,8 @@ def test_async_client(server: str, traced: list[dict[str, Any]]) -> None:
     parents = {answer["trace"][0].split(";")[1] for answer in answers}
     assert parents == {f"Parent={sub['id']}" for sub in subs}  # each call its own subsegment
     assert sorted(sub["http"]["response"]["status"] for sub in subs) == [200, 503]
-    assert [sub.get("fault", False) for sub in sorted(subs, key=lambda s: s["http"]["response"]["status"])] == [
-        False,
-        True,
-    ]
+    by_status = sorted(subs, key=lambda s: s["http"]["response"]["status"])
+    assert [sub.get("fault", False) for sub in by_status] == [False, True]
 
 
 def test_custom_transport(traced: list[dict[str, Any]]) -> None:
@@ -151,7 +149,8 @@ def test_exception_propagates_unchanged(traced: list[dict[str, Any]]) -> None:
     with in_request():
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/")
-        with httpx.Client(transport=httpx.MockTransport(handler)) as client, pytest.raises(RuntimeError) as info:
+        client = httpx.Client(transport=httpx.MockTransport(handler))
+        with client, pytest.raises(RuntimeError) as info:
             client.get("http://svc.example/")
     assert info.value is boom
     first, second = traced[0]["subsegments"]
