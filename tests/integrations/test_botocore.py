@@ -134,7 +134,9 @@ def test_sqs_and_s3(endpoint: str, aws_env: None, traced: list[dict[str, Any]]) 
     assert "secret-data" not in str(traced)
 
 
-def test_outside_a_request_and_uninstrument(endpoint: str, aws_env: None, traced: list[dict[str, Any]]) -> None:
+def test_outside_a_request_and_uninstrument(
+    endpoint: str, aws_env: None, traced: list[dict[str, Any]]
+) -> None:
     original = botocore.client.BaseClient.__dict__["_make_api_call"]
     k_botocore.instrument()
     sent: list[list[str]] = []
