@@ -69,7 +69,12 @@ class CentralRule:
         self.next_report = 0.0
 
     def adopt(self, old: CentralRule) -> None:
-        """Keep the quota and counts of the same rule from the previous poll."""
+        """Keep the quota and counts of the same rule from the previous poll.
+
+        X-Ray's last ``FixedRate`` target is kept too unless the rule itself changed.
+        """
+        if old.definition == self.definition:
+            self.rate = old.rate
         old.reservoir.can_borrow = self.reservoir.can_borrow
         self.reservoir = old.reservoir
         self.requests, self.sampled, self.borrowed = old.requests, old.sampled, old.borrowed
@@ -118,7 +123,10 @@ class CentralSampler:
         timeout: float = TIMEOUT,
         now: Clock = time.time,
         random: Random | None = None,
+        poller: bool = True,
     ) -> None:
+        """``poller=False`` never starts the thread: call :meth:`refresh_rules` and
+        :meth:`report_targets` yourself (tests drive them with an injected clock)."""
         self._fallback = fallback
         self._address = address
         self._service_name = service_name
@@ -136,7 +144,8 @@ class CentralSampler:
         self._rules_fetched_at = 0.0
         self._failing = False
         self._closed = False
-        self._started = False
+        self._poller = poller
+        self._started = not poller
         self._thread: threading.Thread | None = None
         self._reset_process_state()
 
@@ -221,9 +230,10 @@ class CentralSampler:
                 )
             wake.wait(max(0.0, min(next_rules, next_targets) - clock()))
 
-    def _guarded(self, work: Callable[[], object]) -> bool:
+    def _guarded(self, work: Callable[[], bool]) -> bool:
+        """Run one poll; log the first failure and the recovery, nothing in between."""
         try:
-            work()
+            contacted = work()
         except api.SamplingAPIError as exc:
             self._problem(str(exc))
             return False
@@ -231,7 +241,7 @@ class CentralSampler:
             log.debug("k8sxray: centralized sampling poll failed", exc_info=True)
             self._problem(f"{type(exc).__name__}: {exc}")
             return False
-        if self._failing:
+        if contacted and self._failing:
             self._failing = False
             log.info("k8sxray: centralized sampling reached the daemon again")
         return True
@@ -242,7 +252,7 @@ class CentralSampler:
             using = "cached X-Ray rules" if self._state is not None else "local sampling"
             log.warning("k8sxray: centralized sampling unavailable (%s); using %s", reason, using)
 
-    def refresh_rules(self) -> None:
+    def refresh_rules(self) -> bool:
         """Fetch the rules now and install the ones that apply to this service."""
         now = self._now()
         self._expire(now)
@@ -250,6 +260,7 @@ class CentralSampler:
         if not self._origin_known:
             self._origin, self._origin_known = self._origin_lookup(), True
         self.install(definitions, now)
+        return True
 
     def install(self, definitions: Iterable[api.RuleDefinition], now: float | None = None) -> None:
         """Install rule definitions (keeping the quota and counts of rules already known)."""
@@ -276,16 +287,19 @@ class CentralSampler:
             self._state = None
             log.warning("k8sxray: centralized sampling rules are over an hour old; using local sampling")
 
-    def report_targets(self) -> None:
-        """Report the statistics of rules that are due and apply the targets X-Ray answers."""
+    def report_targets(self) -> bool:
+        """Report the statistics of rules that are due and apply the targets X-Ray answers.
+
+        Returns whether the daemon was called (nothing is sent when nothing is due).
+        """
         now = self._now()
         self._expire(now)
         state = self._state
         if state is None:
-            return
+            return False
         due = [r for r in state.by_name.values() if r.requests > 0 and now >= r.next_report]
         if not due:
-            return
+            return False
         counts = [rule.snapshot() for rule in due]
         documents = [
             {
@@ -318,13 +332,14 @@ class CentralSampler:
         if modified is not None and modified > self._rules_fetched_at:
             log.debug("k8sxray: sampling rules changed at X-Ray; fetching them now")
             self._wake.set()
+        return True
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
         self._reset_process_state()
         self._thread = None
-        self._started = self._closed  # a closed sampler stays closed
+        self._started = self._closed or not self._poller  # a closed sampler stays closed
         self._failing = False
         state = self._state
         if state is not None:  # the parent's quota and counts belong to the parent's ClientID
