@@ -41,8 +41,13 @@ def client(service: str, endpoint: str, sent: list[list[str]]) -> Any:
     made = boto3.client(service, region_name=REGION, endpoint_url=endpoint)
 
     def capture(request: Any, **_: Any) -> None:
-        sent.append([v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
-                     if k.lower() == "x-amzn-trace-id"])
+        sent.append(
+            [
+                v.decode() if isinstance(v, bytes) else v
+                for k, v in request.headers.items()
+                if k.lower() == "x-amzn-trace-id"
+            ]
+        )
 
     made.meta.events.register("before-send", capture)
     return made

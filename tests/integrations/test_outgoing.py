@@ -116,24 +116,41 @@ def test_context_missing_is_logged_once(caplog: pytest.LogCaptureFixture) -> Non
 # --- botocore's field mapping (pure) ----------------------------------------------------------
 def test_dynamodb_fields() -> None:
     fields = botocore.request_fields(
-        "DynamoDB", "Query", {"TableName": "orders", "IndexName": "by_user", "ConsistentRead": True,
-                              "KeyConditionExpression": "pk = :v", "ExpressionAttributeValues": {":v": 1}}
+        "DynamoDB",
+        "Query",
+        {
+            "TableName": "orders",
+            "IndexName": "by_user",
+            "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :v",
+            "ExpressionAttributeValues": {":v": 1},
+        },
     )
-    assert fields == {"operation": "Query", "table_name": "orders", "index_name": "by_user",
-                      "consistent_read": True}
+    assert fields == {
+        "operation": "Query",
+        "table_name": "orders",
+        "index_name": "by_user",
+        "consistent_read": True,
+    }
     batch = botocore.request_fields("DynamoDB", "BatchGetItem", {"RequestItems": {"b": {}, "a": {}}})
     assert batch["table_names"] == ["a", "b"]
     assert "table_name" not in batch
     one = botocore.request_fields("DynamoDB", "BatchWriteItem", {"RequestItems": {"only": []}})
     assert one["table_name"] == "only"
     transact = botocore.request_fields(
-        "DynamoDB", "TransactWriteItems",
+        "DynamoDB",
+        "TransactWriteItems",
         {"TransactItems": [{"Put": {"TableName": "t1", "Item": {}}}, {"Delete": {"TableName": "t2"}}]},
     )
     assert transact["table_names"] == ["t1", "t2"]
     response = botocore.response_fields(
-        "DynamoDB", {"Count": 2, "ScannedCount": 5, "Items": [{"secret": 1}],
-                     "ResponseMetadata": {"RequestId": "R1", "RetryAttempts": 1}}
+        "DynamoDB",
+        {
+            "Count": 2,
+            "ScannedCount": 5,
+            "Items": [{"secret": 1}],
+            "ResponseMetadata": {"RequestId": "R1", "RetryAttempts": 1},
+        },
     )
     assert response == {"request_id": "R1", "retries": 1, "count": 2, "scanned_count": 5}
 
