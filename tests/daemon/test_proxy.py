@@ -397,3 +397,31 @@ _FUZZ_PROXY = _ProxyPerUpstream()
 def _close_fuzz_proxies() -> Iterator[None]:
     yield
     _FUZZ_PROXY.close()
+
+
+def test_connections_beyond_the_limit_are_closed_at_once(
+    fake: FakeXRay, proxy_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import k8sxray.daemon.proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "MAX_CONNECTIONS", 3)
+    proxy = proxy_for(fake.url)
+    idle = [socket.create_connection(proxy.address, timeout=5) for _ in range(3)]
+    try:
+        time.sleep(0.1)  # let the server accept the three idle connections
+        with socket.create_connection(proxy.address, timeout=5) as extra:
+            assert extra.recv(100) == b""  # closed at once, before any request is read
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if _call(proxy, "POST", "/GetSamplingRules", b"{}")[0] == 200:
+                break
+        except (http.client.HTTPException, OSError):
+            pass  # still at the limit for a moment
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the proxy did not recover after idle connections closed")
+    assert [s.path for s in fake.seen][-1] == "/GetSamplingRules"
