@@ -74,8 +74,12 @@ def _proxy_url(endpoint: str, proxy_address: str | None) -> str | None:
     return chosen
 
 
-def _pool(endpoint: str, proxy_address: str | None) -> urllib3.PoolManager:
-    common: dict[str, Any] = {"num_pools": 2, "maxsize": 4, "ca_certs": get_cert_path(True)}
+def _pool(endpoint: str, proxy_address: str | None, verify: bool | str) -> urllib3.PoolManager:
+    common: dict[str, Any] = {"num_pools": 2, "maxsize": 4}
+    if verify is False:
+        common["cert_reqs"] = "CERT_NONE"
+    else:
+        common["ca_certs"] = verify if isinstance(verify, str) else get_cert_path(True)
     proxy = _proxy_url(endpoint, proxy_address)
     if proxy is None:
         return urllib3.PoolManager(**common)
@@ -105,7 +109,9 @@ class SamplingProxy:
 
     ``endpoint_url`` defaults to ``https://xray.<region>.amazonaws.com``; ``proxy_address`` (an HTTP
     proxy, as the official daemon's ``ProxyAddress``) wins over ``HTTPS_PROXY``/``NO_PROXY``.
-    ``timeout`` bounds each upstream call; past it the client gets a 504.
+    ``timeout`` bounds each upstream call; past it the client gets a 504. ``verify_ssl=False`` skips
+    certificate checks (the official daemon's ``NoVerifySSL``); otherwise the CA bundle is the session's
+    (``AWS_CA_BUNDLE``/``ca_bundle``) or botocore's.
     """
 
     def __init__(
@@ -117,12 +123,14 @@ class SamplingProxy:
         proxy_address: str | None = None,
         *,
         timeout: float = 10.0,
+        verify_ssl: bool = True,
     ) -> None:
         self._bind = bind
         self._session = session
         self._region = region
         self._endpoint = (endpoint_url or f"https://xray.{region}.amazonaws.com").rstrip("/")
         self._proxy_address = proxy_address
+        self._verify_ssl = verify_ssl
         self._timeout = urllib3.Timeout(connect=min(timeout, 3.0), read=timeout)
         self._http: urllib3.PoolManager | None = None
         self._server: _Server | None = None
@@ -144,7 +152,14 @@ class SamplingProxy:
         """Binds the TCP port and serves in a daemon thread; raises OSError if the port is taken."""
         if self._server is not None:
             return
-        self._http = _pool(self._endpoint, self._proxy_address)
+        verify: bool | str = False
+        if self._verify_ssl:
+            verify = self._session.get_config_variable("ca_bundle") or True
+        else:
+            # asked for explicitly (NoVerifySSL); warn once here rather than on every call
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            log.warning("sampling proxy: TLS certificates of %s are not verified", self._endpoint)
+        self._http = _pool(self._endpoint, self._proxy_address, verify)
         self._server = _Server(self._bind, self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1},

@@ -64,6 +64,7 @@ class TelemetryReporter:
 
     ``session`` is a ``botocore.session.Session`` (credentials and proxies from its default chain);
     ``hostname`` defaults to this host's name; ``instance_id`` and ``resource_arn`` are sent when given.
+    ``verify_ssl=False`` skips certificate checks (the official daemon's ``NoVerifySSL``).
     """
 
     def __init__(  # noqa: PLR0917 (the server calls it with the agreed positional signature)
@@ -80,6 +81,7 @@ class TelemetryReporter:
         proxy_address: str | None = None,
         timeout: float = 5.0,
         max_pending: int = 60,
+        verify_ssl: bool = True,
     ) -> None:
         self._snapshot = snapshot
         self._session = session
@@ -88,6 +90,7 @@ class TelemetryReporter:
         self._interval = interval
         self._proxy_address = proxy_address
         self._timeout = timeout
+        self._verify_ssl = verify_ssl
         self._identity: dict[str, str] = {"Hostname": hostname or socket.gethostname()}
         if instance_id:
             self._identity["EC2InstanceId"] = instance_id
@@ -180,7 +183,8 @@ class TelemetryReporter:
                     user_agent_extra="k8sxray-daemon",
                 )
                 self._client = self._session.create_client(
-                    "xray", region_name=self._region, endpoint_url=self._endpoint_url, config=config
+                    "xray", region_name=self._region, endpoint_url=self._endpoint_url, config=config,
+                    verify=None if self._verify_ssl else False,
                 )
             except Exception as exc:
                 self._warn("telemetry: cannot create the X-Ray client: %s", exc)

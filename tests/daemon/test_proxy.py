@@ -66,10 +66,12 @@ class FakeXRay:
     status: int = 200
     server: ThreadingHTTPServer | None = None
 
+    scheme: str = "http"
+
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
 
 def _fake_handler(fake: FakeXRay) -> type[BaseHTTPRequestHandler]:
@@ -133,7 +135,8 @@ def _session() -> botocore.session.Session:
 
 @pytest.fixture
 def proxy_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy",
+                 "AWS_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
     started: list[SamplingProxy] = []
 
@@ -425,3 +428,49 @@ def test_connections_beyond_the_limit_are_closed_at_once(
     else:
         raise AssertionError("the proxy did not recover after idle connections closed")
     assert [s.path for s in fake.seen][-1] == "/GetSamplingRules"
+
+
+@pytest.fixture
+def tls_fake(tmp_path: Any) -> Iterator[tuple[FakeXRay, str]]:
+    """The fake X-Ray over HTTPS with a certificate from a throwaway CA; yields it and the CA's PEM path."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    fake = FakeXRay(scheme="https")
+    fake.server = _QuietServer(("127.0.0.1", 0), _fake_handler(fake))
+    fake.server.socket = context.wrap_socket(fake.server.socket, server_side=True)
+    thread = threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield fake, str(ca_path)
+    fake.server.shutdown()
+    fake.server.server_close()
+    thread.join(5)
+
+
+def test_https_upstream_verified_with_the_sessions_ca_bundle(
+    tls_fake: tuple[FakeXRay, str], proxy_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, ca_path = tls_fake
+    untrusting = proxy_for(fake.url)
+    assert _call(untrusting, "POST", "/GetSamplingRules", b"{}")[0] == 502  # unknown CA: refused
+    assert fake.seen == []
+
+    monkeypatch.setenv("AWS_CA_BUNDLE", ca_path)
+    trusting = proxy_for(fake.url)
+    status, _, body = _call(trusting, "POST", "/GetSamplingRules", b"{}")
+    assert status == 200
+    assert json.loads(body) == RULES
+    _verify_sigv4(fake.seen[0])
+
+
+def test_verify_ssl_false_skips_certificate_checks(tls_fake: tuple[FakeXRay, str], proxy_for: Any) -> None:
+    fake, _ = tls_fake
+    proxy = proxy_for(fake.url, verify_ssl=False)
+    assert _call(proxy, "POST", "/SamplingTargets", b"{}")[0] == 200
+    assert [s.path for s in fake.seen] == ["/SamplingTargets"]
