@@ -12,6 +12,7 @@ import http.client
 import json
 import logging
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,23 @@ _HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 class SamplingAPIError(Exception):
     """A sampling call failed; the message says why in one line."""
+
+
+class _Connection(http.client.HTTPConnection):
+    """Our own class, so that the official SDK's http.client patch can be told to skip it."""
+
+
+_PATHS = ("/GetSamplingRules", "/SamplingTargets")
+
+
+def _skip_xray_sdk_patch() -> None:
+    """If the app ran the SDK's ``patch_all()``, keep our polls out of its traces (and its logs)."""
+    patch = sys.modules.get("aws_xray_sdk.ext.httplib.patch")
+    if patch is not None:
+        try:
+            patch.add_ignored(subclass=f"{__name__}._Connection", urls=_PATHS)
+        except Exception:  # an SDK version without add_ignored: its patch just records the poll
+            log.debug("k8sxray: could not exclude sampling polls from the SDK's httplib patch", exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -101,7 +119,8 @@ def get_sampling_targets(
 
 def _post(address: Address, path: str, body: Mapping[str, Any], timeout: float) -> Mapping[str, Any]:
     host, port = address
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    _skip_xray_sdk_patch()
+    connection = _Connection(host, port, timeout=timeout)
     try:
         connection.request("POST", path, body=json.dumps(body).encode(), headers=_HEADERS)
         response = connection.getresponse()

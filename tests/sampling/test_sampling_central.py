@@ -365,3 +365,23 @@ def test_decide_is_safe_from_many_threads(
     assert errors == []
     assert len(results) == 8000
     assert 1 <= sum(results) <= 4  # one borrow a second; a race may let a few more through
+
+
+def test_polls_stay_out_of_the_official_sdks_httplib_patch(
+    xray: FakeXRay, make_rule: RuleFactory, samplers: list[CentralSampler], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app that ran the SDK's patch_all() must not get 'cannot find the current segment' per poll."""
+    from aws_xray_sdk.ext.httplib import patch, unpatch
+
+    xray.pages = {None: {"SamplingRuleRecords": [make_rule("Default", 10000)]}}
+    sampler = central(xray, samplers)
+    caplog.set_level(logging.DEBUG, logger="aws_xray_sdk")
+    patch()
+    try:
+        sampler.refresh_rules()
+    finally:
+        unpatch()
+    assert sampler.rules != ()
+    assert not [
+        r for r in caplog.records if r.name.startswith("aws_xray_sdk") and "segment" in r.getMessage()
+    ]
