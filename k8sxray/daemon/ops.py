@@ -12,6 +12,7 @@ import itertools
 import logging
 import math
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -214,6 +215,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, bind: tuple[str, int], ops: OpsServer) -> None:
         self.ops = ops
+        self.address_family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
         super().__init__(bind, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.parse
@@ -258,6 +259,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, bind: tuple[str, int], proxy: SamplingProxy) -> None:
         self.proxy = proxy
+        self.address_family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
         self._active = 0
         self._active_lock = threading.Lock()
         super().__init__(bind, _Handler)
