@@ -1,0 +1,18 @@
+"""A plain WSGI app that knows nothing of k8sxray: it calls DOWNSTREAM with requests."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import requests
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    pid = str(os.getpid())
+    requests.get(f"{os.environ['DOWNSTREAM']}/pid/{pid}", timeout=5)
+    time.sleep(float(os.environ.get("APP_DELAY", "0")))
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Pid", pid)])
+    return [pid.encode()]
