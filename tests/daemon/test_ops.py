@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from k8sxray.daemon.ops import CONTENT_TYPE, OpsServer, counter, gauge, histogram, render, summary
 
@@ -214,3 +216,24 @@ def test_close_releases_the_port() -> None:
         socket.create_connection(address, timeout=1).close()
     with pytest.raises(RuntimeError):
         _ = server.address
+
+
+_PIECES = st.sampled_from([
+    b"GET ", b"HEAD ", b"POST ", b"/healthz", b"/metrics", b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", b"\r\n",
+    b"Host: x\r\n", b"Content-Length: 3\r\n", b"Connection: keep-alive\r\n", b"\x00\xff", b" ", b"?",
+])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=200), st.lists(_PIECES, max_size=10).map(b"".join)))
+def test_fuzz_arbitrary_bytes_never_break_the_ops_server(
+    served: tuple[State, OpsServer], data: bytes
+) -> None:
+    state, server = served
+    state.ready = True
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        answer = sock.makefile("rb").read()
+    assert answer == b"" or answer.startswith(b"HTTP/1.")
+    assert _get(server, "/healthz")[0] == 200
