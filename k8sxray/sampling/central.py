@@ -1,7 +1,7 @@
 """Centralized sampling: X-Ray's rules and quotas, polled through the daemon's TCP port.
 
-As the official SDKs do it: rules come from ``POST /GetSamplingRules`` (every 300 s,
-and every 10 s until the first answer), statistics go to ``POST /SamplingTargets``
+As the official SDKs do it: rules come from ``POST /GetSamplingRules`` (every 300 s;
+10 s after a failure), statistics go to ``POST /SamplingTargets``
 (every 10 s, or the ``Interval`` X-Ray gives a rule) and bring back each rule's
 ``ReservoirQuota``/``ReservoirQuotaTTL``/``FixedRate``. A rule without a fresh quota
 borrows one request a second. Rules apply by ``Priority`` then ``RuleName``; the rule
@@ -221,7 +221,7 @@ class CentralSampler:
                 next_rules = clock()
             if clock() >= next_rules:
                 ok = self._guarded(self.refresh_rules)
-                wait = self.rules_interval if ok and self._state is not None else self.targets_interval
+                wait = self.rules_interval if ok else self.targets_interval  # retry failures sooner
                 next_rules = clock() + wait + _random.random() * min(5.0, wait / 10)
             if clock() >= next_targets:
                 self._guarded(self.report_targets)
@@ -356,7 +356,7 @@ class CentralSampler:
             self._stop.set()
             self._wake.set()
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=self._timeout + 1.0)
+            thread.join(timeout=1.0)  # it is a daemon thread: never hold up the caller for long
 
     def __repr__(self) -> str:
         state = "falling back" if self._state is None else f"{len(self.rules)} rules"
