@@ -32,7 +32,9 @@ SockAddr = tuple[str, int] | tuple[str, int, int, int]
 DEFAULT_DELAY = 0.005
 """Seconds a queued document may wait for others before the flusher sends them."""
 DEFAULT_BATCH = 64
-"""Queued documents that make the request thread send the batch itself."""
+"""Queued documents that wake the flusher at once, without waiting for the delay."""
+QUEUE_LIMIT = 4096
+"""Queued documents that make the request thread send them itself (the flusher is behind)."""
 
 
 class Emitter(Protocol):
@@ -72,7 +74,8 @@ class UDPEmitter:
         """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch."""
         self._address = address
         self._delay = delay
-        self._batch = max(1, batch) if delay > 0 else 1
+        self._batch = max(1, batch)
+        self._limit = max(self._batch, QUEUE_LIMIT) if delay > 0 else 1
         self.sent = 0
         self.dropped = 0
         self._closed = False
@@ -86,16 +89,24 @@ class UDPEmitter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._armed = False
+        self._hurry = False
         self._thread: threading.Thread | None = None
 
     # --- request path ---------------------------------------------------------------------
     def send(self, document: bytes) -> None:
         queue = self._queue
         queue.append(document)
-        if len(queue) >= self._batch:
-            self._drain()
-        elif not self._armed:
-            self._arm()
+        if not self._armed:
+            if self._limit == 1:
+                self._drain()
+            else:
+                self._arm()
+        elif len(queue) >= self._batch:
+            if len(queue) >= self._limit:
+                self._drain()
+            elif not self._hurry:
+                self._hurry = True
+                self._wake.set()
 
     def _arm(self) -> None:
         self._armed = True
@@ -163,8 +174,11 @@ class UDPEmitter:
             wake.wait(0.5)
             wake.clear()
             if self._queue:
-                time.sleep(self._delay)
+                if not self._hurry:
+                    wake.wait(self._delay)  # a full batch (hurry) ends the wait early
+                    wake.clear()
                 self._armed = False
+                self._hurry = False
                 try:
                     self._drain()
                 except Exception:

@@ -6,6 +6,7 @@ Parsing is defensive: any header that is too long, malformed or hostile yields
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 NAME = "X-Amzn-Trace-Id"
@@ -36,10 +37,19 @@ def valid_root(root: str) -> bool:
     return len(root) == 35 and root[:2] == "1-" and root[10] == "-" and _is_hex(root[2:10] + root[11:], 32)
 
 
+_CANONICAL = re.compile(r"Root=(1-[0-9a-f]{8}-[0-9a-f]{24});Parent=([0-9a-f]{16});Sampled=([01?])").fullmatch
+canonical = _CANONICAL
+"""Match the usual form ``Root=...;Parent=...;Sampled=x`` (groups: root, parent, sampled) or ``None``."""
+
+
 def parse(value: str | None) -> TraceHeader | None:
     """Parse a header value; ``None`` when it is missing, malformed or has no valid Root."""
     if not value or len(value) > _MAX_LEN:
         return None
+    match = _CANONICAL(value)
+    if match is not None:  # the common form, in one step
+        root, parent, sampled = match.groups()
+        return TraceHeader(root, parent, sampled, "")
     root = parent = None
     sampled = "?"
     extra: list[str] = []

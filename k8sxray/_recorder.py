@@ -19,7 +19,10 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from . import _config, _context, _guard, _header
+from ._context import get as get_current
+from ._context import set_ as set_current
 from ._emitter import Emitter, UDPEmitter
+from ._ids import entity_id, new_trace
 from ._protocol import MAX_DOCUMENT
 from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, split
 
@@ -202,32 +205,39 @@ def start_request(
 
     An incoming ``Sampled=1``/``0`` decides; ``?`` or no header asks the sampler.
     """
-    current_state = state()
+    current_state = _state
+    if current_state is None or current_state.config is not _config._current:
+        current_state = state()
     if not current_state.enabled:
         return None
-    parsed = _header.parse(header) if header else None
-    if parsed is None:
-        trace: Segment | UnsampledTrace
-        from ._ids import trace_id
-
-        tid = trace_id(now)
+    trace: Segment | UnsampledTrace
+    if not header:
+        tid, sid = new_trace(now)
         if current_state.sampler.decide(host, method, path):
-            trace = Segment(current_state.static, tid, None, now)
+            trace = Segment(current_state.static, tid, sid, None, now)
         else:
             trace = UnsampledTrace(tid, None)
         trace.response_header = "Root=" + tid
     else:
-        flag = parsed.sampled
+        match = _header.canonical(header)
+        if match is not None:  # the usual form: no need for the full parser
+            root, parent, flag = match.groups()
+            extra = ""
+        else:
+            parsed = _header.parse(header)
+            if parsed is None:
+                return start_request(None, host, method, path, now)
+            root, parent, flag, extra = parsed
         sampled = flag == "1" or (flag == "?" and current_state.sampler.decide(host, method, path))
         if sampled:
-            trace = Segment(current_state.static, parsed.root, parsed.parent, now, extra=parsed.extra)
+            trace = Segment(current_state.static, root, entity_id(), parent, now, extra)
         else:
-            trace = UnsampledTrace(parsed.root, parsed.parent, parsed.extra)
-        trace.response_header = "Root=" + parsed.root
-        if flag == "?":
-            trace.response_header += ";Sampled=1" if sampled else ";Sampled=0"
-    trace._previous = _context.get()
-    trace._token = _context.set_(trace)
+            trace = UnsampledTrace(root, parent, extra)
+        trace.response_header = (
+            "Root=" + root if flag != "?" else "Root=" + root + (";Sampled=1" if sampled else ";Sampled=0")
+        )
+    trace._previous = get_current()
+    trace._token = set_current(trace)
     return trace
 
 
@@ -248,7 +258,7 @@ def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None
 
 
 def _emit(segment: Segment) -> None:
-    emitter = state().emitter
+    emitter = (_state or state()).emitter
     document = segment.to_json()
     if len(document) <= MAX_DOCUMENT:
         emitter.send(document.encode())

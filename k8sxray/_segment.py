@@ -59,59 +59,36 @@ class Static:
 
 
 class Entity:
-    """What segments and subsegments share: timing, http, flags, cause, annotations, children."""
+    """What segments and subsegments share: timing, http, flags, cause, annotations, children.
 
-    __slots__ = (
-        "__weakref__",
-        "_previous",
-        "_token",
-        "annotations",
-        "aws",
-        "cause",
-        "client_ip",
-        "content_length",
-        "end_time",
-        "error",
-        "fault",
-        "id",
-        "metadata",
-        "method",
-        "name",
-        "segment",
-        "start_time",
-        "status",
-        "subsegments",
-        "throttle",
-        "traced",
-        "url",
-        "user_agent",
-        "x_forwarded_for",
-    )
+    Optional fields are class attributes until set: creating an entity on the request
+    path writes only the few fields every entity has.
+    """
+
     sampled = True
-
+    end_time: float | None = None
+    method: str | None = None
+    url: str | None = None
+    user_agent: str | None = None
+    client_ip: str | None = None
+    x_forwarded_for = False
+    traced = False
+    status: int | None = None
+    content_length: int | None = None
+    error = False
+    throttle = False
+    fault = False
+    cause: dict[str, Any] | str | None = None
+    annotations: dict[str, str | int | float | bool] | None = None
+    metadata: dict[str, dict[str, Any]] | None = None
+    aws: dict[str, Any] | None = None
+    subsegments: list[Subsegment] | None = None
+    _token: Token[Entity | UnsampledTrace | None] | None = None
+    _previous: Entity | UnsampledTrace | None = None
+    name: str
+    id: str
+    start_time: float
     segment: Segment
-
-    def __init__(self, name: str, start_time: float) -> None:
-        self.name = name
-        self.id = _ids.entity_id()
-        self.start_time = start_time
-        self.end_time: float | None = None
-        self.method: str | None = None
-        self.url: str | None = None
-        self.user_agent: str | None = None
-        self.client_ip: str | None = None
-        self.x_forwarded_for = False
-        self.traced = False
-        self.status: int | None = None
-        self.content_length: int | None = None
-        self.error = self.throttle = self.fault = False
-        self.cause: dict[str, Any] | str | None = None
-        self.annotations: dict[str, str | int | float | bool] | None = None
-        self.metadata: dict[str, dict[str, Any]] | None = None
-        self.aws: dict[str, Any] | None = None
-        self.subsegments: list[Subsegment] | None = None
-        self._token: Token[Entity | UnsampledTrace | None] | None = None
-        self._previous: Entity | UnsampledTrace | None = None
 
     # --- recording -----------------------------------------------------------------------
     def set_status(self, status: int) -> None:
@@ -166,12 +143,15 @@ class Entity:
         """Record *exc* as the ``cause`` and set ``fault`` (unless a status already set ``error``)."""
         if not self.error:
             self.fault = True
-        exc_id = self.segment._exception_ids.get(id(exc))
-        if exc_id is not None and isinstance(self.cause, (dict, type(None))):
+        known = self.segment._exception_ids
+        if known is None:
+            known = self.segment._exception_ids = {}
+        exc_id = known.get(id(exc))
+        if exc_id is not None:
             self.cause = exc_id  # a child already recorded it: refer to it by id
             return
         exc_id = _ids.exception_id()
-        self.segment._exception_ids[id(exc)] = exc_id
+        known[id(exc)] = exc_id
         all_frames = traceback.extract_tb(exc.__traceback__)
         frames = all_frames[-_STACK_LIMIT:]
         record: dict[str, Any] = {
@@ -192,47 +172,52 @@ class Entity:
             self.subsegments.append(sub)
 
     # --- serialising ---------------------------------------------------------------------
-    def _common_json(self, children: bool) -> str:
-        out = f',"id":"{self.id}","start_time":{self.start_time!r}' + (
-            f',"end_time":{self.end_time!r}' if self.end_time is not None else ',"in_progress":true'
+    def _append_common(self, out: list[str], children: bool) -> None:
+        """Append everything but the name and the kind-specific fields to *out*."""
+        end = self.end_time
+        out.append(
+            f',"id":"{self.id}","start_time":{self.start_time!r},"end_time":{end!r}'
+            if end is not None
+            else f',"id":"{self.id}","start_time":{self.start_time!r},"in_progress":true'
         )
-        if self.method is not None or self.status is not None:
-            out += self._http_json()
+        method = self.method
+        status = self.status
+        if method is not None or status is not None:
+            out.append(',"http":{')
+            if method is not None:
+                out += ('"request":{"method":', _enc(method))
+                if self.url is not None:
+                    out += (',"url":', _enc(self.url))
+                if self.user_agent is not None:
+                    out += (',"user_agent":', _enc(self.user_agent))
+                if self.client_ip is not None:
+                    out += (',"client_ip":', _enc(self.client_ip))
+                if self.x_forwarded_for:
+                    out.append(',"x_forwarded_for":true')
+                if self.traced:
+                    out.append(',"traced":true')
+                out.append("}" if status is None else "},")
+            if status is not None:
+                length = self.content_length
+                out.append(
+                    f'"response":{{"status":{status}}}}}'
+                    if length is None
+                    else f'"response":{{"status":{status},"content_length":{length}}}}}'
+                )
+            else:
+                out.append("}")
         if self.fault:
-            out += ',"fault":true'
+            out.append(',"fault":true')
         if self.error:
-            out += ',"error":true'
+            out.append(',"error":true')
         if self.throttle:
-            out += ',"throttle":true'
+            out.append(',"throttle":true')
         if self.cause is not None:
-            out += ',"cause":' + (_enc(self.cause) if isinstance(self.cause, str) else dumps(self.cause))
+            out += (',"cause":', _enc(self.cause) if isinstance(self.cause, str) else dumps(self.cause))
         if self.annotations:
-            out += ',"annotations":' + dumps(self.annotations)
+            out += (',"annotations":', dumps(self.annotations))
         if children and self.subsegments:
-            out += ',"subsegments":[' + ",".join(s.to_json() for s in self.subsegments) + "]"
-        return out
-
-    def _http_json(self) -> str:
-        parts = []
-        if self.method is not None:
-            req = '"method":' + _enc(self.method)
-            if self.url is not None:
-                req += ',"url":' + _enc(self.url)
-            if self.user_agent is not None:
-                req += ',"user_agent":' + _enc(self.user_agent)
-            if self.client_ip is not None:
-                req += ',"client_ip":' + _enc(self.client_ip)
-            if self.x_forwarded_for:
-                req += ',"x_forwarded_for":true'
-            if self.traced:
-                req += ',"traced":true'
-            parts.append('"request":{' + req + "}")
-        if self.status is not None:
-            resp = f'"status":{self.status}'
-            if self.content_length is not None:
-                resp += f',"content_length":{self.content_length}'
-            parts.append('"response":{' + resp + "}")
-        return ',"http":{' + ",".join(parts) + "}"
+            out += (',"subsegments":[', ",".join([s.to_json() for s in self.subsegments]), "]")
 
 
 class UnsampledTrace:
@@ -253,88 +238,81 @@ class UnsampledTrace:
 class Segment(Entity):
     """One request: the root of a trace document."""
 
-    __slots__ = (
-        "_exception_ids",
-        "_sent",
-        "extra",
-        "parent_id",
-        "response_header",
-        "sampled",
-        "static",
-        "trace_id",
-        "user",
-    )
+    user: str | None = None
+    response_header = ""
+    _sent = False
+    _exception_ids: dict[int, str] | None = None
 
     def __init__(  # noqa: PLR0917  # built on the hot path: positional is faster
         self,
         static: Static,
         trace_id: str,
+        entity_id: str,
         parent_id: str | None,
         start_time: float,
-        sampled: bool = True,
         extra: str = "",
     ) -> None:
-        super().__init__(static.name, start_time)
         self.segment = self
         self.static = static
+        self.name = static.name
         self.trace_id = trace_id
+        self.id = entity_id
         self.parent_id = parent_id
-        self.sampled = sampled
+        self.start_time = start_time
         self.extra = extra
-        self.user: str | None = None
-        self.response_header = ""
-        self._sent = False
-        self._exception_ids: dict[int, str] = {}
 
     def to_json(self, children: bool = True) -> str:
         """The segment document."""
         static = self.static
-        out = '{"name":' + static.name_json + ',"trace_id":"' + self.trace_id + '"'
-        out += self._common_json(children)
+        out = ['{"name":', static.name_json, ',"trace_id":"', self.trace_id, '"']
+        self._append_common(out, children)
         if self.parent_id is not None:
-            out += ',"parent_id":"' + self.parent_id + '"'
+            out += (',"parent_id":"', self.parent_id, '"')
         if self.user is not None:
-            out += ',"user":' + _enc(self.user)
+            out += (',"user":', _enc(self.user))
         if self.metadata:
             merged = {**static.metadata}
             for ns, values in self.metadata.items():
                 merged[ns] = {**merged.get(ns, {}), **values}
-            out += ',"metadata":' + dumps(merged)
+            out += (',"metadata":', dumps(merged))
         else:
-            out += static.metadata_json
-        out += (',"aws":' + dumps({**static.aws, **self.aws})) if self.aws else static.aws_json
-        return out + static.origin_json + "}"
+            out.append(static.metadata_json)
+        out.append((',"aws":' + dumps({**static.aws, **self.aws})) if self.aws else static.aws_json)
+        out += (static.origin_json, "}")
+        return "".join(out)
 
 
 class Subsegment(Entity):
     """Work inside a request: a downstream call or a local block."""
 
-    __slots__ = ("namespace", "parent")
-
     def __init__(self, name: str, namespace: str | None, parent: Entity, start_time: float) -> None:
-        super().__init__(name, start_time)
+        self.name = name
+        self.id = _ids.entity_id()
+        self.start_time = start_time
         self.namespace = namespace
         self.parent = parent
         self.segment = parent.segment
 
     def to_json(self, children: bool = True, streaming: bool = False) -> str:
         """The subsegment as nested in its parent, or on its own (``streaming``)."""
-        out = '{"name":' + _enc(self.name) + self._common_json(children)
+        out = ['{"name":', _enc(self.name)]
+        self._append_common(out, children)
         if self.namespace:
-            out += ',"namespace":' + _enc(self.namespace)
+            out += (',"namespace":', _enc(self.namespace))
         if self.metadata:
-            out += ',"metadata":' + dumps(self.metadata)
+            out += (',"metadata":', dumps(self.metadata))
         if self.aws:
-            out += ',"aws":' + dumps(self.aws)
+            out += (',"aws":', dumps(self.aws))
         if streaming:
             out += (
-                ',"type":"subsegment","trace_id":"'
-                + self.segment.trace_id
-                + '","parent_id":"'
-                + self.parent.id
-                + '"'
+                ',"type":"subsegment","trace_id":"',
+                self.segment.trace_id,
+                '","parent_id":"',
+                self.parent.id,
+                '"',
             )
-        return out + "}"
+        out.append("}")
+        return "".join(out)
 
 
 def split(segment: Segment, limit: int) -> tuple[list[str], int]:

@@ -30,7 +30,7 @@ class UDPReceiver:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.raw: list[bytes] = []
 
     def documents(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:

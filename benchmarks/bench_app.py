@@ -1,0 +1,362 @@
+"""What tracing adds to a trivial WSGI and ASGI app: k8sxray vs the X-Ray SDK vs OpenTelemetry.
+
+    python benchmarks/bench_app.py [--requests 3000] [--rounds 7]
+
+All variants run in this one process, interleaved round by round. Datagrams go to a
+real UDP socket drained by a separate receiver process, and a timed run ends only
+when every datagram it sent has ARRIVED there (OpenTelemetry's runs end after
+``force_flush``), so work deferred to a background thread is inside the measurement.
+Prints the median µs per request of each variant, the added cost over the bare app,
+and how many times more the peers add than k8sxray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import os
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+SAMPLED_ROOT = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+# --- the receiver: a separate process counting datagrams ------------------------------------
+def _receive(port_out: Any, counter: Any, ready: Any) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    port_out.value = sock.getsockname()[1]
+    ready.set()
+    buf = bytearray(70000)
+    recv_into = sock.recv_into
+    while True:
+        recv_into(buf)
+        counter.value += 1
+
+
+class Receiver:
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.port = ctx.RawValue("i", 0)
+        self.counter = ctx.RawValue("q", 0)
+        ready = ctx.Event()
+        self.process = ctx.Process(target=_receive, args=(self.port, self.counter, ready), daemon=True)
+        self.process.start()
+        if not ready.wait(30):
+            raise RuntimeError("the receiver did not start")
+        self.address = ("127.0.0.1", self.port.value)
+
+    def wait_for(self, target: int, timeout: float = 10.0) -> bool:
+        deadline = time.perf_counter() + timeout
+        counter = self.counter
+        while counter.value < target:
+            if time.perf_counter() > deadline:
+                return False
+            time.sleep(0.0001)
+        return True
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.join(5)
+
+
+# --- apps ------------------------------------------------------------------------------------
+def _flask_app() -> Any:
+    from flask import Flask
+
+    app = Flask("bench")
+
+    @app.get("/hello")
+    def hello() -> str:
+        return "hello"
+
+    return app
+
+
+def _starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    return Starlette(routes=[Route("/hello", hello)])
+
+
+def _environ(header: str | None) -> dict[str, Any]:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/hello",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "bench.local",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "bench.local",
+        "HTTP_USER_AGENT": "bench/1.0",
+        "REMOTE_ADDR": "10.0.0.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": None,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if header:
+        environ["HTTP_X_AMZN_TRACE_ID"] = header
+    return environ
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    return None
+
+
+def wsgi_runner(app: Any, header: str | None) -> Callable[[int], None]:
+    import io
+
+    base = _environ(header)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            environ = dict(base)
+            environ["wsgi.input"] = io.BytesIO()
+            result = app(environ, _start_response)
+            for _chunk in result:
+                pass
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    return run
+
+
+def asgi_runner(app: Any, header: str | None) -> Callable[[int], None]:
+    headers = [(b"host", b"bench.local"), (b"user-agent", b"bench/1.0")]
+    if header:
+        headers.append((b"x-amzn-trace-id", header.encode()))
+    scope_base = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/hello",
+        "raw_path": b"/hello",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("10.0.0.1", 5000),
+        "server": ("bench.local", 80),
+    }
+    request_message = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return request_message
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def many(n: int) -> None:
+        for _ in range(n):
+            await app(dict(scope_base), receive, send)
+
+    loop = asyncio.new_event_loop()
+
+    def run(n: int) -> None:
+        loop.run_until_complete(many(n))
+
+    return run
+
+
+# --- variants --------------------------------------------------------------------------------
+class Variant:
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[int], None],
+        *,
+        datagrams: int = 0,
+        finish: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.run = run
+        self.datagrams = datagrams  # per request
+        self.finish = finish
+        self.samples: list[float] = []
+        self.added: list[float] = []  # paired with a bare run just before it
+
+
+def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[Variant], list[Variant]]:
+    import k8sxray
+    from k8sxray import _emitter, _recorder
+    from k8sxray.integrations import INTEGRATIONS
+
+    daemon = f"{address[0]}:{address[1]}"
+    k8sxray.configure(
+        service_name="bench",
+        daemon_address=daemon,
+        sampling_rate=1.0,
+        plugins=(),
+        disabled_integrations=list(INTEGRATIONS),
+    )
+
+    def k8s_finish() -> None:
+        _recorder.flush(1.0)
+
+    def with_emitter(mode: str, run: Callable[[int], None]) -> Callable[[int], None]:
+        # "inline", "batched" (the defaults), or "batched-<delay ms>-<batch>"
+        delay, batch = _emitter.DEFAULT_DELAY, _emitter.DEFAULT_BATCH
+        if mode == "inline":
+            delay = 0.0
+        elif mode.count("-") == 2:
+            delay, batch = float(mode.split("-")[1]) / 1000, int(mode.split("-")[2])
+        emitter = _emitter.UDPEmitter(lambda: address, delay=delay, batch=batch)
+
+        def wrapped(n: int) -> None:
+            _recorder.set_emitter(emitter)
+            run(n)
+
+        return wrapped
+
+    # the X-Ray SDK, configured to sample everything and send to the receiver
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
+
+    logging.getLogger("aws_xray_sdk").setLevel(logging.ERROR)
+    xray_recorder.configure(
+        service="bench", sampling=False, daemon_address=daemon, context_missing="IGNORE_ERROR", plugins=()
+    )
+
+    # OpenTelemetry: BatchSpanProcessor and an exporter that drops everything
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as OtelASGI
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as OtelWSGI
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class NoOpExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
+    otel_trace.set_tracer_provider(provider)
+
+    def otel_finish() -> None:
+        provider.force_flush()
+
+    wsgi: list[Variant] = []
+    wsgi.append(Variant("bare Flask", wsgi_runner(_flask_app(), None)))
+    for mode in emitter_modes:
+        traced = k8sxray.instrument(_flask_app())
+        wsgi.append(
+            Variant(
+                f"k8sxray sampled ({mode})",
+                with_emitter(mode, wsgi_runner(traced, None)),
+                datagrams=1,
+                finish=k8s_finish,
+            )
+        )
+    wsgi.append(
+        Variant("k8sxray unsampled", wsgi_runner(k8sxray.instrument(_flask_app()), SAMPLED_ROOT[:-1] + "0"))
+    )
+    sdk_app = _flask_app()
+    XRayMiddleware(sdk_app, xray_recorder)
+    wsgi.append(Variant("X-Ray SDK XRayMiddleware", wsgi_runner(sdk_app, None), datagrams=1))
+    wsgi.append(Variant("X-Ray SDK unsampled", wsgi_runner(sdk_app, SAMPLED_ROOT[:-1] + "0")))
+    otel_app = _flask_app()
+    otel_app.wsgi_app = OtelWSGI(otel_app.wsgi_app)
+    wsgi.append(Variant("OpenTelemetry WSGI", wsgi_runner(otel_app, None), finish=otel_finish))
+
+    asgi: list[Variant] = []
+    asgi.append(Variant("bare Starlette", asgi_runner(_starlette_app(), None)))
+    for mode in emitter_modes:
+        traced_asgi = k8sxray.instrument(_starlette_app())
+        asgi.append(
+            Variant(
+                f"k8sxray sampled ({mode})",
+                with_emitter(mode, asgi_runner(traced_asgi, None)),
+                datagrams=1,
+                finish=k8s_finish,
+            )
+        )
+    asgi.append(
+        Variant(
+            "k8sxray unsampled", asgi_runner(k8sxray.instrument(_starlette_app()), SAMPLED_ROOT[:-1] + "0")
+        )
+    )
+    asgi.append(
+        Variant("OpenTelemetry ASGI", asgi_runner(OtelASGI(_starlette_app()), None), finish=otel_finish)
+    )
+    return wsgi, asgi
+
+
+def measure(variant: Variant, receiver: Receiver, n: int) -> float:
+    start_count = receiver.counter.value
+    start = time.perf_counter()
+    variant.run(n)
+    if variant.finish is not None:
+        variant.finish()
+    if variant.datagrams and not receiver.wait_for(start_count + n * variant.datagrams):
+        print(f"  ! {variant.name}: only {receiver.counter.value - start_count} of {n} datagrams arrived")
+    sample = (time.perf_counter() - start) / n * 1e6
+    variant.samples.append(sample)
+    return sample
+
+
+def report(title: str, variants: list[Variant]) -> None:
+    """Medians; "added" is the median of (variant - the bare run just before it)."""
+    ours = [v for v in variants if v.name.startswith("k8sxray sampled")]
+    best = min(statistics.median(v.added) for v in ours) if ours else 0.0
+    print(f"\n{title}")
+    print(f"{'variant':34} {'µs/request':>11} {'added µs':>9} {'peer adds x k8sxray':>20}")
+    for v in variants:
+        med = statistics.median(v.samples)
+        if v is variants[0]:
+            print(f"{v.name:34} {med:11.1f}")
+            continue
+        added = statistics.median(v.added)
+        ratio = f"{added / best:.1f}x" if best > 0 and not v.name.startswith("k8sxray") else ""
+        print(f"{v.name:34} {med:11.1f} {added:9.1f} {ratio:>20}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=1000, help="requests per timed run")
+    parser.add_argument("--rounds", type=int, default=15, help="timed runs per variant (median reported)")
+    parser.add_argument(
+        "--emitter", default="batched,inline", help="k8sxray emitter modes to compare: batched, inline"
+    )
+    args = parser.parse_args(argv)
+    receiver = Receiver()
+    try:
+        wsgi, asgi = build(receiver.address, [m for m in args.emitter.split(",") if m])
+        for variant in wsgi + asgi:  # warm up every code path
+            measure(variant, receiver, 200)
+            variant.samples.clear()
+        for _ in range(args.rounds):
+            for group in (wsgi, asgi):
+                bare = group[0]
+                for variant in group[1:]:
+                    before = measure(bare, receiver, args.requests)
+                    variant.added.append(measure(variant, receiver, args.requests) - before)
+        print(f"{args.requests} requests x {args.rounds} rounds, medians; datagrams to a receiver process")
+        report("WSGI (Flask hello)", wsgi)
+        report("ASGI (Starlette hello)", asgi)
+    finally:
+        receiver.stop()
+
+
+if __name__ == "__main__":
+    main()
