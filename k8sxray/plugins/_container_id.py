@@ -16,25 +16,28 @@ When in doubt this module answers ``None``: no id is better than the pause conta
 
 from __future__ import annotations
 
-import re
-
 from ._downward import read_text
 
 CGROUP_PATH = "/proc/self/cgroup"
 MOUNTINFO_PATH = "/proc/self/mountinfo"
 
-_ID = r"[0-9a-f]{64}"
-_ID_RE = re.compile(rf"^{_ID}$")
-# A cgroup path's last component: "<id>", "<runtime>-<id>.scope" or "<runtime>-<id>".
-_CGROUP_LEAF = re.compile(rf"^(?:(?:cri-containerd|containerd|crio|docker|libpod)-)?({_ID})(?:\.scope)?$")
+_HEX = frozenset("0123456789abcdef")
+_ID_LEN = 64
+_RUNTIME_PREFIXES = ("cri-containerd-", "containerd-", "crio-", "docker-", "libpod-")
 
-_CONTAINERD_OWN = re.compile(rf"/io\.containerd\.grpc\.v1\.cri/containers/({_ID})(?:/|$)")
-_CONTAINERD_SANDBOX = re.compile(rf"/io\.containerd\.grpc\.v1\.cri/sandboxes/({_ID})(?:/|$)")
-_CRIO = re.compile(rf"/overlay-containers/({_ID})/userdata(?:/|$)")
-_DOCKER = re.compile(rf"/docker/containers/({_ID})(?:/|$)")
+# Markers in a mount's root that are followed by a container id and "/".
+_CONTAINERD_SANDBOX = "/io.containerd.grpc.v1.cri/sandboxes/"
+_CONTAINERD_OWN = "/io.containerd.grpc.v1.cri/containers/"
+_CRIO = "/overlay-containers/"  # .../overlay-containers/<id>/userdata/...
+_DOCKER = "/containers/"  # /var/lib/docker/containers/<id>/... (or /containers/<id>/ on its own disk)
 
 # Mount points that CRI runtimes fill from the sandbox, shared by every container of the Pod.
 _SANDBOX_SHARED = frozenset({"/etc/hostname", "/etc/resolv.conf", "/etc/hosts", "/dev/shm"})
+
+
+def is_container_id(value: str) -> bool:
+    """``True`` for a 64-character lowercase hex id."""
+    return len(value) == _ID_LEN and not set(value) - _HEX
 
 
 def from_cgroup(text: str) -> str | None:
@@ -50,18 +53,36 @@ def from_cgroup(text: str) -> str | None:
 
 
 def _id_in_cgroup_path(path: str) -> str | None:
+    """The id in a cgroup path's last part: ``<id>``, ``<runtime>-<id>.scope`` or ``<runtime>-<id>``."""
     leaf = path.rstrip("/").rsplit("/", 1)[-1]
     if "conmon" in leaf:  # CRI-O's monitor process has its own scope; never ours
         return None
-    match = _CGROUP_LEAF.match(leaf)
-    return match.group(1) if match else None
+    leaf = leaf.removesuffix(".scope")
+    for prefix in _RUNTIME_PREFIXES:
+        if leaf.startswith(prefix):
+            leaf = leaf[len(prefix) :]
+            break
+    return leaf if is_container_id(leaf) else None
+
+
+def _id_after(root: str, marker: str) -> str | None:
+    """The container id that follows *marker* in *root* (and ends at ``/`` or the end)."""
+    at = root.find(marker)
+    if at < 0:
+        return None
+    start = at + len(marker)
+    candidate = root[start : start + _ID_LEN]
+    rest = root[start + _ID_LEN : start + _ID_LEN + 1]
+    return candidate if is_container_id(candidate) and rest in ("", "/") else None
 
 
 def _unescape_mount_field(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \040, \011, \012, \134.
+    """mountinfo escapes space, tab, newline and backslash as ``\\040``, ``\\011``, ``\\012``, ``\\134``."""
     if "\\" not in field:
         return field
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
 
 
 def _classify(root: str, mount_point: str, fstype: str) -> tuple[str, str] | None:
@@ -69,17 +90,17 @@ def _classify(root: str, mount_point: str, fstype: str) -> tuple[str, str] | Non
     if fstype in ("cgroup", "cgroup2"):
         found = _id_in_cgroup_path(root)
         return ("own", found) if found else None
-    match = _CONTAINERD_SANDBOX.search(root)
-    if match:
-        return "sandbox", match.group(1)
-    match = _CONTAINERD_OWN.search(root)
-    if match:
-        return "own", match.group(1)
-    match = _CRIO.search(root)
-    if match:
-        return ("sandbox" if mount_point in _SANDBOX_SHARED else "own"), match.group(1)
-    match = _DOCKER.search(root)
-    return ("docker", match.group(1)) if match else None
+    found = _id_after(root, _CONTAINERD_SANDBOX)
+    if found:
+        return "sandbox", found
+    found = _id_after(root, _CONTAINERD_OWN)
+    if found:
+        return "own", found
+    found = _id_after(root, _CRIO)
+    if found and root.startswith("/userdata", root.find(found) + _ID_LEN):
+        return ("sandbox" if mount_point in _SANDBOX_SHARED else "own"), found
+    found = _id_after(root, _DOCKER)
+    return ("docker", found) if found else None
 
 
 def from_mountinfo(text: str) -> str | None:
@@ -111,8 +132,3 @@ def read_container_id(cgroup_path: str = CGROUP_PATH, mountinfo_path: str = MOUN
         return found
     text = read_text(mountinfo_path, 1024 * 1024)
     return from_mountinfo(text) if text else None
-
-
-def is_container_id(value: str) -> bool:
-    """``True`` for a 64-character lowercase hex id."""
-    return bool(_ID_RE.match(value))
