@@ -19,9 +19,11 @@ from __future__ import annotations
 import ast
 import copy
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,13 +66,17 @@ print(repr(time.perf_counter() - t))
 """
 
 
-def fresh_interpreter_ms(env: dict[str, str], runs: int) -> float:
+def fresh_interpreter_ms(env: dict[str, str], runs: int, pycache: str) -> float:
+    """Median ms of import + detect() in new interpreters, with a bytecode cache as an install has."""
     code = _FRESH.format(
         root=str(ROOT),
         cgroup=K8S_SOURCES.cgroup,
         mountinfo=K8S_SOURCES.mountinfo,
         sa=K8S_SOURCES.service_account_dir,
     )
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = pycache  # outside the work tree
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)  # fills the cache
     samples = []
     for _ in range(runs):
         out = subprocess.run(
@@ -170,20 +176,25 @@ def main() -> None:
     runs = 5 if quick else 15
     outside_env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
     inside_env = {**outside_env, **K8S_ENV}
+    pycache = tempfile.mkdtemp(prefix="bench-plugin-pycache-")
 
     print("Kubernetes plugin start-up (detect() once per configure)")
     rows = [
         (
             "outside K8s, fresh interpreter (import+call)",
-            f"{fresh_interpreter_ms(outside_env, runs):8.2f} ms",
+            f"{fresh_interpreter_ms(outside_env, runs, pycache):8.2f} ms",
         ),
         ("outside K8s, warm call", f"{per_call_us(lambda: detect({}), 10000, 7):8.2f} µs"),
-        ("inside K8s, fresh interpreter (import+call)", f"{fresh_interpreter_ms(inside_env, runs):8.2f} ms"),
+        (
+            "inside K8s, fresh interpreter (import+call)",
+            f"{fresh_interpreter_ms(inside_env, runs, pycache):8.2f} ms",
+        ),
         (
             "inside K8s, warm call (env + 3 files)",
             f"{per_call_us(lambda: detect(K8S_ENV, K8S_SOURCES), 500, 7):8.1f} µs",
         ),
     ]
+    shutil.rmtree(pycache, ignore_errors=True)
     for label, figure in rows:
         print(f"  {label:46} {figure}")
     print("  (no peer: the official SDK has no Kubernetes plugin, and its EC2 plugin probes the network)")
@@ -204,9 +215,10 @@ def main() -> None:
         print(f"  {label:14} {total:>15.2f} µs {delta:>+9.2f} µs")
     if len(found) == 2:
         (_, sdk_total, sdk_delta), (_, ours_total, ours_delta) = found
+        ours = f"{ours_delta:.2f} µs" if abs(ours_delta) >= 0.5 else "~0 µs (within noise)"
         print(
-            f"  segment with data: k8sxray {sdk_total / ours_total:.1f}x faster; "
-            f"attach cost: {sdk_delta:.2f} µs vs {ours_delta:.2f} µs"
+            f"  segment with data: k8sxray {sdk_total / ours_total:.1f}x faster;"
+            f" attach cost {sdk_delta:.2f} µs vs {ours}"
         )
 
 
