@@ -474,3 +474,21 @@ def test_verify_ssl_false_skips_certificate_checks(tls_fake: tuple[FakeXRay, str
     proxy = proxy_for(fake.url, verify_ssl=False)
     assert _call(proxy, "POST", "/SamplingTargets", b"{}")[0] == 200
     assert [s.path for s in fake.seen] == ["/SamplingTargets"]
+
+
+def test_keep_alive_calls_do_not_stall_on_delayed_acks(fake: FakeXRay, proxy_for: Any) -> None:
+    # With Nagle's algorithm on, each answer (headers, then body) waits ~40 ms for the client's ACK.
+    proxy = proxy_for(fake.url)
+    conn = http.client.HTTPConnection(*proxy.address, timeout=5)
+    durations = []
+    try:
+        for _ in range(9):
+            started = time.perf_counter()
+            conn.request("POST", "/SamplingTargets", body=b"{}")
+            response = conn.getresponse()
+            response.read()
+            durations.append(time.perf_counter() - started)
+            assert response.status == 200
+    finally:
+        conn.close()
+    assert sorted(durations)[4] < 0.03, durations
