@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable

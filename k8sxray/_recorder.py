@@ -242,7 +242,17 @@ def start_request(
 
 
 def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None) -> None:
-    """End a request's trace: restore the previous context and emit a sampled segment once."""
+    """End a request's trace: restore the previous context and emit a sampled segment once.
+
+    Never raises: a failure is logged once and the request goes on untraced.
+    """
+    try:
+        _end_segment(segment, end_time)
+    except Exception:
+        _guard.internal_error("recorder.end_segment")
+
+
+def _end_segment(segment: Segment | UnsampledTrace, end_time: float | None) -> None:
     if segment.sampled:
         assert isinstance(segment, Segment)
         if segment._sent:

@@ -180,32 +180,8 @@ class Entity:
             if end is not None
             else f',"id":"{self.id}","start_time":{self.start_time!r},"in_progress":true'
         )
-        method = self.method
-        status = self.status
-        if method is not None or status is not None:
-            out.append(',"http":{')
-            if method is not None:
-                out += ('"request":{"method":', _enc(method))
-                if self.url is not None:
-                    out += (',"url":', _enc(self.url))
-                if self.user_agent is not None:
-                    out += (',"user_agent":', _enc(self.user_agent))
-                if self.client_ip is not None:
-                    out += (',"client_ip":', _enc(self.client_ip))
-                if self.x_forwarded_for:
-                    out.append(',"x_forwarded_for":true')
-                if self.traced:
-                    out.append(',"traced":true')
-                out.append("}" if status is None else "},")
-            if status is not None:
-                length = self.content_length
-                out.append(
-                    f'"response":{{"status":{status}}}}}'
-                    if length is None
-                    else f'"response":{{"status":{status},"content_length":{length}}}}}'
-                )
-            else:
-                out.append("}")
+        if self.method is not None or self.status is not None:
+            self._append_http(out)
         if self.fault:
             out.append(',"fault":true')
         if self.error:
@@ -218,6 +194,34 @@ class Entity:
             out += (',"annotations":', dumps(self.annotations))
         if children and self.subsegments:
             out += (',"subsegments":[', ",".join([s.to_json() for s in self.subsegments]), "]")
+
+    def _append_http(self, out: list[str]) -> None:
+        method = self.method
+        status = self.status
+
+        out.append(',"http":{')
+        if method is not None:
+            out += ('"request":{"method":', _enc(method))
+            if self.url is not None:
+                out += (',"url":', _enc(self.url))
+            if self.user_agent is not None:
+                out += (',"user_agent":', _enc(self.user_agent))
+            if self.client_ip is not None:
+                out += (',"client_ip":', _enc(self.client_ip))
+            if self.x_forwarded_for:
+                out.append(',"x_forwarded_for":true')
+            if self.traced:
+                out.append(',"traced":true')
+            out.append("}" if status is None else "},")
+        if status is not None:
+            length = self.content_length
+            out.append(
+                f'"response":{{"status":{status}}}}}'
+                if length is None
+                else f'"response":{{"status":{status},"content_length":{length}}}}}'
+            )
+        else:
+            out.append("}")
 
 
 class UnsampledTrace:
