@@ -35,7 +35,7 @@ def gather(env: Mapping[str, str], sources: Sources) -> PluginData:
     labels, _annotations = read_podinfo(env.get(names.K8SXRAY_PODINFO_DIR) or names.DEFAULT_PODINFO_DIR)
     container_id = read_container_id(sources.cgroup, sources.mountinfo)
     facts = None
-    if (env.get(names.K8SXRAY_KUBE_API) or "").strip().lower() in _TRUE:
+    if _on(env, names.K8SXRAY_KUBE_API):
         facts = _ask_api(env, sources, pod, namespace, pod_name)
     # The Downward API and local files win; the API fills the gaps.
     workload = (facts.workload if facts else None) or (from_pod_name(pod_name) if pod_name else None)
@@ -52,7 +52,35 @@ def gather(env: Mapping[str, str], sources: Sources) -> PluginData:
         labels=select_labels(
             labels or (facts.labels if facts else None) or {}, env.get(names.K8SXRAY_K8S_LABELS)
         ),
+        ec2=_ec2_node(env) if _on(env, names.K8SXRAY_EC2_NODE) else None,
     )
+
+
+def _on(env: Mapping[str, str], name: str) -> bool:
+    return (env.get(name) or "").strip().lower() in _TRUE
+
+
+def _ec2_node(env: Mapping[str, str]) -> dict[str, str] | None:
+    """The node's ``aws.ec2`` fields from IMDSv2, or ``None`` (logged once per configure)."""
+    if _on(env, names.AWS_EC2_METADATA_DISABLED):
+        log.warning(
+            "k8sxray: %s is set but %s is true; no aws.ec2",
+            names.K8SXRAY_EC2_NODE,
+            names.AWS_EC2_METADATA_DISABLED,
+        )
+        return None
+    from ._imds import DEFAULT_ENDPOINT, node_identity
+
+    endpoint = (env.get(names.AWS_EC2_METADATA_SERVICE_ENDPOINT) or DEFAULT_ENDPOINT).strip().rstrip("/")
+    found, reason = node_identity(endpoint)
+    if found is None:
+        log.warning(
+            "k8sxray: the node's EC2 identity is unavailable from %s (%s); from a Pod IMDSv2 needs a hop "
+            "limit of 2. Segments carry no aws.ec2",
+            endpoint,
+            reason,
+        )
+    return found
 
 
 def _ask_api(
@@ -129,6 +157,7 @@ def build(
     container_name: str | None,
     workload: Workload | None,
     labels: Mapping[str, str],
+    ec2: Mapping[str, str] | None = None,
 ) -> PluginData:
     """Assemble :class:`PluginData` with only the fields that are known."""
     eks = _present(
@@ -151,9 +180,12 @@ def build(
         k8s["workload"] = workload.as_dict()
     if labels:
         k8s["labels"] = dict(labels)
+    aws: dict[str, Any] = {"eks": eks} if eks else {}
+    if ec2:
+        aws["ec2"] = dict(ec2)
     return PluginData(
         origin=ORIGIN,
-        aws={"eks": eks} if eks else {},
+        aws=aws,
         metadata={"k8s": k8s} if k8s else {},
     )
 

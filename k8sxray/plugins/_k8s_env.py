@@ -45,3 +45,11 @@ DEFAULT_LABELS = (
     "version",
 )
 """Pod labels copied into the ``k8s`` metadata unless ``K8SXRAY_K8S_LABELS`` says otherwise."""
+
+# --- the optional EC2 node lookup -------------------------------------------------------------
+K8SXRAY_EC2_NODE = "K8SXRAY_EC2_NODE"
+"""``1``/``true``: add the node's EC2 identity (``aws.ec2``) from IMDSv2, within 0.5 s. Default off."""
+AWS_EC2_METADATA_SERVICE_ENDPOINT = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+"""The AWS SDKs' override of the instance metadata endpoint (default ``http://169.254.169.254``)."""
+AWS_EC2_METADATA_DISABLED = "AWS_EC2_METADATA_DISABLED"
+"""The AWS SDKs' switch: ``true`` means never call the instance metadata service."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import trustme
+from _imds_fake import FakeImds
+from _imds_fake import handler as imds_handler
 from _kube_fake import TOKEN, FakeKubeAPI, handler
 
 
@@ -47,3 +49,20 @@ def service_account(tmp_path: Path, kube_ca: trustme.CA) -> Path:
     kube_ca.cert_pem.write_to_path(str(directory / "ca.crt"))
     (directory / "namespace").write_text("shop")
     return directory
+
+
+@pytest.fixture
+def imds() -> Iterator[FakeImds]:
+    fake = FakeImds()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), imds_handler(fake))
+    server.daemon_threads = True
+    fake.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        fake.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -66,6 +66,9 @@ def test_settings_table_lists_every_variable_and_the_default_labels() -> None:
         names.K8SXRAY_K8S_LABELS,
         names.K8SXRAY_KUBE_API,
         names.K8SXRAY_KUBE_API_TIMEOUT,
+        names.K8SXRAY_EC2_NODE,
+        names.AWS_EC2_METADATA_SERVICE_ENDPOINT,
+        names.AWS_EC2_METADATA_DISABLED,
     ):
         assert f"`{name}`" in text
     assert f"`{','.join(names.DEFAULT_LABELS)}`" in text
