@@ -146,6 +146,7 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
     response_header: tuple[bytes, bytes],
 ) -> None:
     end_segment = _recorder.end_segment
+    now = time.time
 
     async def traced_send(message: Message) -> None:
         message_type = message["type"]
@@ -165,7 +166,7 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
             try:
                 await send(message)
             finally:
-                end_segment(trace)
+                trace.end_time = now()  # emitted when the app returns, with any late error
         else:
             await send(message)
 
@@ -175,7 +176,7 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
         _record_failure(trace, exc)
         raise
     finally:
-        end_segment(trace)
+        end_segment(trace, trace.end_time)
 
 
 def _server_host(scope: Scope) -> str:
@@ -188,9 +189,10 @@ def _server_host(scope: Scope) -> str:
 
 def _record_failure(segment: Segment, exc: BaseException) -> None:
     try:
-        if segment.status is None and not segment._sent:
-            segment.set_status(500)
-        if not segment._sent:
-            segment.add_exception(exc)
+        if segment._sent:
+            return
+        if segment.status is None and isinstance(exc, Exception):
+            segment.set_status(500)  # the server answers 500 (a cancellation answers nothing)
+        segment.add_exception(exc)
     except Exception:
         _guard.internal_error("asgi.exception")
