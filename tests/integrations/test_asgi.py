@@ -125,7 +125,7 @@ def test_fastapi_segment_fields_and_header(
 @pytest.mark.parametrize(
     ("code", "flags"), [(404, {"error"}), (429, {"error", "throttle"}), (502, {"fault"})]
 )
-def test_status_flags(
+def test_status_flags(  # noqa: PLR0917  # pytest fixtures and parameters
     daemon: Any, configure_to: Any, serve_asgi: Any, http: Any, code: int, flags: set[str]
 ) -> None:
     configure_to()

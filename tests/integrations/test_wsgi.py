@@ -114,7 +114,7 @@ def test_client_ip_without_proxy_is_the_peer(
     ("code", "flags"),
     [(200, set()), (404, {"error"}), (429, {"error", "throttle"}), (500, {"fault"}), (503, {"fault"})],
 )
-def test_status_flags(
+def test_status_flags(  # noqa: PLR0917  # pytest fixtures and parameters
     daemon: Any, configure_to: Any, serve_wsgi: Any, http: Any, code: int, flags: set[str]
 ) -> None:
     configure_to()
