@@ -1,4 +1,4 @@
-"""``--sink xray``: PutTraceSegments, signed by botocore, over pooled urllib3 connections.
+"""``--sink xray``: PutTraceSegments, signed by botocore, over pooled keep-alive connections.
 
 botocore owns credentials (the default chain, or an assumed role) and SigV4. The request itself is
 built here: the generated client's per-call machinery costs about twice the CPU for the same call,
@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from k8sxray.daemon.sinks import OK, SendResult
+from k8sxray.daemon.sinks._http import ConnectionPool, TransportError, proxy_for
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +30,6 @@ def endpoint_for(region: str) -> str:
     """The public X-Ray endpoint of a region."""
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"https://xray.{region}.{suffix}"
-
-
-def proxy_for(url: str, explicit: str | None) -> str | None:
-    """The proxy to use for ``url``: ``-p`` if given, else HTTPS_PROXY/HTTP_PROXY minus NO_PROXY."""
-    if explicit:
-        return explicit if "://" in explicit else f"http://{explicit}"
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return proxy
-    return None
 
 
 def is_retryable_code(code: str) -> bool:
@@ -71,21 +58,12 @@ class XRaySink:
         self._credentials = credentials
         self._region = region
         self._url = endpoint_url.rstrip("/") + "/TraceSegments"
-        self._timeout = urllib3.Timeout(connect=min(timeout, 2.0), read=timeout)
         proxy_url = proxy_for(self._url, proxy)
-        manager: urllib3.PoolManager
-        options: dict[str, Any] = {"maxsize": connections, "block": False, "retries": False}
-        if not verify_ssl:
-            options["cert_reqs"] = "CERT_NONE"
         if proxy_url:
-            manager = urllib3.ProxyManager(proxy_url, **options)
             log.info("calls to %s go through proxy %s", self._url, urlsplit(proxy_url).hostname)
-        else:
-            manager = urllib3.PoolManager(**options)
-        self._manager = manager
-        self._pool = manager.connection_from_url(self._url)
+        self._pool = ConnectionPool(self._url, proxy=proxy_url, verify=verify_ssl, timeout=timeout,
+                                    size=connections)
         self._path = urlsplit(self._url).path
-        self._absolute = bool(proxy_url) and self._url.startswith("http:")
 
     def send(self, batch: list[bytes]) -> SendResult:
         result = self._send_once(batch)
@@ -119,18 +97,14 @@ class XRaySink:
         except Exception as exc:  # refreshing credentials can fail (e.g. STS unreachable)
             return SendResult(retry=every, error="Other", detail=f"cannot sign: {exc}")
         try:
-            response = self._pool.urlopen(
-                "POST", self._url if self._absolute else self._path, body=body,
-                headers=dict(request.headers.items()), timeout=self._timeout, retries=False,
-                redirect=False, assert_same_host=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            return SendResult(retry=every, error=_error_kind(exc), detail=str(exc))
+            response = self._pool.request("POST", self._path, body, dict(request.headers.items()))
+        except TransportError as exc:
+            return SendResult(retry=every, error=exc.kind, detail=str(exc))
         status = response.status
-        data = response.data
+        data = response.body
         if status == 200:
             return _unprocessed(batch, data)
-        code = _error_code(response.headers.get("x-amzn-ErrorType"), data) or str(status)
+        code = _error_code(response.headers.get("x-amzn-errortype"), data) or str(status)
         detail = f"HTTP {status} {code}"
         if status >= 500:
             return SendResult(retry=every, error="HTTPCode5XX", detail=detail)
@@ -139,21 +113,7 @@ class XRaySink:
         return SendResult(rejected={code: len(batch)}, error="HTTPCode4XX", detail=detail)
 
     def close(self) -> None:
-        self._manager.clear()
-
-
-def _error_kind(exc: BaseException) -> str:
-    """The official daemon's name for a failed connection."""
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return "Timeout"
-    if isinstance(exc, urllib3.exceptions.NameResolutionError):
-        return "UnknownHost"
-    reason = getattr(exc, "reason", None)
-    if isinstance(exc, urllib3.exceptions.NewConnectionError) or isinstance(reason, Exception):
-        text = f"{exc} {reason}"
-        if "refused" in text.lower():
-            return "ConnectionRefused"
-    return "Other"
+        self._pool.close()
 
 
 def _error_code(header: str | None, body: bytes) -> str | None:
