@@ -267,6 +267,7 @@ class CentralSampler:
         now = self._now() if now is None else now
         service_match = _service_matcher(self._service_name, self._origin or "", self._resource_arn)
         usable = [d for d in definitions if service_match(d)]
+        self._rules_fetched_at = now
         if not usable:
             return  # nothing usable: keep what we have (or keep falling back)
         old = self._state.by_name if self._state is not None else {}
@@ -279,7 +280,6 @@ class CentralSampler:
             (r for r in rules if r is not default), key=lambda r: (r.definition.priority, r.name)
         )
         self._state = _State(ordered, default, now)
-        self._rules_fetched_at = now
 
     def _expire(self, now: float) -> None:
         state = self._state
