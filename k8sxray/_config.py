@@ -20,6 +20,7 @@ from . import _discovery, _env
 from ._addresses import Address, parse_daemon_address
 from .integrations import INTEGRATIONS
 from .plugins import PLUGINS
+from .plugins._workload import from_pod_name
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +358,8 @@ def _where(source: Source, var: str) -> str:
 def _default_service_name(environ: Mapping[str, str]) -> tuple[str, str]:
     pod = environ.get(_env.POD_NAME, "")
     if environ.get(_env.KUBERNETES_SERVICE_HOST) and pod:
-        return _workload_from_pod_name(pod), f"workload of {_env.POD_NAME}={pod}"
+        workload = from_pod_name(pod)
+        return (workload.name if workload else pod), f"workload of {_env.POD_NAME}={pod}"
     program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     program = program.removesuffix(".py")
     if program and program not in _LAUNCHERS:
@@ -386,26 +388,6 @@ _LAUNCHERS = frozenset(
         "k8sxray-run",
     }
 )
-
-
-def _workload_from_pod_name(pod: str) -> str:
-    """``checkout-7d9f8b6c5-x2k4p`` -> ``checkout`` (a Deployment's Pod), else the Pod name.
-
-    Generated suffixes use Kubernetes' vowel-free alphabet, which tells them from name parts.
-    """
-    parts = pod.split("-")
-    if len(parts) >= 3 and _generated(parts[-1], 5, 5) and _generated(parts[-2], 5, 10):
-        return "-".join(parts[:-2])
-    if len(parts) >= 2 and _generated(parts[-1], 5, 5):
-        return "-".join(parts[:-1])  # a DaemonSet's or Job's Pod
-    return pod
-
-
-_SAFE_ALPHABET = frozenset("bcdfghjklmnpqrstvwxz2456789")
-
-
-def _generated(part: str, shortest: int, longest: int) -> bool:
-    return shortest <= len(part) <= longest and set(part) <= _SAFE_ALPHABET
 
 
 _NAME_OK = frozenset("_.:/%&#=+\\-@ ")

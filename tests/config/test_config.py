@@ -176,7 +176,7 @@ def test_service_name_sources() -> None:
         ("checkout-7d9f8b6c5-x2k4p", "checkout"),
         ("payment-api-5c6b7d8f9d-x7b2k", "payment-api"),
         ("xray-daemon-q8zkd", "xray-daemon"),
-        ("web-0", "web-0"),
+        ("web-0", "web"),
         ("my-service", "my-service"),
         ("standalone", "standalone"),
     ],
