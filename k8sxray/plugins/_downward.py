@@ -77,6 +77,12 @@ def hostname() -> str | None:
         return None
 
 
+def read_labels(directory: str) -> dict[str, str]:
+    """Pod labels from a Downward API volume's ``labels`` file (``{}`` if absent)."""
+    text = read_text(os.path.join(directory, "labels"))
+    return parse_key_values(text) if text else {}
+
+
 def read_podinfo(directory: str) -> tuple[dict[str, str], dict[str, str]]:
     """Labels and annotations from a Downward API volume (``labels``/``annotations`` files)."""
     labels = read_text(os.path.join(directory, "labels"))

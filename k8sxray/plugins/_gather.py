@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import PluginData
 from . import _k8s_env as names
 from ._container_id import is_container_id, read_container_id
-from ._downward import PodEnv, clean, from_env, hostname, namespace_from_file, read_podinfo
+from ._downward import PodEnv, clean, from_env, hostname, namespace_from_file, read_labels
 from ._workload import Workload, from_pod_name
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def gather(env: Mapping[str, str], sources: Sources) -> PluginData:
     pod = from_env(env)
     namespace = pod.namespace or namespace_from_file(sources.service_account_dir)
     pod_name = pod.pod_name or (sources.hostname or hostname)()
-    labels, _annotations = read_podinfo(env.get(names.K8SXRAY_PODINFO_DIR) or names.DEFAULT_PODINFO_DIR)
+    labels = read_labels(env.get(names.K8SXRAY_PODINFO_DIR) or names.DEFAULT_PODINFO_DIR)
     container_id = read_container_id(sources.cgroup, sources.mountinfo)
     facts = None
     if _on(env, names.K8SXRAY_KUBE_API):

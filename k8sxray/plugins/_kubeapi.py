@@ -75,7 +75,6 @@ class _Client:
     """GETs JSON over one HTTPS connection; every failure becomes ``None`` plus a note."""
 
     def __init__(self, settings: ApiSettings, token: str, context: ssl.SSLContext, deadline: float) -> None:
-        self._settings = settings
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._deadline = deadline
         self._conn = http.client.HTTPSConnection(
@@ -99,6 +98,7 @@ class _Client:
                 facts.problems.append(f"GET {path} answered HTTP {status}")
         elif len(body) > _MAX_BODY:
             facts.problems.append(f"GET {path} answered more than {_MAX_BODY} bytes")
+            self.broken = True  # the rest of that answer is still on the connection
         else:
             return _json_object(path, body, facts)
         return None

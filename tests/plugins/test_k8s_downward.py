@@ -12,6 +12,7 @@ from k8sxray.plugins._downward import (
     hostname,
     namespace_from_file,
     parse_key_values,
+    read_labels,
     read_podinfo,
     unquote_go,
 )
@@ -64,6 +65,11 @@ def test_read_podinfo_fixture() -> None:
 
 def test_read_podinfo_missing_directory(tmp_path: Path) -> None:
     assert read_podinfo(str(tmp_path / "absent")) == ({}, {})
+    assert read_labels(str(tmp_path / "absent")) == {}
+
+
+def test_read_labels_is_the_labels_half() -> None:
+    assert read_labels(str(FIXTURES / "podinfo")) == read_podinfo(str(FIXTURES / "podinfo"))[0]
 
 
 @pytest.mark.parametrize(
