@@ -346,3 +346,42 @@ def test_lookup_directly_with_injected_settings(kube_api: FakeKubeAPI, service_a
     assert facts.workload.source == "api+replicaset-name"
     assert facts.problems == []
     assert facts.denied == []
+
+
+def test_default_settings_from_the_kubelets_variables() -> None:
+    from k8sxray.plugins._kubeapi import default_settings
+
+    settings = default_settings({"KUBERNETES_SERVICE_HOST": "10.100.0.1"}, "/sa", 1.0)
+    assert settings == ApiSettings("10.100.0.1", 443, "/sa/token", "/sa/ca.crt", 1.0)
+    assert (
+        default_settings({"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "x"}, "/sa", 1.0) is None
+    )
+    assert (
+        default_settings({"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "70000"}, "/sa", 1.0)
+        is None
+    )
+    assert default_settings({}, "/sa", 1.0) is None
+
+
+def test_api_cannot_be_asked_without_a_namespace(
+    kube_api: FakeKubeAPI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sources = Sources(
+        cgroup=str(FIXTURES / "cgroup-v2-namespaced.txt"),
+        mountinfo=str(FIXTURES / "mountinfo-docker.txt"),
+        service_account_dir=str(tmp_path),  # no namespace file
+    )
+    data = detect(_env(kube_api), sources)
+    assert data is not None
+    assert kube_api.requests == []
+    assert "cannot be asked" in caplog.text
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1", "11", "nan"])
+def test_bad_api_timeout_falls_back_to_one_second(
+    kube_api: FakeKubeAPI, service_account: Path, caplog: pytest.LogCaptureFixture, raw: str
+) -> None:
+    kube_api.json(POD_PATH, pod_json())
+    data = _detect(kube_api, service_account, K8SXRAY_KUBE_API_TIMEOUT=raw)
+    assert data.metadata["k8s"]["pod_uid"] == "8d1e2a9f-4b5c-4e0b-9a6e-1c2d3e4f5a6b"
+    assert "K8SXRAY_KUBE_API_TIMEOUT" in caplog.text
