@@ -386,3 +386,66 @@ def test_polls_stay_out_of_the_official_sdks_httplib_patch(
     assert not [
         r for r in caplog.records if r.name.startswith("aws_xray_sdk") and "segment" in r.getMessage()
     ]
+
+
+def test_fixed_rate_beyond_the_quota_statistically(
+    xray: FakeXRay, make_rule: RuleFactory, samplers: list[CentralSampler]
+) -> None:
+    import random
+
+    xray.pages = {
+        None: {"SamplingRuleRecords": [make_rule("Default", 10000, FixedRate=0.25, ReservoirSize=0)]}
+    }
+    sampler = central(xray, samplers, now=Clock(5.0), random=random.Random(99).random)
+    sampler.refresh_rules()
+    n = 8000
+    hits = sum(sampler.decide("h", "GET", "/") for _ in range(n))
+    spread = 5 * (n * 0.25 * 0.75) ** 0.5
+    assert 0.25 * n - spread < hits < 0.25 * n + spread
+
+
+def test_pagination_stops_on_a_repeated_token(
+    xray: FakeXRay, make_rule: RuleFactory, samplers: list[CentralSampler]
+) -> None:
+    xray.pages = {
+        None: {"SamplingRuleRecords": [make_rule("Default", 10000)], "NextToken": "same"},
+        "same": {"SamplingRuleRecords": [make_rule("api", 1, URLPath="/api")], "NextToken": "same"},
+    }
+    sampler = central(xray, samplers)
+    sampler.refresh_rules()
+    assert xray.calls("/GetSamplingRules") == [{}, {"NextToken": "same"}]
+    assert [r.name for r in sampler.rules] == ["api", "Default"]
+
+
+def test_target_fields_of_the_wrong_type_are_ignored(
+    xray: FakeXRay, make_rule: RuleFactory, samplers: list[CentralSampler]
+) -> None:
+    xray.pages = {None: {"SamplingRuleRecords": [make_rule("Default", 10000, FixedRate=0.0)]}}
+    clock = Clock(100.0)
+    sampler = central(xray, samplers, now=clock)
+    sampler.refresh_rules()
+    sampler.decide("h", "GET", "/")
+    xray.targets = {
+        "SamplingTargetDocuments": [
+            {
+                "RuleName": "Default",
+                "FixedRate": "1",
+                "ReservoirQuota": -3,
+                "ReservoirQuotaTTL": "soon",
+                "Interval": 0,
+            },
+            {"FixedRate": 1.0},
+            7,
+        ],
+    }
+    assert sampler.report_targets()
+    (rule,) = sampler.rules
+    assert (rule.rate, rule.reservoir.quota, rule.interval) == (0.0, None, None)
+    xray.targets = {
+        "SamplingTargetDocuments": [
+            {"RuleName": "Default", "ReservoirQuota": 2, "ReservoirQuotaTTL": "160.5"}
+        ]
+    }
+    sampler.decide("h", "GET", "/")
+    assert sampler.report_targets()
+    assert (rule.reservoir.quota, rule.reservoir.ttl) == (2, 160.5)
