@@ -18,7 +18,6 @@ from . import _config, _guard, _recorder
 log = logging.getLogger(__name__)
 
 _MARK = "_k8sxray_instrumented"
-_integrations_done = False
 
 
 def instrument(app: Any, **options: Any) -> Any:
@@ -150,11 +149,7 @@ def _django_signals(*, connect: bool) -> None:
 
 
 def _enable_integrations() -> None:
-    """Enable every outgoing-call integration not disabled; a missing library skips it."""
-    global _integrations_done
-    if _integrations_done:
-        return
-    _integrations_done = True
+    """Enable each outgoing-call integration not disabled (idempotent); a missing library skips it."""
     from .integrations import INTEGRATIONS
 
     disabled = _recorder.state().config.disabled_integrations

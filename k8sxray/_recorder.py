@@ -309,12 +309,12 @@ def begin_subsegment(name: str, namespace: str | None = "remote") -> Subsegment 
         return None
 
 
-def end_subsegment(sub: Subsegment) -> None:
+def end_subsegment(sub: Subsegment, *, end_time: float | None = None) -> None:
     """End *sub* (once) and make its parent current again."""
     try:
         if sub.end_time is not None:
             return
-        sub.end_time = time.time()
+        sub.end_time = time.time() if end_time is None else end_time
         if _context.get() is sub:
             _context.restore(sub._token, sub._previous)
         sub._token = None

@@ -53,7 +53,7 @@ class UDPDaemon:
         """Everything that arrives within *wait* seconds (to assert that nothing was sent)."""
         deadline = time.monotonic() + wait
         self._pull(lambda: time.monotonic() >= deadline, wait + 1)
-        return [json.loads(d[len(HEADER) :]) for d in self.raw]
+        return [json.loads(d.partition(b"\n")[2]) for d in self.raw]
 
     def close(self) -> None:
         self.sock.close()

@@ -1,0 +1,197 @@
+"""The official SDK's ``xray_recorder`` inside requests traced by k8sxray lands in k8sxray's segment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import flask
+import pytest
+
+import k8sxray
+from k8sxray.integrations import xray_sdk
+
+pytest.importorskip("aws_xray_sdk")
+from aws_xray_sdk.core import xray_recorder  # noqa: E402  # after the importorskip
+
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+PARENT = "53995c3f42cd8ad8"
+
+
+@pytest.fixture
+def bridged(daemon: Any) -> Iterator[None]:
+    """The SDK sends to the same UDP socket, so a segment of its own would be seen."""
+    xray_recorder.configure(daemon_address=daemon.address, sampling=False, context_missing="LOG_ERROR")
+    yield
+    xray_sdk.uninstrument()
+    xray_recorder.clear_trace_entities()
+
+
+def sdk_app() -> flask.Flask:
+    app = flask.Flask("sdk_test")
+
+    @xray_recorder.capture("captured_fn")
+    def captured(x: int) -> int:
+        xray_recorder.put_annotation("inside_capture", x)
+        return x * 2
+
+    @xray_recorder.capture("failing_fn")
+    def failing() -> None:
+        raise KeyError("nope")
+
+    @app.get("/sdk")
+    def sdk() -> str:
+        assert captured(21) == 42
+        with xray_recorder.in_subsegment("in_sub") as sub:
+            sub.put_annotation("sub_key", "sub_value")
+            sub.put_metadata("detail", {"n": 1}, "sdkns")
+            with xray_recorder.in_subsegment("nested"):
+                pass
+        try:
+            failing()
+        except KeyError:
+            pass
+        segment = xray_recorder.current_segment()
+        segment.put_annotation("from_sdk", "yes")
+        segment.put_metadata("order", {"id": 7}, "shop")
+        xray_recorder.put_metadata("plain", True)
+        k8sxray.annotate("from_k8sxray", 1)
+        return "sdk:" + segment.trace_id
+
+    return app
+
+
+def test_sdk_calls_land_in_our_segment(
+    bridged: None, daemon: Any, configure_to: Any, serve_wsgi: Any, http: Any
+) -> None:
+    configure_to(disabled_integrations=["botocore", "httpx", "requests"])
+    app = k8sxray.instrument(sdk_app())
+    assert xray_sdk.is_instrumented()
+    with serve_wsgi(app) as base:
+        resp = http(base, "/sdk", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=1"})
+    assert (resp.status, resp.body) == (200, f"sdk:{ROOT}".encode())
+    docs = daemon.quiet(0.3)
+    assert len(docs) == 1, docs  # the SDK emitted nothing of its own
+    (doc,) = docs
+    assert doc["trace_id"] == ROOT
+    assert doc["parent_id"] == PARENT
+    assert doc["annotations"] == {"from_sdk": "yes", "from_k8sxray": 1}
+    assert doc["metadata"] == {"shop": {"order": {"id": 7}}, "default": {"plain": True}}
+    captured, in_sub, failing = doc["subsegments"]
+    assert captured["name"] == "captured_fn"
+    assert captured["namespace"] == "local"
+    assert captured["annotations"] == {"inside_capture": 21}
+    assert in_sub["name"] == "in_sub"
+    assert in_sub["annotations"] == {"sub_key": "sub_value"}
+    assert in_sub["metadata"] == {"sdkns": {"detail": {"n": 1}}}
+    assert [s["name"] for s in in_sub["subsegments"]] == ["nested"]
+    assert failing["fault"] is True
+    assert failing["cause"]["exceptions"][0]["type"] == "KeyError"
+    for sub in (captured, in_sub, failing):
+        assert doc["start_time"] <= sub["start_time"] <= sub["end_time"] <= doc["end_time"]
+
+
+def test_unsampled_request_sdk_calls_are_harmless(
+    bridged: None, daemon: Any, configure_to: Any, serve_wsgi: Any, http: Any
+) -> None:
+    configure_to(disabled_integrations=["botocore", "httpx", "requests"])
+    with serve_wsgi(k8sxray.instrument(sdk_app())) as base:
+        resp = http(base, "/sdk", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0"})
+    assert (resp.status, resp.body) == (200, f"sdk:{ROOT}".encode())
+    assert daemon.quiet(0.3) == []
+
+
+def test_outside_our_requests_the_sdk_works_as_before(bridged: None, daemon: Any, configure_to: Any) -> None:
+    configure_to(disabled_integrations=["botocore", "httpx", "requests"])
+    xray_sdk.instrument()
+    segment = xray_recorder.begin_segment("sdk-own")
+    with xray_recorder.in_subsegment("sdk-sub"):
+        pass
+    xray_recorder.end_segment()
+    daemon.quiet(0.2)
+    (datagram,) = daemon.raw
+    header, _, body = datagram.partition(b"\n")
+    assert json.loads(header) == {"format": "json", "version": 1}  # the SDK's own (compact) header
+    doc = json.loads(body)
+    assert doc["name"] == "sdk-own"
+    assert doc["id"] == segment.id
+    assert doc["subsegments"][0]["name"] == "sdk-sub"
+    xray_sdk.uninstrument()
+    assert not xray_sdk.is_instrumented()
+    assert "begin_subsegment" not in vars(xray_recorder)
+
+
+PATCH_ALL_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, threading
+    import flask, requests
+    from werkzeug.serving import make_server
+    from aws_xray_sdk.core import patch_all, xray_recorder
+    import k8sxray
+
+    daemon = sys.argv[1]
+    seen = []
+    downstream = flask.Flask("downstream")
+
+    @downstream.get("/down")
+    def down():
+        seen.append(flask.request.headers.get("X-Amzn-Trace-Id"))
+        return "down", 202
+
+    down_server = make_server("127.0.0.1", 0, downstream, threaded=True)
+    threading.Thread(target=down_server.serve_forever, daemon=True).start()
+    down_url = "http://127.0.0.1:%d/down" % down_server.server_port
+
+    xray_recorder.configure(daemon_address=daemon, sampling=False, context_missing="LOG_ERROR")
+    patch_all()
+    k8sxray.configure(service_name="front", daemon_address=daemon, sampling_rate=1.0, plugins=(),
+                      disabled_integrations=["botocore", "httpx", "requests"])
+    app = flask.Flask("front")
+
+    @app.get("/front")
+    def front():
+        return "front:%d" % requests.get(down_url, timeout=5).status_code
+
+    client = k8sxray.instrument(app).test_client()
+    response = client.get("/front")
+    body = response.get_data(as_text=True)
+    response.close()
+    k8sxray.flush(2.0)
+    print(json.dumps({"body": body, "seen": seen, "trace": response.headers["X-Amzn-Trace-Id"]}))
+    """
+)
+
+
+def test_patch_all_libraries_nest_under_our_segment(daemon: Any, tmp_path: Any) -> None:
+    script = tmp_path / "patch_all_app.py"
+    script.write_text(PATCH_ALL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env.pop("AWS_XRAY_DAEMON_ADDRESS", None)
+    done = subprocess.run(
+        [sys.executable, str(script), daemon.address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["body"] == "front:202"
+    docs = daemon.quiet(0.5)
+    assert len(docs) == 1, docs  # one segment: ours; the SDK sent none
+    (doc,) = docs
+    assert doc["name"] == "front"
+    assert result["trace"] == f"Root={doc['trace_id']}"
+    (sub,) = doc["subsegments"]
+    assert sub["namespace"] == "remote"
+    assert sub["http"]["request"]["method"] == "GET"
+    assert sub["http"]["request"]["url"].endswith("/down")
+    assert sub["http"]["response"]["status"] == 202
+    (header,) = result["seen"]
+    assert header.startswith(f"Root={doc['trace_id']};Parent={sub['id']};Sampled=1")
