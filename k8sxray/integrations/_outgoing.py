@@ -32,10 +32,22 @@ Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
 def host_of(url: str) -> str:
     """The host name of *url* (the subsegment's name), ``"unknown"`` when it has none."""
+    start = url.find("://")
+    if start > 0:
+        rest = url[start + 3 :]
+        end = len(rest)
+        for stop in "/?#":
+            found = rest.find(stop)
+            if 0 <= found < end:
+                end = found
+        netloc = rest[:end].rpartition("@")[2]
+        if netloc and "[" not in netloc:  # not IPv6: drop the port
+            name = netloc.partition(":")[0]
+            return name.lower() if name else "unknown"
     try:
         host = urlsplit(url).hostname
     except ValueError:
-        host = None
+        return "unknown"
     return host or "unknown"
 
 
@@ -125,11 +137,17 @@ class Patches:
             if self.active:  # harmless: k8sxray.instrument() and k8sxray-run both ask
                 log.debug("k8sxray: the %s integration is already instrumented", self.name)
                 return False
-            if not self._applied:
-                for module, path, wrapper in self._targets:
+            # a wrapper left in place by remove() is reused if it is still reachable
+            kept = {
+                (module, path): ours for module, path, ours in self._applied if _reachable(module, path, ours)
+            }
+            self._applied = []
+            for module, path, wrapper in self._targets:
+                ours = kept.get((module, path))
+                if ours is None:
                     wrapt.wrap_function_wrapper(module, path, self._gate(wrapper))
-                    patched: Any = wrapt.resolve_path(module, path)[2]
-                    self._applied.append((module, path, patched))
+                    ours = wrapt.resolve_path(module, path)[2]
+                self._applied.append((module, path, ours))
             self.active = True
             return True
 
@@ -154,3 +172,15 @@ class Patches:
             return wrapper(wrapped, instance, args, kwargs)
 
         return gated
+
+
+def _reachable(module: str, path: str, ours: Any) -> bool:
+    """Whether *ours* is still in the chain of wrappers at *module*.*path*."""
+    current: Any = wrapt.resolve_path(module, path)[2]
+    for _ in range(32):  # bounded: wrapper chains are short
+        if current is ours:
+            return True
+        current = getattr(current, "__wrapped__", None)
+        if current is None:
+            return False
+    return False

@@ -23,6 +23,9 @@ def _untouched() -> Iterator[None]:
 def test_host_and_content_length() -> None:
     assert _outgoing.host_of("http://u:p@Example.COM:8080/a?b=c") == "example.com"
     assert _outgoing.host_of("not a url") == "unknown"
+    assert _outgoing.host_of("http://[::1]:80/x") == "::1"
+    assert _outgoing.host_of("http://h?x=@y") == "h"
+    assert _outgoing.host_of("http://:80/") == "unknown"
     assert _outgoing.content_length({"content-length": "12"}) == 12
     assert _outgoing.content_length({"content-length": "x"}) is None
     assert _outgoing.content_length({}) is None

@@ -43,6 +43,7 @@ SERVICE_B = textwrap.dedent(
     app = k8sxray.instrument(Starlette(routes=[Route("/hello", hello)]))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     print(sock.getsockname()[1], flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off")).run(sockets=[sock])
     """

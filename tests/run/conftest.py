@@ -3,55 +3,16 @@
 from __future__ import annotations
 
 import http.server
-import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-APPS = Path(__file__).parent / "apps"
-BIN = os.path.dirname(sys.executable)
-
-
-class Receiver:
-    """A real UDP socket playing the daemon."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.documents: list[dict[str, Any]] = []
-
-    def collect(self, until: Callable[[list[dict[str, Any]]], bool], timeout: float) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while not until(self.documents) and time.monotonic() < deadline:
-            try:
-                data = self.sock.recv(65535)
-            except TimeoutError:
-                continue
-            header, _, body = data.partition(b"\n")
-            assert json.loads(header) == {"format": "json", "version": 1}
-            self.documents.append(json.loads(body))
-        return self.documents
-
-
-class _Downstream(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.server.seen.append((self.path, self.headers.get_all("X-Amzn-Trace-Id")))  # type: ignore[attr-defined]
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
+from .helpers import APPS, BIN, Launched, Receiver, _Downstream
 
 
 @pytest.fixture
@@ -89,22 +50,6 @@ def env(receiver: Receiver, downstream: Any) -> dict[str, str]:
     }
 
 
-class Launched:
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-
-    def stop(self) -> str:
-        """Stop the process; returns its stderr."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            _, err = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=5)
-        return err
-
-
 @pytest.fixture
 def launch() -> Iterator[Callable[..., Launched]]:
     started: list[Launched] = []
@@ -126,22 +71,3 @@ def launch() -> Iterator[Callable[..., Launched]]:
     yield start
     for launched in started:
         launched.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str, timeout: float = 15.0) -> tuple[int, str, str]:
-    """GET *url*, retrying while the server starts; (status, X-Pid, body)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, response.headers.get("X-Pid", ""), response.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)

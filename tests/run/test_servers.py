@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import Receiver, free_port, get
+
+from .helpers import Receiver, free_port, get
 
 
 def _pids_of(documents: list[dict[str, Any]]) -> set[str]:

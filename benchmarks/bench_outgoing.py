@@ -1,0 +1,232 @@
+"""CPU cost of one traced outgoing HTTP call: k8sxray vs the official SDK vs OpenTelemetry.
+
+    python benchmarks/bench_outgoing.py [--calls 1000] [--rounds 7] [--repeat 3]
+
+One run measures, for ``requests.Session`` and ``httpx.Client`` (keep-alive) calling a
+loopback server in another process: no tracing, k8sxray, the official aws-xray-sdk's
+patchers, and OpenTelemetry's instrumentors (BatchSpanProcessor, no-op exporter). Each
+variant runs in its own fresh process (patches are global), inside a sampled parent
+segment/span that is closed and sent every 50 calls; X-Ray documents go to a real UDP
+socket drained by the server process. The figure is process CPU time (all threads, so
+background emitters count) per call; "added" subtracts the untraced median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+VARIANTS = ("bare", "k8sxray", "xray-sdk", "otel")
+CLIENTS = ("requests", "httpx")
+BATCH = 50
+
+
+# --- the server process: HTTP on loopback plus a UDP sink --------------------------------------
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve() -> None:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+
+    def drain() -> None:
+        while True:
+            udp.recv(65535)
+
+    threading.Thread(target=drain, daemon=True).start()
+    print(httpd.server_port, udp.getsockname()[1], flush=True)
+    httpd.serve_forever()
+
+
+# --- one variant, in its own process -------------------------------------------------------
+def _setup(variant: str, udp: str) -> Callable[[], Any]:
+    """Instrument for *variant*; returns a context-manager factory for a sampled parent."""
+    import contextlib
+
+    if variant == "bare":
+        return contextlib.nullcontext
+    if variant == "k8sxray":
+        import k8sxray
+        from k8sxray import _autoinstrument, _recorder
+
+        k8sxray.configure(
+            daemon_address=udp, sampling_rate=1.0, plugins=[], sampling_central=False, service_name="bench"
+        )
+        _autoinstrument.instrument_integrations(["requests", "httpx"])
+
+        @contextlib.contextmanager
+        def k8s_parent() -> Any:
+            segment = _recorder.start_request(None, "bench", "GET", "/", time.time())
+            try:
+                yield
+            finally:
+                if segment is not None:
+                    _recorder.end_segment(segment)
+
+        return k8s_parent
+    if variant == "xray-sdk":
+        from aws_xray_sdk.core import patch, xray_recorder
+
+        xray_recorder.configure(
+            daemon_address=udp, sampling=False, context_missing="LOG_ERROR", plugins=(), service="bench"
+        )
+        patch(["requests", "httpx"])
+
+        @contextlib.contextmanager
+        def sdk_parent() -> Any:
+            xray_recorder.begin_segment("bench")
+            try:
+                yield
+            finally:
+                xray_recorder.end_segment()
+
+        return sdk_parent
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class _NoOp(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_NoOp()))
+    RequestsInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    tracer = trace.get_tracer("bench", tracer_provider=provider)
+    return lambda: tracer.start_as_current_span("parent")
+
+
+def run_variant(
+    variant: str, client_name: str, url: str, udp: str, *, calls: int, rounds: int
+) -> list[float]:
+    parent = _setup(variant, udp)
+    import httpx
+    import requests
+
+    client: Any = requests.Session() if client_name == "requests" else httpx.Client()
+    get = client.get
+    for _ in range(200):  # warm up: connection, caches
+        get(url)
+    per_call: list[float] = []
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(calls // BATCH):
+            with parent():
+                for _ in range(BATCH):
+                    get(url)
+        per_call.append((time.process_time() - start) / calls * 1e6)
+    return per_call
+
+
+# --- the orchestrator ------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=1000, help="calls per round (multiple of 50)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per variant (interleaved)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--udp", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve()
+        return
+    if args.variant:
+        print(
+            json.dumps(
+                run_variant(
+                    args.variant, args.client, args.url, args.udp, calls=args.calls, rounds=args.rounds
+                )
+            )
+        )
+        return
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY", "K8SXRAY", "OTEL"))}
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert server.stdout is not None
+        http_port, udp_port = server.stdout.readline().split()
+        url, udp = f"http://127.0.0.1:{http_port}/", f"127.0.0.1:{udp_port}"
+        results: dict[tuple[str, str], list[float]] = {}
+        for repeat in range(args.repeat):
+            order = VARIANTS if repeat % 2 == 0 else tuple(reversed(VARIANTS))
+            for client in CLIENTS:
+                for variant in order:
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--variant",
+                            variant,
+                            "--client",
+                            client,
+                            "--url",
+                            url,
+                            "--udp",
+                            udp,
+                            "--calls",
+                            str(args.calls),
+                            "--rounds",
+                            str(args.rounds),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        env=env,
+                    )
+                    results.setdefault((client, variant), []).extend(json.loads(out.stdout.splitlines()[-1]))
+    finally:
+        server.terminate()
+        server.wait()
+
+    print(
+        f"CPU µs per outgoing call (median of {args.rounds * args.repeat} rounds of {args.calls} calls; "
+        f"{os.cpu_count()} CPUs)"
+    )
+    print(f"{'client':<9} {'variant':<9} {'µs/call':>8} {'added':>8} {'x k8sxray':>10}")
+    for client in CLIENTS:
+        medians = {v: statistics.median(results[(client, v)]) for v in VARIANTS}
+        added = {v: medians[v] - medians["bare"] for v in VARIANTS}
+        for variant in VARIANTS:
+            ratio = (
+                ""
+                if variant in ("bare", "k8sxray")
+                else f"{added[variant] / max(added['k8sxray'], 0.1):.1f}x"
+            )
+            print(f"{client:<9} {variant:<9} {medians[variant]:>8.1f} {added[variant]:>+8.1f} {ratio:>10}")
+
+
+if __name__ == "__main__":
+    main()
