@@ -82,6 +82,8 @@ def wrap(app: WSGIApp) -> WSGIApp:
             end_segment(trace)
             raise
         if type(result) is list or type(result) is tuple:
+            if trace.content_length is None:
+                trace.content_length = sum(len(chunk) for chunk in result)
             end_segment(trace)
             return result
         return TracedBody(result, trace)
@@ -130,15 +132,23 @@ class TracedBody:
         self._segment = segment
 
     def __iter__(self) -> Iterator[bytes]:
+        segment = self._segment
         try:
-            yield from self._result
+            if segment.content_length is not None:
+                yield from self._result
+            else:  # no Content-Length header: count what is sent
+                sent = 0
+                for chunk in self._result:
+                    sent += len(chunk)
+                    yield chunk
+                segment.content_length = sent
         except GeneratorExit:
             raise
         except BaseException as exc:
-            _record_failure(self._segment, exc)
-            _recorder.end_segment(self._segment)
+            _record_failure(segment, exc)
+            _recorder.end_segment(segment)
             raise
-        _recorder.end_segment(self._segment)
+        _recorder.end_segment(segment)
 
     def close(self) -> None:
         close = getattr(self._result, "close", None)

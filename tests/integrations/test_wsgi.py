@@ -311,7 +311,7 @@ def test_bare_wsgi_callables(daemon: Any, configure_to: Any, serve_wsgi: Any, ht
     first, second, third = daemon.segments(3)
     assert first["http"]["request"]["method"] == "POST"
     assert first["http"]["response"] == {"status": 201, "content_length": 4}
-    assert second["http"]["response"] == {"status": 200}
+    assert second["http"]["response"] == {"status": 200, "content_length": 10}  # counted: no header
     assert bodies[0].closed
     assert third["fault"] is True
     assert third["cause"]["exceptions"][0]["message"] == "broken app"
