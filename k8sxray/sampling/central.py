@@ -23,87 +23,21 @@ import random as _random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from . import api
-from .matching import RuleMatcher, compile_wildcard
+from .central_rules import CentralRule, RuleSet, build_rule_set, usable_by
 from .reservoir import Clock, QuotaReservoir, Take
 from .sampler import Random, Sampler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CentralRule", "CentralSampler"]
+__all__ = ["CentralRule", "CentralSampler"]  # CentralRule re-exported for callers inspecting .rules
 
-DEFAULT_RULE_NAME = "Default"
 RULES_INTERVAL = 300.0
 TARGETS_INTERVAL = 10.0
 CACHE_TTL = 3600.0
 TIMEOUT = 2.0
-
-
-class CentralRule:
-    """A rule's live state: its rate, reservoir and the counts to report."""
-
-    __slots__ = (
-        "borrowed",
-        "definition",
-        "interval",
-        "name",
-        "next_report",
-        "rate",
-        "requests",
-        "reservoir",
-        "sampled",
-    )
-
-    def __init__(self, definition: api.RuleDefinition, now: Clock) -> None:
-        self.definition = definition
-        self.name = definition.name
-        self.rate = definition.fixed_rate
-        self.reservoir = QuotaReservoir(definition.reservoir_size > 0, now)
-        self.requests = 0
-        self.sampled = 0
-        self.borrowed = 0
-        self.interval: float | None = None
-        self.next_report = 0.0
-
-    def adopt(self, old: CentralRule) -> None:
-        """Keep the quota and counts of the same rule from the previous poll.
-
-        X-Ray's last ``FixedRate`` target is kept too unless the rule itself changed.
-        """
-        if old.definition == self.definition:
-            self.rate = old.rate
-        old.reservoir.can_borrow = self.reservoir.can_borrow
-        self.reservoir = old.reservoir
-        self.requests, self.sampled, self.borrowed = old.requests, old.sampled, old.borrowed
-        self.interval, self.next_report = old.interval, old.next_report
-
-    def snapshot(self) -> tuple[int, int, int]:
-        """Take and reset (requests, sampled, borrowed)."""
-        counts = (self.requests, self.sampled, self.borrowed)
-        self.requests = self.sampled = self.borrowed = 0
-        return counts
-
-    def give_back(self, counts: tuple[int, int, int]) -> None:
-        self.requests += counts[0]
-        self.sampled += counts[1]
-        self.borrowed += counts[2]
-
-
-class _State:
-    """An immutable view the request path reads: swapped whole by the poller."""
-
-    __slots__ = ("by_name", "default", "first", "loaded_at", "rules")
-
-    def __init__(self, rules: Sequence[CentralRule], default: CentralRule | None, loaded_at: float) -> None:
-        self.rules = tuple(rules)
-        self.default = default
-        self.loaded_at = loaded_at
-        patterns = [(r.definition.host, r.definition.http_method, r.definition.url_path) for r in rules]
-        self.first = RuleMatcher(patterns).first
-        self.by_name = {r.name: r for r in (*rules, *((default,) if default else ()))}
 
 
 class CentralSampler:
@@ -140,7 +74,7 @@ class CentralSampler:
         self._timeout = timeout
         self._now = now
         self._random = random or _random.random
-        self._state: _State | None = None
+        self._state: RuleSet | None = None
         self._rules_fetched_at = 0.0
         self._failing = False
         self._closed = False
@@ -265,21 +199,13 @@ class CentralSampler:
     def install(self, definitions: Iterable[api.RuleDefinition], now: float | None = None) -> None:
         """Install rule definitions (keeping the quota and counts of rules already known)."""
         now = self._now() if now is None else now
-        service_match = _service_matcher(self._service_name, self._origin or "", self._resource_arn)
-        usable = [d for d in definitions if service_match(d)]
+        usable = [
+            d for d in definitions if usable_by(self._service_name, self._origin or "", self._resource_arn)(d)
+        ]
         self._rules_fetched_at = now
         if not usable:
             return  # nothing usable: keep what we have (or keep falling back)
-        old = self._state.by_name if self._state is not None else {}
-        rules = [CentralRule(d, self._now) for d in usable]
-        for rule in rules:
-            if rule.name in old:
-                rule.adopt(old[rule.name])
-        default = next((r for r in rules if r.name == DEFAULT_RULE_NAME), None)
-        ordered = sorted(
-            (r for r in rules if r is not default), key=lambda r: (r.definition.priority, r.name)
-        )
-        self._state = _State(ordered, default, now)
+        self._state = build_rule_set(usable, self._state, self._now, now)
 
     def _expire(self, now: float) -> None:
         state = self._state
@@ -363,23 +289,6 @@ class CentralSampler:
         return f"CentralSampler({state}, fallback={self._fallback!r})"
 
 
-def _service_matcher(
-    service_name: str, origin: str, resource_arn: str
-) -> Callable[[api.RuleDefinition], bool]:
-    """Rules this service may use: version 1, no attributes, matching name, type and ARN."""
-
-    def usable(rule: api.RuleDefinition) -> bool:
-        return (
-            rule.version == 1
-            and not rule.attributes
-            and compile_wildcard(rule.service_name)(service_name)
-            and compile_wildcard(rule.service_type)(origin)
-            and compile_wildcard(rule.resource_arn)(resource_arn)
-        )
-
-    return usable
-
-
 _live: weakref.WeakSet[CentralSampler] = weakref.WeakSet()
 _fork_hook_installed = False
 
@@ -396,10 +305,3 @@ def _track(sampler: CentralSampler) -> None:
 def _after_fork_in_child() -> None:
     for sampler in list(_live):
         sampler._after_fork_in_child()  # module-private hook
-
-
-def statistics_of(sampler: CentralSampler) -> Mapping[str, Any]:
-    """Counts not yet reported, per rule name (for tests and ``python -m k8sxray``)."""
-    return {
-        r.name: {"requests": r.requests, "sampled": r.sampled, "borrowed": r.borrowed} for r in sampler.rules
-    }
