@@ -23,16 +23,23 @@ _STACK_LIMIT = 50
 _ANNOTATION_KEY_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON for user data: unknown objects become ``str``, NaN becomes ``null``."""
+def dumps(value: Any, _depth: int = 3) -> str:
+    """Compact JSON for user data: unknown objects become ``str``; what cannot be encoded
+    (NaN, circular references) is replaced by its ``repr``, key by key, never failing."""
     try:
         return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
     except (ValueError, TypeError, RecursionError):
-        return json.dumps(repr(value)) if not isinstance(value, Mapping) else _dumps_each(value)
+        if isinstance(value, Mapping) and _depth > 0:
+            items = [f"{_enc(str(k))}:{dumps(v, _depth - 1)}" for k, v in value.items()]
+            return "{" + ",".join(items) + "}"
+        return _enc(_safe_repr(value))
 
 
-def _dumps_each(value: Mapping[Any, Any]) -> str:
-    return "{" + ",".join(f"{_enc(str(k))}:{dumps(v)}" for k, v in value.items()) + "}"
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)[:1000]
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 class Static:

@@ -1,0 +1,95 @@
+"""The UDP emitter against real sockets on loopback."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+
+from k8sxray._emitter import UDPEmitter
+from k8sxray._protocol import HEADER
+
+
+def _receiver() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    return sock
+
+
+def test_batched_documents_arrive_without_a_flush() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter = UDPEmitter(lambda: address, delay=0.005)
+    try:
+        for i in range(3):
+            emitter.send(b'{"n":%d}' % i)
+        received = [rx.recv(70000) for _ in range(3)]  # the flusher thread sends them
+    finally:
+        emitter.close()
+        rx.close()
+    assert received == [HEADER + b'{"n":%d}' % i for i in range(3)]
+    assert emitter.sent == 3
+
+
+def test_a_full_batch_is_sent_at_once_and_flush_empties_the_queue() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter = UDPEmitter(lambda: address, delay=10.0, batch=4)
+    try:
+        for i in range(4):
+            emitter.send(b"%d" % i)
+        assert [rx.recv(100) for _ in range(4)] == [HEADER + b"%d" % i for i in range(4)]
+        emitter.send(b"late")
+        assert emitter.flush(1.0)
+        assert rx.recv(100) == HEADER + b"late"
+    finally:
+        emitter.close()
+        rx.close()
+
+
+def test_inline_mode_sends_before_returning() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    rx.settimeout(0)
+    emitter = UDPEmitter(lambda: address, delay=0)
+    try:
+        emitter.send(b"now")
+        time.sleep(0.01)
+        assert rx.recv(100) == HEADER + b"now"
+    finally:
+        emitter.close()
+        rx.close()
+
+
+def test_follows_a_new_address_without_resolving() -> None:
+    first, second = _receiver(), _receiver()
+    current = [first.getsockname()]
+    emitter = UDPEmitter(lambda: current[0], delay=0)
+    try:
+        emitter.send(b"a")
+        current[0] = second.getsockname()  # what DaemonEndpoint does on re-resolution
+        emitter.send(b"b")
+        assert first.recv(100) == HEADER + b"a"
+        assert second.recv(100) == HEADER + b"b"
+    finally:
+        emitter.close()
+        first.close()
+        second.close()
+
+
+def test_unreachable_daemon_never_raises_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    probe = _receiver()
+    address = probe.getsockname()
+    probe.close()
+    emitter = UDPEmitter(lambda: address, delay=0)
+    with caplog.at_level(logging.WARNING, logger="k8sxray"):
+        for _ in range(20):
+            emitter.send(b"x" * 100)
+        emitter.send(b"y" * 70000)  # too large for any datagram
+    emitter.close()
+    assert emitter.dropped >= 1
+    assert emitter.sent + emitter.dropped == 21
+    assert len([r for r in caplog.records if "sending a segment" in r.getMessage()]) <= 1

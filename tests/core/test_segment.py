@@ -1,0 +1,137 @@
+"""The serialiser: valid JSON for any input, static parts merged, large documents split."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from k8sxray._segment import Segment, Static, Subsegment, scrub_url, split
+
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+
+
+def _segment(static: Static | None = None) -> Segment:
+    seg = Segment(static or Static("svc", sdk_version="1.0"), ROOT, "0123456789abcdef", None, 100.5)
+    seg.end_time = 101.25
+    return seg
+
+
+@given(st.text(), st.text(), st.text(), st.text(), st.text())
+def test_any_request_strings_serialise_to_valid_json(
+    method: str, url: str, agent: str, ip: str, annotation: str
+) -> None:
+    seg = _segment()
+    seg.method, seg.url, seg.user_agent, seg.client_ip = method, url, agent, ip
+    seg.set_status(200)
+    seg.put_annotation("value", annotation)
+    sub = Subsegment(annotation or "x", "remote", seg, 100.6)
+    seg._add_child(sub)
+    doc = json.loads(seg.to_json())
+    assert doc["http"]["request"] == {"method": method, "url": url, "user_agent": agent, "client_ip": ip}
+    assert doc["annotations"] == {"value": annotation}
+    assert doc["subsegments"][0]["name"] == (annotation or "x")
+    assert doc["subsegments"][0]["in_progress"] is True
+
+
+def test_static_parts_and_user_metadata_merge() -> None:
+    static = Static(
+        "svc",
+        sdk_version="9.9",
+        origin="AWS::EKS::Container",
+        aws={"eks": {"pod": "p-1", "cluster_name": "c"}},
+        metadata={"k8s": {"namespace": "shop", "node": "n1"}},
+    )
+    plain = json.loads(_segment(static).to_json())
+    assert plain["origin"] == "AWS::EKS::Container"
+    assert plain["aws"] == {
+        "eks": {"pod": "p-1", "cluster_name": "c"},
+        "xray": {"sdk": "k8sxray", "sdk_version": "9.9"},
+    }
+    assert plain["metadata"] == {"k8s": {"namespace": "shop", "node": "n1"}}
+    seg = _segment(static)
+    seg.put_metadata("team", "payments", namespace="k8s")
+    seg.put_metadata("order", 7)
+    seg.set_aws({"account_id": "123"})
+    doc = json.loads(seg.to_json())
+    assert doc["metadata"] == {
+        "k8s": {"namespace": "shop", "node": "n1", "team": "payments"},
+        "default": {"order": 7},
+    }
+    assert doc["aws"]["account_id"] == "123"
+    assert doc["aws"]["eks"]["pod"] == "p-1"
+    assert static.metadata == {"k8s": {"namespace": "shop", "node": "n1"}}  # never mutated
+    assert json.loads(_segment(static).to_json())["metadata"] == plain["metadata"]
+
+
+def test_unserialisable_metadata_never_breaks_the_document() -> None:
+    seg = _segment()
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    seg.put_metadata("circular", circular)
+    seg.put_metadata("nan", float("nan"))
+    seg.put_metadata("obj", object())
+    seg.put_metadata("reserved", 1, namespace="AWS.internal")
+    doc = json.loads(seg.to_json())
+    assert set(doc["metadata"]["default"]) == {"circular", "nan", "obj"}
+    assert "AWS.internal" not in doc["metadata"]
+
+
+def test_exception_referenced_by_id_in_the_parent() -> None:
+    seg = _segment()
+    sub = Subsegment("call", "remote", seg, 100.6)
+    seg._add_child(sub)
+    try:
+        raise OSError("down")
+    except OSError as exc:
+        sub.add_exception(exc)
+        seg.add_exception(exc)
+    doc = json.loads(seg.to_json())
+    exc_id = doc["subsegments"][0]["cause"]["exceptions"][0]["id"]
+    assert doc["cause"] == exc_id
+    assert doc["fault"] is True
+
+
+def test_split_streams_subsegments_and_drops_only_the_impossible() -> None:
+    seg = _segment()
+    for i in range(5):
+        sub = Subsegment(f"sub{i}", "remote", seg, 100.6)
+        sub.put_metadata("blob", "x" * 3000)
+        sub.end_time = 100.7
+        seg._add_child(sub)
+        inner = Subsegment(f"inner{i}", "local", sub, 100.61)
+        inner.end_time = 100.62
+        sub._add_child(inner)
+    huge = Subsegment("huge", "local", seg, 100.6)
+    huge.put_metadata("blob", "y" * 20000)
+    seg._add_child(huge)
+    docs, dropped = split(seg, 8000)
+    assert dropped == 1
+    assert all(len(d) <= 8000 for d in docs)
+    parsed = [json.loads(d) for d in docs]
+    streamed = [d for d in parsed if d.get("type") == "subsegment"]
+    assert sorted(d["name"] for d in streamed) == [f"sub{i}" for i in range(5)]
+    assert all(d["trace_id"] == ROOT and d["parent_id"] == seg.id for d in streamed)
+    assert all(d["subsegments"][0]["name"].startswith("inner") for d in streamed)
+    (root,) = [d for d in parsed if "type" not in d]
+    assert root["id"] == seg.id
+    assert "subsegments" not in root
+
+
+def test_split_keeps_a_small_document_whole() -> None:
+    seg = _segment()
+    docs, dropped = split(seg, 65000)
+    assert (docs, dropped) == ([seg.to_json()], 0)
+
+
+def test_scrub_url() -> None:
+    assert scrub_url("https://u:p@h.example/a?b=1") == "https://h.example/a?b=1"
+    assert scrub_url("https://h/a?X-Amz-Credential=AKIA&X-Amz-Signature=s&keep=1#f") == (
+        "https://h/a?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&keep=1"
+    )
+    assert scrub_url("http://h/p?api_key=1&sessionid=2&Password=3&q=@x") == (
+        "http://h/p?api_key=REDACTED&sessionid=REDACTED&Password=REDACTED&q=@x"
+    )
+    assert scrub_url("/relative/path") == "/relative/path"
