@@ -32,6 +32,12 @@ def _begin(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return None
 
 
+def _length(response: Any) -> int | None:
+    """The body's length: the bytes read for a read response, else ``Content-Length``."""
+    read = response.num_bytes_downloaded  # public, and cheaper than a header lookup
+    return read if read else _outgoing.content_length(response.headers)
+
+
 def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     sub = _begin(instance, args, kwargs)
     if sub is None:
@@ -41,7 +47,7 @@ def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     except BaseException as exc:
         _outgoing.finish_error(_WHAT, sub, exc)
         raise
-    _outgoing.finish_http(_WHAT, sub, response.status_code, _outgoing.content_length(response.headers))
+    _outgoing.finish_http(_WHAT, sub, response.status_code, _length(response))
     return response
 
 
@@ -54,7 +60,7 @@ async def _send_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
     except BaseException as exc:
         _outgoing.finish_error(_WHAT, sub, exc)
         raise
-    _outgoing.finish_http(_WHAT, sub, response.status_code, _outgoing.content_length(response.headers))
+    _outgoing.finish_http(_WHAT, sub, response.status_code, _length(response))
     return response
 
 
