@@ -413,4 +413,4 @@ def _check_rules_file(path: str, source: Source) -> None:
     try:
         load_rules_file(path)
     except ValueError as exc:
-        raise ValueError(f"{_where(source, _env.K8SXRAY_SAMPLING_RULES)}={path!r}: {exc}") from None
+        raise ValueError(f"{_where(source, _env.K8SXRAY_SAMPLING_RULES)}: {exc}") from None
