@@ -413,4 +413,7 @@ def _check_rules_file(path: str, source: Source) -> None:
     try:
         load_rules_file(path)
     except ValueError as exc:
-        raise ValueError(f"{_where(source, _env.K8SXRAY_SAMPLING_RULES)}: {exc}") from None
+        where = _where(source, _env.K8SXRAY_SAMPLING_RULES)
+        if path not in str(exc):
+            where = f"{where}={path!r}"
+        raise ValueError(f"{where}: {exc}") from None
