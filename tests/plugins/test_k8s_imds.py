@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from _imds_fake import TOKEN, FakeImds
+from _xray_schema import validate_segment
 
 from k8sxray.plugins import PluginData
 from k8sxray.plugins._imds import node_identity
@@ -45,6 +46,18 @@ def test_node_identity_in_aws_ec2(imds: FakeImds) -> None:
         "ami_id": "ami-0abcdef1234567890",
     }
     assert data.aws["eks"]["pod"] == "checkout-7d9f8b6c5d-x7k2p"
+    now = time.time()
+    validate_segment(
+        {
+            "name": "checkout",
+            "id": "53995c3f42cd8ad8",
+            "trace_id": "1-5759e988-bd862e3fe1be46a994272793",
+            "start_time": now,
+            "end_time": now + 0.01,
+            "origin": data.origin,
+            "aws": dict(data.aws),
+        }
+    )
     (put, put_path, put_headers), (get, get_path, get_headers) = imds.requests
     assert (put, put_path) == ("PUT", "/latest/api/token")
     assert put_headers["X-aws-ec2-metadata-token-ttl-seconds"] == "60"
