@@ -6,14 +6,11 @@ and returns empty (``None`` or ``{}``) when the source is missing or unreadable.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import _k8s_env as names
-
-log = logging.getLogger(__name__)
 
 _MAX_FILE = 256 * 1024  # a Downward API labels/annotations file is far smaller
 _MAX_VALUE = 256

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._kubeapi import ApiFacts
     from .kubernetes import Sources
 
-log = logging.getLogger("k8sxray.plugins.kubernetes")
+log = logging.getLogger(__name__)
 
 ORIGIN = "AWS::EKS::Container"
 _TRUE = frozenset({"1", "true", "yes", "on"})

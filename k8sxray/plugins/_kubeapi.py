@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import os
 import ssl
 import threading
@@ -22,8 +21,6 @@ from typing import Any
 from urllib.parse import quote
 
 from ._workload import Workload, controller_of, deployment_from_replicaset_name
-
-log = logging.getLogger(__name__)
 
 _MAX_BODY = 8 * 1024 * 1024
 CLUSTER_INFO = ("amazon-cloudwatch", "cluster-info", "cluster.name")
