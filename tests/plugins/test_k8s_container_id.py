@@ -89,3 +89,15 @@ def test_is_container_id() -> None:
     assert not is_container_id(OWN.upper())
     assert not is_container_id(OWN[:-1])
     assert not is_container_id("")
+
+
+def test_containerd_sandbox_files_under_the_state_dir_are_still_the_sandbox() -> None:
+    # Some containerd versions mount hostname/resolv.conf from /run/containerd/... (the state dir).
+    text = _text("mountinfo-containerd-volume.txt").replace(
+        "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/",
+        "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/",
+    )
+    assert "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/" in text
+    assert from_mountinfo(text) == OWN
+    only_sandbox = _text("mountinfo-containerd.txt").replace("/var/lib/containerd/", "/run/containerd/")
+    assert from_mountinfo(only_sandbox) is None
