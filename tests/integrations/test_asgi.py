@@ -201,9 +201,16 @@ def test_client_disconnect_still_ends_and_emits(daemon: Any, configure_to: Any, 
     with serve_asgi(k8sxray.instrument(fastapi_app())) as base:
         port = int(base.rsplit(":", 1)[1])
         client = socket.create_connection(("127.0.0.1", port), timeout=5)
-        client.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert b"tick;" in client.recv(4096)
-        client.close()
+        try:
+            client.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            for _ in range(50):  # bounded: until the first chunk of the body arrived
+                received += client.recv(4096)
+                if b"tick;" in received:
+                    break
+            assert b"tick;" in received
+        finally:
+            client.close()
         (doc,) = daemon.segments(1, timeout=8)
     assert doc["http"]["response"]["status"] == 200
     assert doc["end_time"] - doc["start_time"] < 5
