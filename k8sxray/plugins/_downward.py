@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import _k8s_env as names
+from .. import _env as names
 
 _MAX_FILE = 256 * 1024  # a Downward API labels/annotations file is far smaller
 _MAX_VALUE = 256

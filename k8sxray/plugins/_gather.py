@@ -10,8 +10,8 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import _env as names
 from . import PluginData
-from . import _k8s_env as names
 from ._container_id import is_container_id, read_container_id
 from ._downward import PodEnv, clean, from_env, hostname, namespace_from_file, read_labels
 from ._workload import Workload, from_pod_name
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ORIGIN = "AWS::EKS::Container"
+DEFAULT_PODINFO_DIR = "/etc/podinfo"
+DEFAULT_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app",
+    "version",
+)
+"""Pod labels copied into the ``k8s`` metadata unless ``K8SXRAY_K8S_LABELS`` says otherwise."""
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _MAX_API_TIMEOUT = 10.0
 
@@ -32,7 +42,7 @@ def gather(env: Mapping[str, str], sources: Sources) -> PluginData:
     pod = from_env(env)
     namespace = pod.namespace or namespace_from_file(sources.service_account_dir)
     pod_name = pod.pod_name or (sources.hostname or hostname)()
-    labels = read_labels(env.get(names.K8SXRAY_PODINFO_DIR) or names.DEFAULT_PODINFO_DIR)
+    labels = read_labels(env.get(names.K8SXRAY_PODINFO_DIR) or DEFAULT_PODINFO_DIR)
     container_id = read_container_id(sources.cgroup, sources.mountinfo)
     facts = None
     if _on(env, names.K8SXRAY_KUBE_API):
@@ -137,7 +147,7 @@ def _api_timeout(env: Mapping[str, str]) -> float:
 def select_labels(labels: Mapping[str, str], spec: str | None) -> dict[str, str]:
     """The labels named by *spec* (``K8SXRAY_K8S_LABELS``: comma-separated keys, or ``none``)."""
     if spec is None or not spec.strip():
-        keys: tuple[str, ...] = names.DEFAULT_LABELS
+        keys: tuple[str, ...] = DEFAULT_LABELS
     elif spec.strip().lower() == "none":
         return {}
     else:

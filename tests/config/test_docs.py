@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from k8sxray import _env
@@ -15,3 +16,13 @@ def test_every_variable_is_documented() -> None:
     assert len(names) >= 13
     missing = [name for name in names if f"`{name}`" not in doc]
     assert missing == []
+
+
+def test_every_k8sxray_variable_is_a_constant_in_env() -> None:
+    """Our own variables are named in one module; code elsewhere refers to its constants."""
+    defined = {value for key, value in vars(_env).items() if key.startswith("K8SXRAY_")}
+    used: set[str] = set()
+    for path in (ROOT / "k8sxray").rglob("*.py"):
+        used.update(re.findall(r"\bK8SXRAY_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(encoding="utf-8")))
+    assert used, "the scan found no variable names at all"
+    assert sorted(used - defined) == []

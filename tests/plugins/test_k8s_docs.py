@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from k8sxray.plugins import _k8s_env as names
+from k8sxray import _env as names
 from k8sxray.plugins._downward import from_env
+from k8sxray.plugins._gather import DEFAULT_LABELS, DEFAULT_PODINFO_DIR
 
 DOC = Path(__file__).parents[2] / "docs" / "kubernetes.md"
 
@@ -54,7 +55,7 @@ def test_deployment_env_is_what_the_plugin_reads() -> None:
     fake = {name: f"value-of-{name}" for name in env_names}
     assert all(v is not None for v in vars(from_env(fake)).values())
     mount = container["volumeMounts"][0]["mountPath"]
-    assert mount == names.DEFAULT_PODINFO_DIR
+    assert mount == DEFAULT_PODINFO_DIR
     assert container["name"] == next(e["value"] for e in container["env"] if e["name"] == "CONTAINER_NAME")
 
 
@@ -71,4 +72,4 @@ def test_settings_table_lists_every_variable_and_the_default_labels() -> None:
         names.AWS_EC2_METADATA_DISABLED,
     ):
         assert f"`{name}`" in text
-    assert f"`{','.join(names.DEFAULT_LABELS)}`" in text
+    assert f"`{','.join(DEFAULT_LABELS)}`" in text
