@@ -9,6 +9,11 @@ variant runs in its own fresh process (patches are global), inside a sampled par
 segment/span that is closed and sent every 50 calls; X-Ray documents go to a real UDP
 socket drained by the server process. The figure is process CPU time (all threads, so
 background emitters count) per call; "added" subtracts the untraced median.
+
+The loopback figures include a real socket round trip, whose CPU cost varies by tens of µs
+on a busy machine; a second table repeats the measurement with an in-process transport
+(a canned response below each library's own transport layer, where every tracer still
+sees the call), which shows the tracers' own cost with far less noise.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from typing import Any
 
 VARIANTS = ("bare", "k8sxray", "xray-sdk", "otel")
 CLIENTS = ("requests", "httpx")
+TRANSPORTS = {
+    "loopback": "a real HTTP server in another process",
+    "in-process": "a canned response below the library's transport (no I/O, 3x the calls)",
+}
 BATCH = 50
 
 
@@ -122,14 +131,54 @@ def _setup(variant: str, udp: str) -> Callable[[], Any]:
     return lambda: tracer.start_as_current_span("parent")
 
 
-def run_variant(
-    variant: str, client_name: str, url: str, udp: str, *, calls: int, rounds: int
-) -> list[float]:
-    parent = _setup(variant, udp)
+def _client(client_name: str, inproc: bool) -> Any:
     import httpx
     import requests
 
-    client: Any = requests.Session() if client_name == "requests" else httpx.Client()
+    if client_name == "requests":
+        session = requests.Session()
+        session.trust_env = False  # no proxy lookups in the environment on every call
+        if inproc:
+            session.mount("http://", _canned_adapter())
+        return session
+    if not inproc:
+        return httpx.Client(trust_env=False)
+    import httpcore
+
+    class CannedPool:
+        def handle_request(self, request: Any) -> Any:
+            return httpcore.Response(200, headers=[(b"Content-Length", b"2")], content=b"ok")
+
+    transport = httpx.HTTPTransport()
+    transport._pool = CannedPool()  # below HTTPTransport.handle_request, which OpenTelemetry wraps
+    return httpx.Client(transport=transport, trust_env=False)
+
+
+def _canned_adapter() -> Any:
+    import requests
+    import requests.adapters
+
+    class CannedAdapter(requests.adapters.BaseAdapter):
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            response = requests.Response()
+            response.status_code = 200
+            response.headers["Content-Length"] = "2"
+            response._content = b"ok"
+            response.request = request
+            response.url = request.url
+            return response
+
+        def close(self) -> None:
+            pass
+
+    return CannedAdapter()
+
+
+def run_variant(
+    variant: str, client_name: str, url: str, udp: str, *, calls: int, rounds: int, inproc: bool
+) -> list[float]:
+    parent = _setup(variant, udp)
+    client = _client(client_name, inproc)
     get = client.get
     for _ in range(200):  # warm up: connection, caches
         get(url)
@@ -157,6 +206,7 @@ def main() -> None:
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--udp", help=argparse.SUPPRESS)
+    parser.add_argument("--inproc", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve()
@@ -165,7 +215,13 @@ def main() -> None:
         print(
             json.dumps(
                 run_variant(
-                    args.variant, args.client, args.url, args.udp, calls=args.calls, rounds=args.rounds
+                    args.variant,
+                    args.client,
+                    args.url,
+                    args.udp,
+                    calls=args.calls,
+                    rounds=args.rounds,
+                    inproc=args.inproc,
                 )
             )
         )
@@ -179,53 +235,37 @@ def main() -> None:
         assert server.stdout is not None
         http_port, udp_port = server.stdout.readline().split()
         url, udp = f"http://127.0.0.1:{http_port}/", f"127.0.0.1:{udp_port}"
-        results: dict[tuple[str, str], list[float]] = {}
+        results: dict[tuple[str, str, str], list[float]] = {}
         for repeat in range(args.repeat):
             order = VARIANTS if repeat % 2 == 0 else tuple(reversed(VARIANTS))
-            for client in CLIENTS:
-                for variant in order:
-                    out = subprocess.run(
-                        [
-                            sys.executable,
-                            __file__,
-                            "--variant",
-                            variant,
-                            "--client",
-                            client,
-                            "--url",
-                            url,
-                            "--udp",
-                            udp,
-                            "--calls",
-                            str(args.calls),
-                            "--rounds",
-                            str(args.rounds),
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                        env=env,
-                    )
-                    results.setdefault((client, variant), []).extend(json.loads(out.stdout.splitlines()[-1]))
+            for transport in TRANSPORTS:
+                for client in CLIENTS:
+                    for variant in order:
+                        command = [sys.executable, __file__, "--variant", variant, "--client", client]
+                        command += ["--url", url, "--udp", udp, "--rounds", str(args.rounds)]
+                        command += ["--calls", str(args.calls * (3 if transport == "in-process" else 1))]
+                        command += ["--inproc"] if transport == "in-process" else []
+                        out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+                        rounds = json.loads(out.stdout.splitlines()[-1])
+                        results.setdefault((transport, client, variant), []).extend(rounds)
     finally:
         server.terminate()
         server.wait()
 
-    print(
-        f"CPU µs per outgoing call (median of {args.rounds * args.repeat} rounds of {args.calls} calls; "
-        f"{os.cpu_count()} CPUs)"
-    )
-    print(f"{'client':<9} {'variant':<9} {'µs/call':>8} {'added':>8} {'x k8sxray':>10}")
-    for client in CLIENTS:
-        medians = {v: statistics.median(results[(client, v)]) for v in VARIANTS}
-        added = {v: medians[v] - medians["bare"] for v in VARIANTS}
-        for variant in VARIANTS:
-            ratio = (
-                ""
-                if variant in ("bare", "k8sxray")
-                else f"{added[variant] / max(added['k8sxray'], 0.1):.1f}x"
-            )
-            print(f"{client:<9} {variant:<9} {medians[variant]:>8.1f} {added[variant]:>+8.1f} {ratio:>10}")
+    print(f"CPU µs per outgoing call, median of {args.rounds * args.repeat} rounds ({os.cpu_count()} CPUs)")
+    for transport, description in TRANSPORTS.items():
+        print(f"\n{transport}: {description}")
+        print(f"{'client':<9} {'variant':<9} {'µs/call':>8} {'added':>8} {'x k8sxray':>10}")
+        for client in CLIENTS:
+            medians = {v: statistics.median(results[(transport, client, v)]) for v in VARIANTS}
+            added = {v: medians[v] - medians["bare"] for v in VARIANTS}
+            for variant in VARIANTS:
+                ratio = ""
+                if variant not in ("bare", "k8sxray"):
+                    ratio = f"{added[variant] / max(added['k8sxray'], 0.1):.1f}x"
+                print(
+                    f"{client:<9} {variant:<9} {medians[variant]:>8.1f} {added[variant]:>+8.1f} {ratio:>10}"
+                )
 
 
 if __name__ == "__main__":
