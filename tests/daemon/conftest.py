@@ -150,6 +150,9 @@ class FakeXRay:
                     return
                 assert self.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")
                 docs = json.loads(body)["TraceSegmentDocuments"]
+                if not all(_valid(d) for d in docs):  # strict, like a backend validating documents
+                    self._answer(400, {"__type": "InvalidRequestException", "message": "invalid document"})
+                    return
                 with fake.lock:
                     fake.calls += 1
                     status, answer, delay = fake.behaviour(docs)
@@ -204,6 +207,14 @@ def fake_xray() -> Iterator[FakeXRay]:
     fake = FakeXRay()
     yield fake
     fake.close()
+
+
+def _valid(doc: str) -> bool:
+    try:
+        data = json.loads(doc)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("id"), str)
 
 
 def free_tcp_port() -> int:

@@ -1,0 +1,83 @@
+"""The program: sink fallback, exit codes, log format, version."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import HEADER, DaemonProcess, segment
+
+NO_CREDENTIALS = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                  "AWS_CONFIG_FILE": "/nonexistent"}
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "k8sxray.daemon", *args], capture_output=True, text=True,
+                          timeout=30, env={"PATH": "/usr/bin:/bin", **(env or {})}, check=False)
+
+
+def test_without_credentials_segments_go_to_stdout(start_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = start_daemon(["--log-format", "json"], NO_CREDENTIALS)
+    docs = [segment(i) for i in range(3)]
+    daemon.send_docs(docs)
+    deadline = time.monotonic() + 5
+    while daemon.stdout.count(b"\n") < 3:
+        assert time.monotonic() < deadline, daemon.log
+        time.sleep(0.02)
+    assert daemon.stop() == 0
+    assert daemon.stdout.splitlines() == docs
+    records = [json.loads(line) for line in daemon.log.splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any("no AWS credentials found: writing segments to stdout" in r["message"] for r in records)
+
+
+def test_sink_stdout_by_name_needs_no_aws_at_all(start_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = start_daemon(["--sink", "stdout"], NO_CREDENTIALS)
+    daemon.send(HEADER + b'{"k": "v"}')
+    deadline = time.monotonic() + 5
+    while not daemon.stdout:
+        assert time.monotonic() < deadline, daemon.log
+        time.sleep(0.02)
+    assert daemon.stop() == 0
+    assert daemon.stdout == b'{"k": "v"}\n'
+    assert "no AWS credentials" not in daemon.log
+
+
+def test_unknown_yaml_key_exits_2_with_the_key_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("Version: 2\nTotalBufferSizeMB: 8\nSampling: true\n")
+    result = _run("-c", str(cfg))
+    assert result.returncode == 2
+    assert "unknown key 'Sampling'" in result.stderr
+
+
+def test_xray_sink_without_region_exits_2() -> None:
+    env = {**NO_CREDENTIALS, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    result = _run("--sink", "xray", "-o", "-b", "127.0.0.1:0", "-t", "off", "--http", "off", env=env)
+    assert result.returncode == 2
+    assert "no AWS region" in result.stderr
+
+
+def test_port_in_use_exits_1(start_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = start_daemon(["--sink", "stdout"], NO_CREDENTIALS)
+    result = _run("--sink", "stdout", "-b", f"127.0.0.1:{daemon.port}", "-t", "off", "--http", "off",
+                  env=NO_CREDENTIALS)
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert daemon.stop() == 0
+
+
+def test_version_and_help() -> None:
+    version = _run("-v")
+    assert version.returncode == 0
+    assert version.stdout.startswith("k8sxray daemon ")
+    usage = _run("-h")
+    assert usage.returncode == 0
+    for flag in ("--bind", "--bind-tcp", "--buffer-memory", "--region", "--resource-arn", "--role-arn",
+                 "--local-mode", "--config", "--proxy-address", "--log-level", "--endpoint-url", "--sink",
+                 "--shutdown-timeout", "--log-format", "--http"):
+        assert flag in usage.stdout
