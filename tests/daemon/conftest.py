@@ -132,6 +132,7 @@ class FakeXRay:
     def __init__(self, port: int = 0) -> None:
         self.behaviour: Behaviour = lambda docs: (200, {"UnprocessedTraceSegments": []}, 0.0)
         self.delivered: list[str] = []
+        self.other: list[tuple[str, bytes]] = []  # calls to paths other than /TraceSegments
         self.calls = 0
         self.lock = threading.Lock()
         fake = self
@@ -146,6 +147,8 @@ class FakeXRay:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.path != "/TraceSegments":
+                    with fake.lock:
+                        fake.other.append((self.path, body))
                     self._answer(200, {})
                     return
                 assert self.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")

@@ -1,0 +1,78 @@
+"""The server wires the side services: /healthz and /metrics, the sampling proxy, telemetry."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from conftest import AWS_ENV, DaemonProcess, FakeXRay, segment
+
+pytest.importorskip("k8sxray.daemon.ops")
+pytest.importorskip("k8sxray.daemon.proxy")
+pytest.importorskip("k8sxray.daemon.telemetry")
+
+
+def _address(log: str, pattern: str) -> str:
+    match = re.search(pattern, log)
+    assert match, log
+    return f"{match.group(1)}:{match.group(2)}"
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _post(url: str, body: bytes) -> int:
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_ops_proxy_and_telemetry(fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    daemon = start_daemon(["--endpoint-url", fake_xray.url, "-n", "us-east-1", "--http", "127.0.0.1:0",
+                           "-t", "127.0.0.1:0", "-a", "arn:aws:eks:us-east-1:1:cluster/c"], AWS_ENV)
+    daemon.wait_log("/healthz")
+    daemon.wait_log("sampling proxy listening")
+    ops = _address(daemon.log, r"http://([0-9.]+):(\d+)/healthz")
+    proxy = _address(daemon.log, r"sampling proxy listening on ([0-9.]+):(\d+)")
+
+    assert _get(f"http://{ops}/healthz")[0] == 200
+    daemon.send_docs([segment(i) for i in range(7)])
+    daemon.send(b"junk")
+    fake_xray.wait_for(7)
+    deadline = time.monotonic() + 5
+    while True:
+        status, metrics = _get(f"http://{ops}/metrics")
+        if "k8sxray_daemon_segments_sent_total 7" in metrics or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert status == 200
+    assert "k8sxray_daemon_segments_received_total 7" in metrics
+    assert "k8sxray_daemon_segments_sent_total 7" in metrics
+    assert 'k8sxray_daemon_segments_rejected_total{reason="bad_header"} 1' in metrics
+
+    assert _post(f"http://{proxy}/GetSamplingRules", b"{}") == 200
+    assert ("/GetSamplingRules", b"{}") in fake_xray.other
+    assert _post(f"http://{proxy}/TraceSegments", b"{}") >= 400  # only the two sampling calls pass
+
+    assert daemon.stop() == 0
+    telemetry = [json.loads(body) for path, body in fake_xray.other if path == "/TelemetryRecords"]
+    assert telemetry, "the final telemetry record is sent on shutdown"
+    records = [r for t in telemetry for r in t["TelemetryRecords"]]
+    assert sum(r["SegmentsReceivedCount"] for r in records) == 7
+    assert sum(r["SegmentsSentCount"] for r in records) == 7
+    assert sum(r["SegmentsRejectedCount"] for r in records) == 1
+    assert telemetry[-1]["ResourceARN"] == "arn:aws:eks:us-east-1:1:cluster/c"
