@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import wrapt
 
-from .. import _guard, _recorder
+from .. import _context, _guard, _recorder
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,34 @@ def finish_error(what: str, sub: _recorder.Subsegment, exc: BaseException, *, re
     except Exception:
         _guard.internal_error(f"{what} (exception)")
     _recorder.end_subsegment(sub)
+
+
+def detach(sub: _recorder.Subsegment) -> None:
+    """Make *sub*'s parent current again while *sub* stays open (a streamed body is still unread).
+
+    The caller goes on in its own trace context; :func:`finish_http` ends *sub* later, when
+    the body has been read or the response closed.
+    """
+    try:
+        if _context.get() is sub:
+            _context.restore(sub._token, sub._previous)
+            sub._token = None
+    except Exception:
+        _guard.internal_error("outgoing (detach)")
+
+
+class Once:
+    """Calls *action* the first time it is called, never again (a body ends once)."""
+
+    __slots__ = ("_action",)
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action: Callable[[], None] | None = action
+
+    def __call__(self) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            action()
 
 
 class Patches:

@@ -2,8 +2,10 @@
 
 ``Session.send`` is patched on the class, so sessions created before ``instrument()``
 are traced too, whatever transport adapter they mount. Redirects followed by the same
-``send`` are part of its subsegment. With ``stream=True`` the subsegment ends when the
-response headers have arrived (``send`` returns); reading the body is not timed.
+``send`` are part of its subsegment. A streamed response (``stream=True``) ends its
+subsegment when the body has been read to the end or the response is closed; until then
+the caller's own trace context is current again. A streamed body that is never read nor
+closed leaves the subsegment in progress.
 """
 
 from __future__ import annotations
@@ -31,8 +33,34 @@ def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     except BaseException as exc:
         _outgoing.finish_error(_WHAT, sub, exc)
         raise
-    _outgoing.finish_http(_WHAT, sub, response.status_code, _outgoing.content_length(response.headers))
+    length = _outgoing.content_length(response.headers)
+    if kwargs.get("stream"):
+        done = _outgoing.Once(lambda: _outgoing.finish_http(_WHAT, sub, response.status_code, length))
+        if _end_with_body(response, done):
+            _outgoing.detach(sub)
+            return response
+    _outgoing.finish_http(_WHAT, sub, response.status_code, length)
     return response
+
+
+def _end_with_body(response: Any, done: _outgoing.Once) -> bool:
+    """Call *done* when urllib3 releases the connection (body read or response closed)."""
+    try:
+        raw = response.raw
+        release = raw.release_conn
+        if raw.closed:  # no body left to read (HEAD, 204, empty)
+            return False
+
+        def release_conn() -> None:
+            try:
+                release()
+            finally:
+                done()
+
+        raw.release_conn = release_conn
+        return True
+    except Exception:  # not urllib3 (a custom adapter): end at the headers
+        return False
 
 
 _patches = _outgoing.Patches("requests", [("requests.sessions", "Session.send", _send)])

@@ -160,15 +160,39 @@ def test_exception_propagates_unchanged(traced: list[dict[str, Any]]) -> None:
     assert second["fault"] is True
 
 
-def test_streaming_subsegment_ends_at_the_headers(server: str, traced: list[dict[str, Any]]) -> None:
-    with in_request(), httpx.Client() as client, client.stream("GET", f"{server}/stream") as response:
-        headers_at = time.time()
-        assert response.read() == b"first-last"
-        body_at = time.time()
+def test_streaming_subsegment_ends_when_the_response_closes(
+    server: str, traced: list[dict[str, Any]]
+) -> None:
+    with in_request() as segment, httpx.Client() as client:
+        with client.stream("GET", f"{server}/stream") as response:
+            headers_at = time.time()
+            assert _recorder.current() is segment  # the caller's context again while streaming
+            assert b"".join(response.iter_bytes()) == b"first-last"
+            body_at = time.time()
+        closed_at = time.time()
     sub = only_subsegment(traced)
     assert body_at - headers_at >= 0.25
-    assert sub["end_time"] <= headers_at  # documented: the body download is not timed
+    assert headers_at + 0.25 <= sub["end_time"] <= closed_at
     assert sub["http"]["response"] == {"status": 200, "content_length": 10}
+
+
+def test_async_streaming_and_a_body_read_after_the_request(server: str, traced: list[dict[str, Any]]) -> None:
+    async def main() -> bytes:
+        async with httpx.AsyncClient() as client:
+            with in_request():
+                request = client.build_request("GET", f"{server}/stream")
+                response = await client.send(request, stream=True)
+            body = await response.aread()  # after the request's segment was sent
+            await response.aclose()
+            return body
+
+    assert asyncio.run(main()) == b"first-last"
+    segment, late = traced
+    assert segment["subsegments"][0]["in_progress"] is True
+    assert late["type"] == "subsegment"
+    assert late["id"] == segment["subsegments"][0]["id"]
+    assert late["end_time"] - late["start_time"] >= 0.25
+    assert late["http"]["response"] == {"status": 200, "content_length": 10}
 
 
 def test_header_present_or_unsampled_or_outside(server: str, traced: list[dict[str, Any]]) -> None:

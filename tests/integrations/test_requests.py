@@ -171,14 +171,40 @@ def test_redirects_are_one_subsegment_with_the_header_once_per_hop(
     assert sub["http"]["response"]["status"] == 200
 
 
-def test_streaming_subsegment_ends_at_the_headers(server: str, traced: list[dict[str, Any]]) -> None:
-    with in_request():
+def test_streaming_subsegment_ends_when_the_body_is_read(server: str, traced: list[dict[str, Any]]) -> None:
+    with in_request() as segment:
         response = requests.get(f"{server}/stream", stream=True)
         headers_at = time.time()
-        assert response.raw.read() == b"first-last"
+        assert _recorder.current() is segment  # the caller's context again, while the body is unread
+        assert b"".join(response.iter_content(4)) == b"first-last"  # read to the end, never closed
         body_at = time.time()
-        response.close()
     sub = only_subsegment(traced)
     assert body_at - headers_at >= 0.25
-    assert sub["end_time"] <= headers_at  # documented: the body download is not timed
+    assert headers_at + 0.25 <= sub["end_time"] <= body_at
     assert sub["http"]["response"] == {"status": 200, "content_length": 10}
+
+
+def test_streaming_subsegment_ends_when_closed_unread(server: str, traced: list[dict[str, Any]]) -> None:
+    with in_request():
+        response = requests.get(f"{server}/stream", stream=True)
+        time.sleep(0.1)
+        response.close()
+        closed_at = time.time()
+        response.close()  # twice: still one end
+    sub = only_subsegment(traced)
+    assert sub["end_time"] <= closed_at
+    assert sub["end_time"] - sub["start_time"] >= 0.1
+
+
+def test_streaming_body_read_after_the_request_ended(server: str, traced: list[dict[str, Any]]) -> None:
+    with in_request():
+        response = requests.get(f"{server}/stream", stream=True)
+    (segment,) = traced
+    assert segment["subsegments"][0]["in_progress"] is True
+    assert response.content == b"first-last"
+    assert len(traced) == 2  # the subsegment, sent on its own when its body ended
+    late = traced[1]
+    assert late["id"] == segment["subsegments"][0]["id"]
+    assert late["type"] == "subsegment"
+    assert late["parent_id"] == segment["id"]
+    assert late["http"]["response"]["status"] == 200
