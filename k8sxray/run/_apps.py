@@ -32,7 +32,7 @@ def instrument_app(app: Any) -> Any:
     try:
         import k8sxray
 
-        traced = k8sxray.instrument(app)  # type: ignore[attr-defined]  # the core's public API
+        traced = k8sxray.instrument(app)
     except Exception:
         _guard.internal_error("k8sxray-run: wrapping the app")
         return app
