@@ -146,7 +146,6 @@ class Receiver:
         size = len(buf)
         docs: list[bytes] = []
         append = docs.append
-        held = 0
         count = 0
         spaced, compact = HEADER, COMPACT_HEADER
         max_datagram = self.max_datagram
@@ -172,10 +171,9 @@ class Receiver:
                 if not doc:
                     continue
             append(doc)
-            held += len(doc)
         if docs:
             self.stats.received += len(docs)
-            dropped = self.buffer.put_many(docs, held + DOC_OVERHEAD * len(docs))
+            dropped = self.buffer.put_many(docs, sum(map(len, docs)) + DOC_OVERHEAD * len(docs))
             if dropped:
                 self._note_dropped(dropped)
         return count

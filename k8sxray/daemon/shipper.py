@@ -89,7 +89,7 @@ class Shipper:
                 return
 
     def _ship(self, batch: list[bytes]) -> None:
-        held = sum(len(doc) for doc in batch) + DOC_OVERHEAD * len(batch)
+        held = sum(map(len, batch)) + DOC_OVERHEAD * len(batch)
         pending = batch
         attempt = 0
         with self._lock:
