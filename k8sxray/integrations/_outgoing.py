@@ -32,16 +32,10 @@ Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
 def host_of(url: str) -> str:
     """The host name of *url* (the subsegment's name), ``"unknown"`` when it has none."""
-    start = url.find("://")
-    if start > 0:
-        rest = url[start + 3 :]
-        end = len(rest)
-        for stop in "/?#":
-            found = rest.find(stop)
-            if 0 <= found < end:
-                end = found
-        netloc = rest[:end].rpartition("@")[2]
-        if netloc and "[" not in netloc:  # not IPv6: drop the port
+    parts = url.split("/", 3)  # "scheme:", "", "user@host:port?query#fragment", "path..."
+    if len(parts) >= 3 and not parts[1] and parts[0].endswith(":"):
+        netloc = parts[2].partition("?")[0].partition("#")[0].rpartition("@")[2]
+        if "[" not in netloc:  # not IPv6: drop the port
             name = netloc.partition(":")[0]
             return name.lower() if name else "unknown"
     try:
