@@ -6,8 +6,9 @@ All variants run in this one process, interleaved round by round. Datagrams go t
 real UDP socket drained by a separate receiver process, and a timed run ends only
 when every datagram it sent has ARRIVED there (OpenTelemetry's runs end after
 ``force_flush``), so work deferred to a background thread is inside the measurement.
-Prints the median µs per request of each variant, the added cost over the bare app,
-and how many times more the peers add than k8sxray.
+Prints the median µs per request of each variant, the added cost over the bare app
+(wall clock, paired with a bare run just before), how many times more the peers add
+than k8sxray, and the added CPU time of this process (all its threads; not the receiver).
 """
 
 from __future__ import annotations
@@ -195,6 +196,8 @@ class Variant:
         self.finish = finish
         self.samples: list[float] = []
         self.added: list[float] = []  # paired with a bare run just before it
+        self.cpu: list[float] = []  # this process's CPU time (all threads), µs per request
+        self.added_cpu: list[float] = []
 
 
 def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[Variant], list[Variant]]:
@@ -215,13 +218,16 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
         _recorder.flush(1.0)
 
     def with_emitter(mode: str, run: Callable[[int], None]) -> Callable[[int], None]:
-        # "inline", "batched" (the defaults), or "batched-<delay ms>-<batch>"
+        # "inline", "batched" (the defaults), or "batched-<delay ms>-<batch>"; a "+inline-json"
+        # suffix serialises on the request thread instead of in the flusher
         delay, batch = _emitter.DEFAULT_DELAY, _emitter.DEFAULT_BATCH
+        serialise = None if mode.endswith("+inline-json") else _recorder.documents
+        mode = mode.removesuffix("+inline-json")
         if mode == "inline":
             delay = 0.0
         elif mode.count("-") == 2:
             delay, batch = float(mode.split("-")[1]) / 1000, int(mode.split("-")[2])
-        emitter = _emitter.UDPEmitter(lambda: address, delay=delay, batch=batch)
+        emitter = _emitter.UDPEmitter(lambda: address, delay=delay, batch=batch, serialise=serialise)
 
         def wrapped(n: int) -> None:
             _recorder.set_emitter(emitter)
@@ -304,6 +310,7 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
 
 def measure(variant: Variant, receiver: Receiver, n: int) -> float:
     start_count = receiver.counter.value
+    start_cpu = time.process_time()
     start = time.perf_counter()
     variant.run(n)
     if variant.finish is not None:
@@ -312,6 +319,7 @@ def measure(variant: Variant, receiver: Receiver, n: int) -> float:
         print(f"  ! {variant.name}: only {receiver.counter.value - start_count} of {n} datagrams arrived")
     sample = (time.perf_counter() - start) / n * 1e6
     variant.samples.append(sample)
+    variant.cpu.append((time.process_time() - start_cpu) / n * 1e6)
     return sample
 
 
@@ -320,7 +328,8 @@ def report(title: str, variants: list[Variant]) -> None:
     ours = [v for v in variants if v.name.startswith("k8sxray sampled")]
     best = min(statistics.median(v.added) for v in ours) if ours else 0.0
     print(f"\n{title}")
-    print(f"{'variant':34} {'µs/request':>11} {'added µs':>9} {'peer adds x k8sxray':>20}")
+    head = f"{'variant':34} {'µs/request':>11} {'added µs':>9} {'peer adds x k8sxray':>20}"
+    print(head + f" {'added CPU µs':>13}")
     for v in variants:
         med = statistics.median(v.samples)
         if v is variants[0]:
@@ -328,7 +337,8 @@ def report(title: str, variants: list[Variant]) -> None:
             continue
         added = statistics.median(v.added)
         ratio = f"{added / best:.1f}x" if best > 0 and not v.name.startswith("k8sxray") else ""
-        print(f"{v.name:34} {med:11.1f} {added:9.1f} {ratio:>20}")
+        cpu = statistics.median(v.added_cpu)
+        print(f"{v.name:34} {med:11.1f} {added:9.1f} {ratio:>20} {cpu:13.1f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -351,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for variant in group[1:]:
                     before = measure(bare, receiver, args.requests)
                     variant.added.append(measure(variant, receiver, args.requests) - before)
+                    variant.added_cpu.append(variant.cpu[-1] - bare.cpu[-1])
         print(f"{args.requests} requests x {args.rounds} rounds, medians; datagrams to a receiver process")
         report("WSGI (Flask hello)", wsgi)
         report("ASGI (Starlette hello)", asgi)

@@ -19,7 +19,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import _guard
 from ._protocol import HEADER
@@ -60,6 +60,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def close_all() -> None:
+    """Flush and close every UDP emitter (at exit)."""
+    for emitter in list(_live):
+        emitter.close()
+
+
 class UDPEmitter:
     """Send documents as UDP datagrams in the daemon protocol."""
 
@@ -69,9 +75,16 @@ class UDPEmitter:
         *,
         delay: float = DEFAULT_DELAY,
         batch: int = DEFAULT_BATCH,
+        serialise: Callable[[Any], list[bytes]] | None = None,
     ) -> None:
-        """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch."""
+        """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch.
+
+        With *serialise*, :meth:`send_later` queues finished objects (segments) that the
+        flusher turns into documents, in a batch, off the request path.
+        """
         self._address = address
+        self._serialise = serialise
+        self.serialises = serialise is not None
         self._delay = delay
         self._batch = max(1, batch)
         self._limit = max(self._batch, QUEUE_LIMIT) if delay > 0 else 1
@@ -82,7 +95,7 @@ class UDPEmitter:
         _live.add(self)
 
     def _reset_after_fork(self) -> None:
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[Any] = deque()
         self._sock: socket.socket | None = None
         self._connected: SockAddr | None = None
         self._lock = threading.Lock()
@@ -93,8 +106,12 @@ class UDPEmitter:
 
     # --- request path ---------------------------------------------------------------------
     def send(self, document: bytes) -> None:
+        self.send_later(document)
+
+    def send_later(self, item: Any) -> None:
+        """Queue a document, or an object for *serialise* (never blocks, never raises)."""
         queue = self._queue
-        queue.append(document)
+        queue.append(item)
         if not self._armed:
             if self._limit == 1:
                 self._drain()
@@ -147,19 +164,31 @@ class UDPEmitter:
                 return
             send = sock.send
             popleft = queue.popleft
+            serialise = self._serialise
             sent = 0
             while queue:
                 try:
-                    document = popleft()
+                    item = popleft()
                 except IndexError:
                     break
-                try:
-                    send(HEADER + document)
-                    sent += 1
-                except OSError as exc:
-                    self.dropped += 1
-                    message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
-                    _guard.warn_once("emitter.send", message, exc)
+                if type(item) is bytes:
+                    documents = (item,)
+                elif serialise is not None:
+                    try:
+                        documents = serialise(item)  # type: ignore[assignment]
+                    except Exception:
+                        _guard.internal_error("emitter.serialise")
+                        continue
+                else:
+                    continue
+                for document in documents:
+                    try:
+                        send(HEADER + document)
+                        sent += 1
+                    except OSError as exc:
+                        self.dropped += 1
+                        message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
+                        _guard.warn_once("emitter.send", message, exc)
             self.sent += sent
 
     def _start_thread(self) -> None:

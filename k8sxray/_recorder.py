@@ -14,14 +14,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 from . import _config, _context, _guard, _header
 from ._context import get as get_current
 from ._context import set_ as set_current
-from ._emitter import Emitter, UDPEmitter
+from ._emitter import Emitter, UDPEmitter, close_all
 from ._ids import entity_id, new_trace
 from ._protocol import MAX_DOCUMENT
 from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, split
@@ -93,7 +93,7 @@ def _sdk_version() -> str:
 class _State:
     """Everything the request path needs from one configuration."""
 
-    __slots__ = ("config", "emitter", "enabled", "own_emitter", "sampler", "static")
+    __slots__ = ("config", "emitter", "enabled", "later", "own_emitter", "sampler", "static")
 
     def __init__(self, config: _config.Config, emitter: Emitter | None) -> None:
         from .plugins import collect
@@ -109,8 +109,18 @@ class _State:
             metadata=data.metadata,
         )
         self.sampler = _make_sampler(config)
-        self.own_emitter = UDPEmitter(_address_of(config))  # opens nothing until the first send
-        self.emitter: Emitter = emitter if emitter is not None else self.own_emitter
+        self.own_emitter = UDPEmitter(_address_of(config), serialise=documents)  # opens nothing yet
+        self.emitter: Emitter = self.own_emitter
+        self.later: Callable[[Any], None] | None = None
+        self.use(emitter)
+
+    def use(self, emitter: Emitter | None) -> None:
+        """Send to *emitter* (``None``: our own UDP emitter)."""
+        chosen = emitter if emitter is not None else self.own_emitter
+        self.emitter = chosen
+        # a UDP emitter that can serialise queues finished segments: the flusher serialises them
+        deferred = isinstance(chosen, UDPEmitter) and chosen.serialises
+        self.later = chosen.send_later if deferred else None  # type: ignore[attr-defined]
 
 
 def _address_of(config: _config.Config) -> Any:
@@ -170,9 +180,10 @@ def _close(old: _State) -> None:
 
 def _at_exit() -> None:
     flush(1.0)
-    current_state = _state
-    if current_state is not None and current_state.emitter is not current_state.own_emitter:
-        current_state.own_emitter.flush(1.0)
+    try:
+        close_all()
+    except Exception:
+        _guard.internal_error("recorder.exit")
 
 
 def flush(timeout: float = 1.0) -> bool:
@@ -193,7 +204,7 @@ def set_emitter(emitter: Emitter | None) -> Emitter | None:
     with _lock:
         current_state = state()
         previous, _override = _override, emitter
-        current_state.emitter = emitter if emitter is not None else current_state.own_emitter
+        current_state.use(emitter)
     return previous
 
 
@@ -247,35 +258,40 @@ def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None
     Never raises: a failure is logged once and the request goes on untraced.
     """
     try:
-        _end_segment(segment, end_time)
+        if type(segment) is Segment:
+            if segment._sent:
+                return
+            segment._sent = True
+        token = segment._token
+        if token is not None:
+            segment._token = None
+            try:
+                _context.current_entity.reset(token)
+            except ValueError:  # ended in another context (a task or thread): best effort
+                _context.current_entity.set(segment._previous)
+        if type(segment) is Segment:
+            segment.end_time = time.time() if end_time is None else end_time
+            _emit(segment)
     except Exception:
         _guard.internal_error("recorder.end_segment")
 
 
-def _end_segment(segment: Segment | UnsampledTrace, end_time: float | None) -> None:
-    if segment.sampled:
-        assert isinstance(segment, Segment)
-        if segment._sent:
-            return
-        segment._sent = True
-    if segment._token is not None:
-        _context.restore(segment._token, segment._previous)
-        segment._token = None
-    if segment.sampled:
-        assert isinstance(segment, Segment)
-        segment.end_time = time.time() if end_time is None else end_time
-        _emit(segment)
-
-
 def _emit(segment: Segment) -> None:
-    emitter = (_state or state()).emitter
+    current_state = _state or state()
+    later = current_state.later
+    if later is not None:
+        later(segment)  # serialised by the flusher, in a batch, off the request path
+        return
+    for document in documents(segment):
+        current_state.emitter.send(document)
+
+
+def documents(segment: Segment) -> list[bytes]:
+    """The datagram bodies for *segment*: one document, or several when it is too large."""
     document = segment.to_json()
     if len(document) <= MAX_DOCUMENT:
-        emitter.send(document.encode())
-        return
-    documents, dropped = split(segment, MAX_DOCUMENT)
-    for doc in documents:
-        emitter.send(doc.encode())
+        return [document.encode()]
+    parts, dropped = split(segment, MAX_DOCUMENT)
     if dropped:
         _guard.warn_once(
             "recorder.too_large",
@@ -284,6 +300,7 @@ def _emit(segment: Segment) -> None:
             dropped,
             segment.trace_id,
         )
+    return [part.encode() for part in parts]
 
 
 # --- the API for integrations ---------------------------------------------------------------

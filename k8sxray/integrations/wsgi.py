@@ -45,19 +45,27 @@ def wrap(app: WSGIApp) -> WSGIApp:
             return app(environ, start_response)
         if type(trace) is UnsampledTrace:
             return _unsampled(app, environ, start_response, trace)
-        assert isinstance(trace, Segment)
+        assert type(trace) is Segment
         try:
-            fill_request(
-                trace,
-                method,
-                environ.get("wsgi.url_scheme", "http"),
-                host,
-                path,
-                environ.get("QUERY_STRING", ""),
-                environ.get("HTTP_USER_AGENT"),
-                environ.get("REMOTE_ADDR"),
-                environ.get("HTTP_X_FORWARDED_FOR"),
-            )
+            query = environ.get("QUERY_STRING")
+            forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+            if query or forwarded or "@" in host:
+                fill_request(
+                    trace,
+                    method,
+                    environ.get("wsgi.url_scheme", "http"),
+                    host,
+                    path,
+                    query or "",
+                    environ.get("HTTP_USER_AGENT"),
+                    environ.get("REMOTE_ADDR"),
+                    forwarded,
+                )
+            else:  # the common case, inline
+                trace.method = method
+                trace.url = environ.get("wsgi.url_scheme", "http") + "://" + host + path
+                trace.user_agent = environ.get("HTTP_USER_AGENT")
+                trace.client_ip = environ.get("REMOTE_ADDR")
         except Exception:
             _guard.internal_error("wsgi.request")
         header = (_HEADER, trace.response_header)
