@@ -90,8 +90,11 @@ def test_uvicorn_two_workers(receiver: Receiver, downstream: Any, env: dict[str,
     assert "k8sxray" not in app.stop()
 
 
-def test_plain_script(receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any) -> None:
-    app = launch(["python", "script_app.py"], env)
+@pytest.mark.parametrize("script", ["script_app.py", "uvicorn_script.py"])
+def test_plain_script(
+    script: str, receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
+) -> None:
+    app = launch(["python", script], env)
     assert app.proc.stdout is not None
     port = int(app.proc.stdout.readline())
     assert app.proc.stdout.readline().strip() == "sitecustomize: k8sxray"
