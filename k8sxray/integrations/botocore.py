@@ -6,7 +6,10 @@ each attempt's HTTP request. The subsegment is named after the service (``Dynamo
 ``SQS``, ``S3``...) and carries ``aws.operation``, ``aws.region``, ``aws.request_id``,
 ``aws.retries`` and the resource names X-Ray shows (table, queue URL, bucket and key,
 topic, function, stream); item data and message bodies are never recorded. X-Ray's own
-sampling and segment calls are not traced (no recursion).
+sampling and segment calls are not traced (no recursion). A streamed result (S3
+``GetObject``'s ``Body``) is read after the call's subsegment has ended. When the official
+SDK has patched botocore too, its subsegment (in k8sxray's trace, through the SDK bridge)
+is the only one.
 """
 
 from __future__ import annotations
