@@ -336,7 +336,8 @@ def end_subsegment(sub: Subsegment, *, end_time: float | None = None) -> None:
             _context.restore(sub._token, sub._previous)
         sub._token = None
         if sub.segment._sent:  # the request ended first: send it on its own
-            state().emitter.send(sub.to_json(streaming=True).encode())
+            sub.late = True
+            (_state or state()).emitter.send(sub.to_json(streaming=True).encode())
     except Exception:
         _guard.internal_error("recorder.end_subsegment")
 

@@ -200,7 +200,9 @@ class Entity:
         if self.annotations:
             out += (',"annotations":', dumps(self.annotations))
         if children and self.subsegments:
-            out += (',"subsegments":[', ",".join([s.to_json() for s in self.subsegments]), "]")
+            nested = [s.to_json() for s in self.subsegments if not s.late]  # late ones went on their own
+            if nested:
+                out += (',"subsegments":[', ",".join(nested), "]")
 
     def _append_http(self, out: list[str]) -> None:
         method = self.method
@@ -296,6 +298,9 @@ class Segment(Entity):
 class Subsegment(Entity):
     """Work inside a request: a downstream call or a local block."""
 
+    late = False
+    """Ended after its segment was handed to the emitter: it was sent on its own."""
+
     def __init__(self, name: str, namespace: str | None, parent: Entity, start_time: float) -> None:
         self.name = name
         self.id = _ids.entity_id()
@@ -348,6 +353,8 @@ def split(segment: Segment, limit: int) -> tuple[list[str], int]:
 def _split_children(parent: Entity, limit: int, out: list[str]) -> int:
     dropped = 0
     for sub in parent.subsegments or ():
+        if sub.late:
+            continue
         doc = sub.to_json(streaming=True)
         if len(doc) <= limit:
             out.append(doc)

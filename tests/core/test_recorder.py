@@ -7,6 +7,7 @@ import contextvars
 import logging
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -147,7 +148,7 @@ def test_subsegment_ended_after_its_segment_is_sent_on_its_own() -> None:
         assert sub is not None
         _recorder.end_segment(seg)
         _recorder.end_subsegment(sub)
-    assert docs[0]["subsegments"][0]["in_progress"] is True
+    assert docs[0]["subsegments"][0]["in_progress"] is True  # serialised before it ended
     late = docs[1]
     assert late["type"] == "subsegment"
     assert late["trace_id"] == docs[0]["trace_id"]
@@ -222,3 +223,49 @@ def test_in_memory_emitter_is_usable_directly() -> None:
         _recorder.set_emitter(previous)
     assert len(emitter.wait_for(1, timeout=1)) == 1
     assert emitter.documents[0].startswith(b'{"name":"svc"')
+
+
+def test_plugin_data_is_collected_once_per_configure_and_on_every_segment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from k8sxray import plugins
+
+    calls: list[tuple[str, ...]] = []
+
+    def fake_collect(names: tuple[str, ...]) -> plugins.PluginData:
+        calls.append(tuple(names))
+        return plugins.PluginData(
+            origin="AWS::EKS::Container",
+            aws={"eks": {"pod": "web-1", "cluster_name": "prod", "container_id": "abc"}},
+            metadata={"k8s": {"namespace": "shop"}},
+        )
+
+    monkeypatch.setattr(plugins, "collect", fake_collect)
+    k8sxray.configure(service_name="svc", sampling_rate=1.0, daemon_address="127.0.0.1:9", plugins=())
+    with capture_segments() as docs:
+        for _ in range(3):
+            seg = _request()
+            k8sxray.put_metadata("user", "u-1", namespace="k8s")
+            _recorder.end_segment(seg)
+    assert len(calls) == 1
+    for doc in docs:
+        assert doc["origin"] == "AWS::EKS::Container"
+        assert doc["aws"]["eks"] == {"pod": "web-1", "cluster_name": "prod", "container_id": "abc"}
+        assert doc["aws"]["xray"]["sdk"] == "k8sxray"
+        assert doc["metadata"] == {"k8s": {"namespace": "shop", "user": "u-1"}}
+
+
+def test_late_subsegment_is_not_duplicated_when_the_flusher_serialises(receiver: Any) -> None:
+    k8sxray.configure(service_name="svc", sampling_rate=1.0, daemon_address=receiver.address, plugins=())
+    _recorder.state().own_emitter._delay = 60.0  # only the explicit flush below sends
+    seg = _request()
+    sub = _recorder.begin_subsegment("late")
+    assert sub is not None
+    _recorder.end_segment(seg)  # queued as an object: the flusher serialises it later
+    _recorder.end_subsegment(sub)
+    docs = receiver.documents(2)
+    (segment_doc,) = [d for d in docs if "type" not in d]
+    (late_doc,) = [d for d in docs if d.get("type") == "subsegment"]
+    assert "subsegments" not in segment_doc
+    assert late_doc["id"] == sub.id
+    assert receiver.quiet(0.1) == receiver.raw
