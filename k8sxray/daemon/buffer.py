@@ -31,6 +31,7 @@ class Buffer:
         self._held = 0
         self._waiting = 0
         self._closed = False
+        self._oldest = 0.0  # when the oldest buffered document arrived (approximately)
 
     @property
     def held_bytes(self) -> int:
@@ -51,6 +52,8 @@ class Buffer:
                 return len(docs)
             room = self.max_bytes - self._held
             dropped = 0
+            if not self._docs:
+                self._oldest = time.monotonic()
             if nbytes <= room:
                 self._docs.extend(docs)
                 self._held += nbytes
@@ -70,22 +73,27 @@ class Buffer:
             return dropped
 
     def take(self, wait: float) -> list[bytes]:
-        """Up to one batch: at once if a full batch is there, else whatever arrived within ``wait``."""
+        """One batch: at once when a full batch is there; a partial one only when its oldest document
+        has waited ``wait`` seconds (so several idle senders do not split a filling batch); an empty
+        list when nothing arrived within ``wait``."""
         docs = self._docs
         with self._cond:
-            if len(docs) < self.batch_size and not self._closed:
-                deadline = time.monotonic() + wait
+            started = time.monotonic()
+            while len(docs) < self.batch_size and not self._closed:
+                now = time.monotonic()
+                timeout = (self._oldest if docs else started) + wait - now
+                if timeout <= 0:
+                    break
                 self._waiting += 1
                 try:
-                    while len(docs) < self.batch_size and not self._closed:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        self._cond.wait(remaining)
+                    self._cond.wait(timeout)
                 finally:
                     self._waiting -= 1
             n = min(self.batch_size, len(docs))
-            return [docs.popleft() for _ in range(n)]
+            batch = [docs.popleft() for _ in range(n)]
+            if docs:
+                self._oldest = time.monotonic()  # the rest arrived after the batch just taken
+            return batch
 
     def release(self, nbytes: int) -> None:
         """Forget ``nbytes`` of documents that were delivered or given up."""
