@@ -7,6 +7,7 @@ what is buffered within ``--shutdown-timeout``, report what could not be shipped
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -130,10 +131,10 @@ class Daemon:
         started = time.monotonic()
         if self.receiver is not None:
             self.receiver.stop()
+        last = ("telemetry", "ops endpoint")  # telemetry reports the drain; /metrics stays readable
         for what, service in reversed(self._services):
-            if what == "telemetry":
-                continue
-            _close(what, service)
+            if what not in last:
+                _close(what, service)
         unshipped = 0
         if self.shipper is not None:
             buffered = len(self.buffer)
@@ -141,7 +142,7 @@ class Daemon:
                      self.settings.shutdown_timeout)
             unshipped = self.shipper.drain(self.settings.shutdown_timeout)
         for what, service in self._services:
-            if what == "telemetry":
+            if what in last:
                 _close(what, service)
         if self.sink is not None:
             self.sink.close()
@@ -162,7 +163,11 @@ class Daemon:
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: object) -> None:
-            log.info("received %s", signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            if stop.is_set():
+                log.warning("received %s again: exiting without shipping what is left", name)
+                os._exit(1)
+            log.info("received %s", name)
             stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)

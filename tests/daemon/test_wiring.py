@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -76,3 +77,23 @@ def test_ops_proxy_and_telemetry(fake_xray: FakeXRay, start_daemon: Callable[...
     assert sum(r["SegmentsSentCount"] for r in records) == 7
     assert sum(r["SegmentsRejectedCount"] for r in records) == 1
     assert telemetry[-1]["ResourceARN"] == "arn:aws:eks:us-east-1:1:cluster/c"
+
+
+def test_draining_daemon_reports_not_ready_and_a_second_signal_exits_at_once(
+        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray.behaviour = lambda docs: (500, {"__type": "InternalFailure"}, 0.0)  # nothing can be shipped
+    daemon = start_daemon(["--endpoint-url", fake_xray.url, "-n", "us-east-1", "--http", "127.0.0.1:0",
+                           "--no-telemetry", "--shutdown-timeout", "20"], AWS_ENV)
+    daemon.wait_log("/healthz")
+    ops = _address(daemon.log, r"http://([0-9.]+):(\d+)/healthz")
+    daemon.send_docs([segment(i) for i in range(10)])
+    daemon.wait_log("InternalFailure")
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.wait_log("shutting down")
+    assert _get(f"http://{ops}/healthz")[0] == 503
+    assert "k8sxray_daemon_segments_received_total 10" in _get(f"http://{ops}/metrics")[1]
+    started = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(10) == 1
+    assert time.monotonic() - started < 5
+    assert "again: exiting without shipping" in daemon.log
