@@ -47,25 +47,7 @@ def wrap(app: WSGIApp) -> WSGIApp:
             return _unsampled(app, environ, start_response, trace)
         assert type(trace) is Segment
         try:
-            query = environ.get("QUERY_STRING")
-            forwarded = environ.get("HTTP_X_FORWARDED_FOR")
-            if query or forwarded or "@" in host:
-                fill_request(
-                    trace,
-                    method,
-                    environ.get("wsgi.url_scheme", "http"),
-                    host,
-                    path,
-                    query or "",
-                    environ.get("HTTP_USER_AGENT"),
-                    environ.get("REMOTE_ADDR"),
-                    forwarded,
-                )
-            else:  # the common case, inline
-                trace.method = method
-                trace.url = environ.get("wsgi.url_scheme", "http") + "://" + host + path
-                trace.user_agent = environ.get("HTTP_USER_AGENT")
-                trace.client_ip = environ.get("REMOTE_ADDR")
+            _fill(trace, environ, method, host, path)
         except Exception:
             _guard.internal_error("wsgi.request")
         header = (_HEADER, trace.response_header)
@@ -74,7 +56,11 @@ def wrap(app: WSGIApp) -> WSGIApp:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Any:
             try:
-                trace.set_status(int(status[:3]))
+                code = int(status[:3])
+                if code < 400:
+                    trace.status = code
+                else:
+                    trace.set_status(code)
                 for name, value in headers:
                     if len(name) == 14 and name.lower() == "content-length":
                         trace.content_length = int(value)
@@ -99,6 +85,28 @@ def wrap(app: WSGIApp) -> WSGIApp:
     traced._k8sxray_traced = True  # type: ignore[attr-defined]
     traced.__wrapped__ = app  # type: ignore[attr-defined]
     return traced
+
+
+def _fill(trace: Segment, environ: dict[str, Any], method: str, host: str, path: str) -> None:
+    query = environ.get("QUERY_STRING")
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+    if query or forwarded or "@" in host:
+        fill_request(
+            trace,
+            method,
+            environ.get("wsgi.url_scheme", "http"),
+            host,
+            path,
+            query or "",
+            environ.get("HTTP_USER_AGENT"),
+            environ.get("REMOTE_ADDR"),
+            forwarded,
+        )
+    else:  # the common case, inline
+        trace.method = method
+        trace.url = environ.get("wsgi.url_scheme", "http") + "://" + host + path
+        trace.user_agent = environ.get("HTTP_USER_AGENT")
+        trace.client_ip = environ.get("REMOTE_ADDR")
 
 
 def _unsampled(
@@ -133,29 +141,38 @@ def _record_failure(segment: Segment, exc: BaseException) -> None:
 class TracedBody:
     """The app's response iterable; ends the segment when exhausted or closed."""
 
-    __slots__ = ("_result", "_segment")
+    __slots__ = ("_iterator", "_result", "_segment", "_sent")
 
     def __init__(self, result: Iterable[bytes], segment: Segment) -> None:
         self._result = result
         self._segment = segment
+        self._iterator: Iterator[bytes] | None = None
+        self._sent = 0
 
-    def __iter__(self) -> Iterator[bytes]:
-        segment = self._segment
+    def __iter__(self) -> TracedBody:
+        self._iterator = iter(self._result)
+        return self
+
+    def __next__(self) -> bytes:
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = iter(self._result)
         try:
-            if segment.content_length is not None:
-                yield from self._result
-            else:  # no Content-Length header: count what is sent
-                sent = 0
-                for chunk in self._result:
-                    sent += len(chunk)
-                    yield chunk
-                segment.content_length = sent
-        except GeneratorExit:
+            chunk = next(iterator)
+        except StopIteration:
+            self._finish()
             raise
         except BaseException as exc:
-            _record_failure(segment, exc)
-            _recorder.end_segment(segment)
+            _record_failure(self._segment, exc)
+            self._finish()
             raise
+        self._sent += len(chunk)
+        return chunk
+
+    def _finish(self) -> None:
+        segment = self._segment
+        if segment.content_length is None:
+            segment.content_length = self._sent  # no Content-Length header: what was sent
         _recorder.end_segment(segment)
 
     def close(self) -> None:
@@ -167,4 +184,5 @@ class TracedBody:
             _record_failure(self._segment, exc)
             raise
         finally:
-            _recorder.end_segment(self._segment)
+            if not self._segment._sent:
+                self._finish()
