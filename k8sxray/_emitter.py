@@ -32,7 +32,7 @@ DEFAULT_DELAY = 0.005
 """Seconds a queued document may wait for others before the flusher sends them."""
 DEFAULT_BATCH = 64
 """Queued documents that wake the flusher at once, without waiting for the delay."""
-QUEUE_LIMIT = 4096
+QUEUE_LIMIT = 512
 """Queued documents that make the request thread send them itself (the flusher is behind)."""
 
 
