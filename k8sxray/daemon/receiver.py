@@ -96,7 +96,7 @@ class Receiver:
     """Reads datagrams from ``sock`` in its own thread and feeds valid documents to ``buffer``."""
 
     def __init__(self, sock: socket.socket, buffer: Buffer, stats: Stats, *,
-                 max_datagram: int = MAX_DATAGRAM, pause: float = 0.001, log_interval: float = 60.0) -> None:
+                 max_datagram: int = MAX_DATAGRAM, pause: float = 0.002, log_interval: float = 60.0) -> None:
         self.sock = sock
         self.buffer = buffer
         self.stats = stats
