@@ -356,3 +356,35 @@ def test_app_answers_when_the_emitter_raises(
             assert (resp.status, resp.body) == (status, body)
     internal = [r for r in caplog.records if "internal error" in r.getMessage()]
     assert len(internal) == 1  # logged once, not per request
+
+
+def test_flask_instrument_twice_warns_once_and_uninstrument_restores(
+    daemon: Any, configure_to: Any, serve_wsgi: Any, http: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure_to()
+    app = flask_app()
+    original = app.wsgi_app
+    with caplog.at_level(logging.WARNING, logger="k8sxray"):
+        assert k8sxray.instrument(app) is app
+        assert k8sxray.instrument(app) is app
+        assert k8sxray.instrument(app) is app
+    assert sum("twice" in r.getMessage() for r in caplog.records) == 1
+    with serve_wsgi(app) as base:
+        assert "x-amzn-trace-id" in http(base, "/hello").headers
+    assert len(daemon.segments(1)) == 1  # traced once, not three times
+    assert k8sxray.uninstrument(app) is app
+    assert app.wsgi_app == original
+    with serve_wsgi(app) as base:
+        assert "x-amzn-trace-id" not in http(base, "/hello").headers
+    assert len(daemon.quiet(0.2)) == 1
+
+
+def test_disabled_by_configuration_is_a_passthrough(
+    daemon: Any, configure_to: Any, serve_wsgi: Any, http: Any
+) -> None:
+    configure_to(enabled=False)
+    with serve_wsgi(k8sxray.instrument(flask_app())) as base:
+        resp = http(base, "/hello", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=1"})
+    assert (resp.status, resp.body) == (200, b"hello")
+    assert "x-amzn-trace-id" not in resp.headers
+    assert daemon.quiet(0.2) == []
