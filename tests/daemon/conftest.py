@@ -134,6 +134,7 @@ class FakeXRay:
         self.delivered: list[str] = []
         self.other: list[tuple[str, bytes]] = []  # calls to paths other than /TraceSegments
         self.calls = 0
+        self.access_keys: set[str] = set()  # who signed the PutTraceSegments calls
         self.lock = threading.Lock()
         fake = self
 
@@ -151,7 +152,10 @@ class FakeXRay:
                         fake.other.append((self.path, body))
                     self._answer(200, {})
                     return
-                assert self.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+                auth = self.headers["Authorization"]
+                assert auth.startswith("AWS4-HMAC-SHA256 Credential=")
+                with fake.lock:
+                    fake.access_keys.add(auth.split("Credential=", 1)[1].split("/", 1)[0])
                 docs = json.loads(body)["TraceSegmentDocuments"]
                 if not all(_valid(d) for d in docs):  # strict, like a backend validating documents
                     self._answer(400, {"__type": "InvalidRequestException", "message": "invalid document"})

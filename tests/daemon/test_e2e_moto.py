@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import boto3
 import pytest
-from conftest import AWS_ENV, HEADER, DaemonProcess
+from conftest import AWS_ENV, HEADER, DaemonProcess, FakeXRay, segment
 from moto.server import ThreadedMotoServer
 
 from k8sxray._protocol import HEADER as LIBRARY_HEADER
@@ -99,3 +99,15 @@ def test_bad_datagrams_are_counted_not_shipped(
     assert daemon.stop() == 0
     assert daemon.summary() == {"received": 1, "sent": 1, "rejected": 6, "dropped": 0, "refused": 0}
     assert "bad_header" in daemon.log
+
+
+def test_role_arn_is_assumed_through_sts(
+        moto_url: str, fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    env = {**AWS_ENV, "AWS_ENDPOINT_URL_STS": moto_url}
+    daemon = start_daemon(["--endpoint-url", fake_xray.url, "-n", "us-east-1", "--no-telemetry",
+                           "-r", "arn:aws:iam::123456789012:role/xray-writer"], env)
+    daemon.send_docs([segment(i) for i in range(3)])
+    fake_xray.wait_for(3)
+    assert daemon.stop() == 0
+    assert len(fake_xray.access_keys) == 1
+    assert fake_xray.access_keys != {AWS_ENV["AWS_ACCESS_KEY_ID"]}  # the role's temporary key signed

@@ -45,6 +45,7 @@ def test_throttling_is_retried(fake_xray: FakeXRay, start_daemon: Callable[..., 
     assert len(fake_xray.wait_for(300)) == 300
     assert daemon.stop() == 0
     assert daemon.summary()["sent"] == 300
+    assert fake_xray.access_keys == {AWS_ENV["AWS_ACCESS_KEY_ID"]}  # the default chain signed
 
 
 def test_slow_answers_past_the_timeout_are_retried(
