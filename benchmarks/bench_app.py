@@ -275,12 +275,15 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
             )
         )
     wsgi.append(
-        Variant("k8sxray unsampled", wsgi_runner(k8sxray.instrument(_flask_app()), SAMPLED_ROOT[:-1] + "0"))
+        Variant(
+            "k8sxray unsampled (Sampled=0)",
+            wsgi_runner(k8sxray.instrument(_flask_app()), SAMPLED_ROOT[:-1] + "0"),
+        )
     )
     sdk_app = _flask_app()
     XRayMiddleware(sdk_app, xray_recorder)
     wsgi.append(Variant("X-Ray SDK XRayMiddleware", wsgi_runner(sdk_app, None), datagrams=1))
-    wsgi.append(Variant("X-Ray SDK unsampled", wsgi_runner(sdk_app, SAMPLED_ROOT[:-1] + "0")))
+    wsgi.append(Variant("X-Ray SDK unsampled (Sampled=0)", wsgi_runner(sdk_app, SAMPLED_ROOT[:-1] + "0")))
     otel_app = _flask_app()
     otel_app.wsgi_app = OtelWSGI(otel_app.wsgi_app)
     wsgi.append(Variant("OpenTelemetry WSGI", wsgi_runner(otel_app, None), finish=otel_finish))
@@ -299,7 +302,8 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
         )
     asgi.append(
         Variant(
-            "k8sxray unsampled", asgi_runner(k8sxray.instrument(_starlette_app()), SAMPLED_ROOT[:-1] + "0")
+            "k8sxray unsampled (Sampled=0)",
+            asgi_runner(k8sxray.instrument(_starlette_app()), SAMPLED_ROOT[:-1] + "0"),
         )
     )
     asgi.append(

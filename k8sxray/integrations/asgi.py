@@ -57,7 +57,10 @@ def wrap(app: ASGIApp) -> ASGIApp:
         try:
             header, host, user_agent, forwarded = _headers(scope)
             method = scope.get("method", "GET")
-            path = scope.get("root_path", "") + scope.get("path", "")
+            path = scope.get("path", "")
+            root = scope.get("root_path")
+            if root and not path.startswith(root):  # servers differ on whether path includes it
+                path = root + path
             trace = start_request(header, host, method, path, now())
         except Exception:
             _guard.internal_error("asgi.start")
