@@ -54,12 +54,22 @@ def make_session(role_arn: str | None, region: str | None) -> botocore.session.S
     return session
 
 
-def metadata_region(timeout: float = 1.0) -> str | None:
-    """The region of the EC2 instance (or EKS node) from instance metadata, or None."""
+def metadata_region(session: botocore.session.Session, timeout: float = 1.0) -> str | None:
+    """The region of the EC2 instance (or EKS node) from instance metadata (IMDSv2), or None.
+
+    botocore's settings apply, e.g. ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` and
+    ``AWS_EC2_METADATA_DISABLED``.
+    """
+    config = {}
+    for name in ("ec2_metadata_service_endpoint", "ec2_metadata_service_endpoint_mode"):
+        value = session.get_config_variable(name)
+        if value:
+            config[name] = value
     try:
         from botocore.utils import InstanceMetadataRegionFetcher
 
-        region = InstanceMetadataRegionFetcher(timeout=timeout, num_attempts=1).retrieve_region()
+        fetcher = InstanceMetadataRegionFetcher(timeout=timeout, num_attempts=1, config=config)
+        region = fetcher.retrieve_region()
     except Exception as exc:
         log.debug("no region from instance metadata: %s", exc)
         return None

@@ -80,7 +80,7 @@ class Daemon:
             return StdoutSink()
         if credentials is None:
             log.error("no AWS credentials found yet; segments are buffered and retried until they appear")
-        region = s.region or (None if s.local_mode else _aws.metadata_region())
+        region = s.region or (None if s.local_mode else _aws.metadata_region(self.session))
         if not region:
             raise StartupError("no AWS region: pass -n/--region or set AWS_REGION")
         self.region = region

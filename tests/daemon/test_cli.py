@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from conftest import HEADER, DaemonProcess, segment
+from conftest import HEADER, DaemonProcess, FakeXRay, segment
 
 NO_CREDENTIALS = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
                   "AWS_CONFIG_FILE": "/nonexistent"}
@@ -81,3 +83,43 @@ def test_version_and_help() -> None:
                  "--local-mode", "--config", "--proxy-address", "--log-level", "--endpoint-url", "--sink",
                  "--shutdown-timeout", "--log-format", "--http"):
         assert flag in usage.stdout
+
+
+def test_region_from_instance_metadata(
+        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    requests: list[str] = []
+
+    class Metadata(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_PUT(self) -> None:  # IMDSv2 session token
+            requests.append(f"PUT {self.path}")
+            self._reply(b"token-123")
+
+        def do_GET(self) -> None:
+            requests.append(f"GET {self.path} {self.headers.get('X-aws-ec2-metadata-token')}")
+            if self.path == "/latest/meta-data/placement/availability-zone/":
+                self._reply(b"eu-central-1b")
+            else:
+                self.send_error(404)
+
+        def _reply(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        env = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b",
+               "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}/"}
+        daemon = start_daemon(["--sink", "xray", "--endpoint-url", fake_xray.url, "--no-telemetry"], env)
+        assert "(region eu-central-1)" in daemon.log
+        assert daemon.stop() == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert requests[0] == "PUT /latest/api/token"
+    assert "GET /latest/meta-data/placement/availability-zone/ token-123" in requests
