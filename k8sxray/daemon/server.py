@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 
 
 class StartupError(RuntimeError):
-    """The daemon cannot start; the message says why."""
+    """The daemon cannot start; the message says why. ``code`` is the exit code (2: settings)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Daemon:
@@ -82,7 +86,7 @@ class Daemon:
             log.error("no AWS credentials found yet; segments are buffered and retried until they appear")
         region = s.region or (None if s.local_mode else _aws.metadata_region(self.session))
         if not region:
-            raise StartupError("no AWS region: pass -n/--region or set AWS_REGION")
+            raise StartupError("no AWS region: pass -n/--region or set AWS_REGION", code=2)
         self.region = region
         from k8sxray.daemon.sinks.xray import XRaySink, endpoint_for
 
@@ -225,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         log.error("%s", exc)
         daemon.stop()
-        return 2 if "region" in str(exc) else 1
+        return exc.code
     except OSError as exc:
         log.error("cannot start: %s", exc)
         daemon.stop()
