@@ -67,8 +67,9 @@ class Shipper:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._abort.set()  # senders still retrying give up at their next step
+        grace = time.monotonic() + 1.0  # one second for all of them, not each: Kubernetes is waiting
         for thread in self._threads:
-            thread.join(1.0)
+            thread.join(max(0.0, grace - time.monotonic()))
         left = self.buffer.clear()
         with self._lock:
             unshipped = len(left) + self._in_flight + self._abandoned
