@@ -153,3 +153,19 @@ def test_shutdown_timeout_reports_what_could_not_be_shipped(
     assert daemon.stop() == 0
     assert time.monotonic() - started < 5
     assert "120 segments could not be shipped" in daemon.log
+
+
+def test_shutdown_is_bounded_even_with_calls_hanging(
+        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray.behaviour = lambda docs: (200, {}, 10.0)  # every call hangs far past the grace period
+    daemon = start_daemon(["--endpoint-url", fake_xray.url, *BASE, "--concurrency", "4",
+                           "--request-timeout", "30", "--shutdown-timeout", "0.5"], AWS_ENV)
+    daemon.send_docs([segment(i) for i in range(400)])
+    deadline = time.monotonic() + 5
+    while fake_xray.calls < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 3.5
+    assert "400 segments could not be shipped" in daemon.log
