@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from conftest import AWS_ENV, DaemonProcess, FakeXRay, free_tcp_port, segment
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
 
 BASE = ["-n", "us-east-1", "--no-telemetry", "--flush-interval", "0.02"]
 
@@ -116,13 +124,21 @@ def test_small_buffer_drops_are_counted_exactly(
         return 200, {"UnprocessedTraceSegments": []}, 0.0
 
     fake_xray.behaviour = behaviour
-    daemon = start_daemon(["--endpoint-url", fake_xray.url, *BASE, "-m", "3"], AWS_ENV)
+    daemon = start_daemon(["--endpoint-url", fake_xray.url, *BASE, "-m", "3", "--http", "127.0.0.1:0"],
+                          AWS_ENV)
+    ops = re.search(r"http://([0-9.]+:\d+)/healthz", daemon.log)
+    assert ops, daemon.log
+    metrics_url = f"http://{ops.group(1)}/metrics"
     docs = [segment(i, pad=900) for i in range(4000)]
     size = len(docs[0]) + 48  # what the buffer charges per document
     fits = 3 * 1024 * 1024 // size
     daemon.send_docs(docs, pace_every=100)
-    daemon.wait_log("buffer full")
-    time.sleep(0.3)  # the last datagrams leave the kernel
+    deadline = time.monotonic() + 15
+    while "k8sxray_daemon_segments_received_total 4000\n" not in _get(metrics_url):
+        assert time.monotonic() < deadline, "not every datagram was read"
+        time.sleep(0.05)
+    dropped = f'k8sxray_daemon_segments_dropped_total{{reason="buffer_full"}} {4000 - fits}\n'
+    assert dropped in _get(metrics_url)
     outage.clear()
     delivered = fake_xray.wait_for(fits)
     assert delivered == {f"{i:016x}" for i in range(fits)}  # the oldest are kept, the newest dropped
