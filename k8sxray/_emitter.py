@@ -162,34 +162,42 @@ class UDPEmitter:
                 return
             if sock is None:
                 return
-            send = sock.send
-            popleft = queue.popleft
-            serialise = self._serialise
-            sent = 0
             while queue:
+                # serialise the whole batch first, then send it back to back: the receiver,
+                # woken by the first datagram, finds the rest queued instead of being woken for each
+                datagrams = self._take_batch(queue)
+                self._send_all(sock, datagrams)
+
+    def _take_batch(self, queue: deque[Any]) -> list[bytes]:
+        popleft = queue.popleft
+        serialise = self._serialise
+        datagrams: list[bytes] = []
+        for _ in range(len(queue)):
+            try:
+                item = popleft()
+            except IndexError:
+                break
+            if type(item) is bytes:
+                datagrams.append(HEADER + item)
+            elif serialise is not None:
                 try:
-                    item = popleft()
-                except IndexError:
-                    break
-                if type(item) is bytes:
-                    documents = (item,)
-                elif serialise is not None:
-                    try:
-                        documents = serialise(item)  # type: ignore[assignment]
-                    except Exception:
-                        _guard.internal_error("emitter.serialise")
-                        continue
-                else:
-                    continue
-                for document in documents:
-                    try:
-                        send(HEADER + document)
-                        sent += 1
-                    except OSError as exc:
-                        self.dropped += 1
-                        message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
-                        _guard.warn_once("emitter.send", message, exc)
-            self.sent += sent
+                    datagrams += [HEADER + document for document in serialise(item)]
+                except Exception:
+                    _guard.internal_error("emitter.serialise")
+        return datagrams
+
+    def _send_all(self, sock: socket.socket, datagrams: list[bytes]) -> None:
+        send = sock.send
+        sent = 0
+        for datagram in datagrams:
+            try:
+                send(datagram)
+                sent += 1
+            except OSError as exc:
+                self.dropped += 1
+                message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
+                _guard.warn_once("emitter.send", message, exc)
+        self.sent += sent
 
     def _start_thread(self) -> None:
         thread = threading.Thread(target=self._run, name="k8sxray-emitter", daemon=True)
