@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+import requests.adapters
 
 from k8sxray import _config, _recorder
 from k8sxray.integrations import requests as k_requests
@@ -208,3 +209,28 @@ def test_streaming_body_read_after_the_request_ended(server: str, traced: list[d
     assert late["type"] == "subsegment"
     assert late["parent_id"] == segment["id"]
     assert late["http"]["response"]["status"] == 200
+
+
+def test_custom_adapter(traced: list[dict[str, Any]]) -> None:
+    seen: list[str | None] = []
+
+    class Adapter(requests.adapters.BaseAdapter):
+        def send(self, request: Any, **kwargs: Any) -> requests.Response:
+            seen.append(request.headers.get("X-Amzn-Trace-Id"))
+            response = requests.Response()
+            response.status_code = 500
+            response._content = b"boom"
+            response.request = request
+            return response
+
+        def close(self) -> None:
+            pass
+
+    session = requests.Session()
+    session.mount("svc://", Adapter())
+    with in_request():
+        assert session.get("svc://inventory/items").status_code == 500
+    sub = only_subsegment(traced)
+    assert seen == [f"Root={ROOT};Parent={sub['id']};Sampled=1"]
+    assert sub["name"] == "inventory"
+    assert sub["fault"] is True
