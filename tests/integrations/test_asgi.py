@@ -217,6 +217,7 @@ def test_client_disconnect_still_ends_and_emits(daemon: Any, configure_to: Any, 
 
 
 def test_websocket_gets_one_segment_per_connection(daemon: Any, configure_to: Any, serve_asgi: Any) -> None:
+    pytest.importorskip("websockets")  # uvicorn's websocket support (and our client)
     from websockets.sync.client import connect
 
     configure_to()

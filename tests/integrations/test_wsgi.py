@@ -388,3 +388,13 @@ def test_disabled_by_configuration_is_a_passthrough(
     assert (resp.status, resp.body) == (200, b"hello")
     assert "x-amzn-trace-id" not in resp.headers
     assert daemon.quiet(0.2) == []
+
+
+def test_instrument_options_configure(daemon: Any, serve_wsgi: Any, http: Any) -> None:
+    app = k8sxray.instrument(
+        flask_app(), service_name="from-options", daemon_address=daemon.address, sampling_rate=1.0, plugins=()
+    )
+    with serve_wsgi(app) as base:
+        http(base, "/hello")
+    (doc,) = daemon.segments(1)
+    assert doc["name"] == "from-options"
