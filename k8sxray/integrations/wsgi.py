@@ -124,9 +124,38 @@ def _unsampled(
         )
 
     try:
-        return app(environ, unsampled_start_response)
-    finally:
+        result = app(environ, unsampled_start_response)
+    except BaseException:
         _context.restore(trace._token, trace._previous)
+        raise
+    if type(result) is list or type(result) is tuple:
+        _context.restore(trace._token, trace._previous)
+        return result
+    return _UnsampledBody(result, trace)  # keeps Sampled=0 current while the body is produced
+
+
+class _UnsampledBody:
+    """An unsampled request's body: its trace stays current until the server closes it."""
+
+    __slots__ = ("_result", "_trace")
+
+    def __init__(self, result: Iterable[bytes], trace: UnsampledTrace) -> None:
+        self._result = result
+        self._trace = trace
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._result)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            trace = self._trace
+            if trace._token is not None:
+                _context.restore(trace._token, trace._previous)
+                trace._token = None
 
 
 def _record_failure(segment: Segment, exc: BaseException) -> None:

@@ -46,6 +46,14 @@ def flask_app() -> flask.Flask:
 
         return flask.Response(chunks(), mimetype="text/plain")
 
+    @app.get("/header-while-streaming")
+    def header_while_streaming() -> flask.Response:
+        def chunks() -> Iterator[bytes]:
+            yield b"downstream header: "
+            yield (k8sxray.trace_header() or "none").encode()
+
+        return flask.Response(chunks(), mimetype="text/plain")
+
     @app.get("/work")
     def work() -> str:
         k8sxray.annotate("customer", "c-42")
@@ -398,3 +406,21 @@ def test_instrument_options_configure(daemon: Any, serve_wsgi: Any, http: Any) -
         http(base, "/hello")
     (doc,) = daemon.segments(1)
     assert doc["name"] == "from-options"
+
+
+@pytest.mark.parametrize("sampled", ["1", "0"])
+def test_trace_stays_current_while_the_body_is_produced(
+    daemon: Any, configure_to: Any, serve_wsgi: Any, http: Any, sampled: str
+) -> None:
+    configure_to()
+    incoming = f"Root={ROOT};Parent={PARENT};Sampled={sampled}"
+    with serve_wsgi(k8sxray.instrument(flask_app())) as base:
+        resp = http(base, "/header-while-streaming", headers={"X-Amzn-Trace-Id": incoming})
+        after = http(base, "/header-while-streaming")  # the next request on a fresh trace
+    prefix = b"downstream header: "
+    if sampled == "1":
+        (doc, _) = daemon.segments(2)
+        assert resp.body == prefix + f"Root={ROOT};Parent={doc['id']};Sampled=1".encode()
+    else:
+        assert resp.body == prefix + f"Root={ROOT};Parent={PARENT};Sampled=0".encode()
+    assert ROOT.encode() not in after.body
