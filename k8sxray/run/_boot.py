@@ -1,8 +1,9 @@
 """What the bootstrap does in every process: integrations on, app hooks installed.
 
-Nothing is configured, no thread started, no socket opened and no DNS asked here: each
-process (each gunicorn/uvicorn worker) configures itself from the environment on its
-first traced request, so preforking servers emit from every worker.
+The configuration is only validated here (a bad setting turns tracing off with one line);
+nothing is configured, no thread started, no socket opened and no DNS asked: each process
+(each gunicorn/uvicorn worker) configures itself when the server loads the app or on its
+first traced call, so preforking servers emit from every worker.
 """
 
 from __future__ import annotations
@@ -32,6 +33,24 @@ def disabled_integrations(environ: Mapping[str, str]) -> frozenset[str]:
     return frozenset(names)
 
 
+def validate(environ: Mapping[str, str]) -> bool:
+    """Check every setting as ``configure()`` will (``ValueError`` if bad); ``False`` when disabled.
+
+    The daemon address is only parsed: looking its host up (DNS) is left to each process.
+    """
+    from .._addresses import parse_daemon_address
+    from .._config import build
+
+    address = environ.get(_env.AWS_XRAY_DAEMON_ADDRESS, "").strip()
+    if address:
+        try:
+            parse_daemon_address(address)
+        except ValueError as exc:
+            raise ValueError(f"{_env.AWS_XRAY_DAEMON_ADDRESS}={address!r}: {exc}") from None
+    literal = {**environ, _env.AWS_XRAY_DAEMON_ADDRESS: "127.0.0.1:2000"}  # no discovery, no DNS
+    return build(environ=literal).enabled
+
+
 def start(environ: Mapping[str, str] | None = None) -> bool:
     """Turn tracing on for this process; never raises. ``False`` when tracing stays off."""
     global _started
@@ -44,7 +63,10 @@ def start(environ: Mapping[str, str] | None = None) -> bool:
         from .. import _autoinstrument
         from . import _apps
 
-        _autoinstrument.instrument_when_imported(disabled_integrations(env))
+        disabled = disabled_integrations(env)
+        if not validate(env):
+            return False
+        _autoinstrument.instrument_when_imported(disabled)
         _apps.install()
     except Exception as exc:
         # one line, through logging's last-resort handler unless the app configures logging

@@ -39,6 +39,15 @@ def test_disabled_integrations_are_validated() -> None:
         _boot.disabled_integrations({"K8SXRAY_DISABLED_INTEGRATIONS": "requests,nope"})
 
 
+def test_validate_checks_settings_without_dns() -> None:
+    assert _boot.validate({"AWS_XRAY_DAEMON_ADDRESS": "xray.invalid:2000"}) is True  # parsed, not resolved
+    assert _boot.validate({"AWS_XRAY_SDK_ENABLED": "FALSE"}) is False
+    with pytest.raises(ValueError, match="K8SXRAY_SAMPLING_RATE"):
+        _boot.validate({"K8SXRAY_SAMPLING_RATE": "2"})
+    with pytest.raises(ValueError, match="AWS_XRAY_DAEMON_ADDRESS"):
+        _boot.validate({"AWS_XRAY_DAEMON_ADDRESS": "udp:only"})
+
+
 def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "k8sxray.run", "python", "-c", code],

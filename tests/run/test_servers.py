@@ -129,10 +129,14 @@ def test_disabled_sdk_emits_nothing(
     assert "k8sxray" not in app.stop()
 
 
-def test_bootstrap_failure_starts_the_app_untraced(
-    receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("K8SXRAY_DISABLED_INTEGRATIONS", "requests,no-such-thing"), ("K8SXRAY_SAMPLING_RATE", "lots")],
+)
+def test_bootstrap_failure_starts_the_app_untraced(  # noqa: PLR0917  # pytest passes fixtures positionally
+    name: str, value: str, receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
 ) -> None:
-    env["K8SXRAY_DISABLED_INTEGRATIONS"] = "requests,no-such-thing"
+    env[name] = value
     app = launch(["python", "script_app.py"], env)
     assert app.proc.stdout is not None
     port = int(app.proc.stdout.readline())
@@ -141,4 +145,5 @@ def test_bootstrap_failure_starts_the_app_untraced(
     lines = [line for line in app.stop().splitlines() if "k8sxray" in line]
     assert len(lines) == 1, lines
     assert "tracing is off" in lines[0]
-    assert "no-such-thing" in lines[0]
+    assert name in lines[0]
+    assert value in lines[0]
