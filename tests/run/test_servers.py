@@ -113,6 +113,15 @@ def test_flask_run(receiver: Receiver, downstream: Any, env: dict[str, str], lau
     assert "k8sxray" not in app.stop()
 
 
+def test_django_runserver(receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any) -> None:
+    port = free_port()
+    app = launch(["python", "django_manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"], env)
+    status, _, pid = get(f"http://127.0.0.1:{port}/")
+    assert status == 200
+    _assert_traced_segments(receiver, {pid}, downstream)
+    assert "k8sxray" not in app.stop()
+
+
 def test_disabled_sdk_emits_nothing(
     receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
 ) -> None:
