@@ -7,7 +7,8 @@ drops (/proc/net/snmp Udp RcvbufErrors), daemon CPU seconds per 1,000 segments a
 beside the figures measured for AWS's Go daemon on this kind of machine (from issue 6; that daemon
 is not installed here, so its column is quoted, not measured in this run).
 
-Options: ``--rates 20000,40000`` ``--seconds 3`` ``--burst 200000`` ``--repeat 1`` ``--daemon-args "..."``.
+Options: ``--rates 20000,40000`` ``--seconds 3`` ``--burst 200000`` ``--repeat 3`` ``--daemon-args "..."``.
+With repeats, each figure is the median; the CPU column also shows the range.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def main() -> None:
     parser.add_argument("--rates", default="20000,40000,80000")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--burst", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--daemon-args", default="")
     args = parser.parse_args()
     runs: list[tuple[int, int]] = [(int(r), int(int(r) * args.seconds)) for r in args.rates.split(",") if r]
@@ -200,14 +201,17 @@ def main() -> None:
         runs.append((0, args.burst))
     extra = shlex.split(args.daemon_args)
     print(f"{'rate/s':>9} {'sent':>8} {'delivered':>10} {'lost %':>7} {'kernel drops':>12} "
-          f"{'CPU s/1k':>9} {'µs/seg':>7} {'peak RSS MiB':>12}  AWS Go daemon (issue 6, not run here)")
+          f"{'CPU s/1k':>9} {'µs/seg':>7} {'(min-max)':>11} {'peak RSS MiB':>12}  "
+          f"AWS Go daemon (issue 6, not run here)")
     for rate, count in runs:
         results = [run_once(rate, count, extra) for _ in range(args.repeat)]
         r = {key: statistics.median(res[key] for res in results) for key in results[0]}
         label = f"{rate:>9}" if rate else f"{'burst':>9}"
+        per_segment = [res["cpu_per_1k"] * 1000 for res in results]
+        spread = f"{min(per_segment):.1f}-{max(per_segment):.1f}"
         lost = 100.0 * (r["sent"] - r["delivered"]) / max(r["sent"], 1)
         print(f"{label} {int(r['sent']):>8} {int(r['delivered']):>10} {lost:>7.2f} {int(r['drops']):>12} "
-              f"{r['cpu_per_1k']:>9.4f} {r['cpu_per_1k'] * 1000:>7.1f} {r['rss']:>12.1f}  "
+              f"{r['cpu_per_1k']:>9.4f} {r['cpu_per_1k'] * 1000:>7.1f} {spread:>11} {r['rss']:>12.1f}  "
               f"{GO_DAEMON.get(rate, '')}" + (f"   (sent at {r['rate']:,.0f}/s)" if rate == 0 else ""))
         sys.stdout.flush()
 
