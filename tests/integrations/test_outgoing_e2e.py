@@ -172,3 +172,18 @@ def test_one_trace_across_both_services(
     assert sent_header == f"Root={root};Parent={call['id']};Sampled=1"
     assert "parent_id" not in a
     assert b["http"]["response"]["status"] == 200
+
+
+def test_an_unsampled_trace_stays_unsampled_downstream(
+    service_a: str, service_b: str, configured: None, receiver: Receiver
+) -> None:
+    root = "1-5759e988-bd862e3fe1be46a994272794"
+    request = urllib.request.Request(
+        f"{service_a}/call/httpx", headers={"X-Amzn-Trace-Id": f"Root={root};Sampled=0"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())
+    assert answer["trace"] == [f"Root={root};Sampled=0"]  # B was told, and continues the same trace
+    _recorder.flush(1.0)
+    documents = receiver.wait(lambda docs: any(d.get("trace_id") == root for d in docs), timeout=1.0)
+    assert [d for d in documents if d.get("trace_id") == root] == []  # neither A nor B sent a segment
