@@ -221,7 +221,7 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
         # "inline", "batched" (the defaults), or "batched-<delay ms>-<batch>"; a "+inline-json"
         # suffix serialises on the request thread instead of in the flusher
         delay, batch = _emitter.DEFAULT_DELAY, _emitter.DEFAULT_BATCH
-        serialise = None if mode.endswith("+inline-json") else _recorder.documents
+        serialise = None if mode.endswith("+inline-json") else _recorder.datagrams
         mode = mode.removesuffix("+inline-json")
         if mode == "inline":
             delay = 0.0

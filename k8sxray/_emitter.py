@@ -75,12 +75,12 @@ class UDPEmitter:
         *,
         delay: float = DEFAULT_DELAY,
         batch: int = DEFAULT_BATCH,
-        serialise: Callable[[Any], list[bytes]] | None = None,
+        serialise: Callable[[Any], bytes | list[bytes]] | None = None,
     ) -> None:
         """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch.
 
         With *serialise*, :meth:`send_later` queues finished objects (segments) that the
-        flusher turns into documents, in a batch, off the request path.
+        flusher turns into datagrams (header included), in a batch, off the request path.
         """
         self._address = address
         self._serialise = serialise
@@ -181,9 +181,14 @@ class UDPEmitter:
                 datagrams.append(HEADER + item)
             elif serialise is not None:
                 try:
-                    datagrams += [HEADER + document for document in serialise(item)]
+                    made = serialise(item)
                 except Exception:
                     _guard.internal_error("emitter.serialise")
+                    continue
+                if isinstance(made, bytes):
+                    datagrams.append(made)
+                else:
+                    datagrams += made
         return datagrams
 
     def _send_all(self, sock: socket.socket, datagrams: list[bytes]) -> None:

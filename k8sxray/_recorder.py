@@ -23,10 +23,12 @@ from ._context import get as get_current
 from ._context import set_ as set_current
 from ._emitter import Emitter, UDPEmitter, close_all
 from ._ids import entity_id, new_trace
-from ._protocol import MAX_DOCUMENT
+from ._protocol import HEADER, MAX_DOCUMENT
 from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, split
 
 log = logging.getLogger(__name__)
+
+_HEADER_TEXT = HEADER.decode()
 
 __all__ = [
     "Segment",
@@ -109,7 +111,7 @@ class _State:
             metadata=data.metadata,
         )
         self.sampler = _make_sampler(config)
-        self.own_emitter = UDPEmitter(_address_of(config), serialise=documents)  # opens nothing yet
+        self.own_emitter = UDPEmitter(_address_of(config), serialise=datagrams)  # opens nothing yet
         self.emitter: Emitter = self.own_emitter
         self.later: Callable[[Any], None] | None = None
         self.use(emitter)
@@ -291,6 +293,18 @@ def documents(segment: Segment) -> list[bytes]:
     document = segment.to_json()
     if len(document) <= MAX_DOCUMENT:
         return [document.encode()]
+    return _split(segment)
+
+
+def datagrams(segment: Segment) -> bytes | list[bytes]:
+    """What the UDP emitter sends for *segment*: one datagram (header included), or several."""
+    document = segment.to_json()
+    if len(document) <= MAX_DOCUMENT:
+        return (_HEADER_TEXT + document).encode()
+    return [HEADER + part for part in _split(segment)]
+
+
+def _split(segment: Segment) -> list[bytes]:
     parts, dropped = split(segment, MAX_DOCUMENT)
     if dropped:
         _guard.warn_once(

@@ -61,9 +61,6 @@ def wrap(app: WSGIApp) -> WSGIApp:
                     trace.status = code
                 else:
                     trace.set_status(code)
-                for name, value in headers:
-                    if len(name) == 14 and name.lower() == "content-length":
-                        trace.content_length = int(value)
                 headers = [*headers, header]
             except Exception:
                 _guard.internal_error("wsgi.start_response")
@@ -76,8 +73,7 @@ def wrap(app: WSGIApp) -> WSGIApp:
             end_segment(trace)
             raise
         if type(result) is list or type(result) is tuple:
-            if trace.content_length is None:
-                trace.content_length = sum(len(chunk) for chunk in result)
+            trace.content_length = sum(len(chunk) for chunk in result)
             end_segment(trace)
             return result
         return TracedBody(result, trace)
@@ -200,8 +196,7 @@ class TracedBody:
 
     def _finish(self) -> None:
         segment = self._segment
-        if segment.content_length is None:
-            segment.content_length = self._sent  # no Content-Length header: what was sent
+        segment.content_length = self._sent  # the body bytes actually sent
         _recorder.end_segment(segment)
 
     def close(self) -> None:
