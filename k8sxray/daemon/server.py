@@ -154,6 +154,8 @@ class Daemon:
         summary = (f"received {st.received}, sent {st.sent}, rejected {sum(st.rejected.values())}, "
                    f"dropped {sum(st.dropped.values())}, "
                    f"refused by the sink {sum(st.backend_rejected.values())}")
+        if st.dropped:
+            summary += f" (dropped by reason: {dict(st.dropped)})"
         if unshipped:
             log.warning("stopped after %.1f s: %d segments could not be shipped; %s",
                         time.monotonic() - started, unshipped, summary)
