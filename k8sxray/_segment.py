@@ -155,6 +155,9 @@ class Entity:
             known = self.segment._exception_ids = {}
         exc_id = known.get(id(exc))
         if exc_id is not None:
+            cause = self.cause
+            if isinstance(cause, dict) and any(e.get("id") == exc_id for e in cause.get("exceptions", ())):
+                return  # recorded here already (a framework hook, then the middleware)
             self.cause = exc_id  # a child already recorded it: refer to it by id
             return
         exc_id = _ids.exception_id()

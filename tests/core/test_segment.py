@@ -135,3 +135,14 @@ def test_scrub_url() -> None:
         "http://h/p?api_key=REDACTED&sessionid=REDACTED&Password=REDACTED&q=@x"
     )
     assert scrub_url("/relative/path") == "/relative/path"
+
+
+def test_the_same_exception_recorded_twice_on_one_entity_keeps_its_details() -> None:
+    seg = _segment()
+    try:
+        raise ValueError("once")
+    except ValueError as exc:
+        seg.add_exception(exc)
+        seg.add_exception(exc)
+    doc = json.loads(seg.to_json())
+    assert doc["cause"]["exceptions"][0]["message"] == "once"
