@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import socket
 import threading
 import time
 from typing import Any
@@ -269,3 +270,27 @@ def test_late_subsegment_is_not_duplicated_when_the_flusher_serialises(receiver:
     assert "subsegments" not in segment_doc
     assert late_doc["id"] == sub.id
     assert receiver.quiet(0.1) == receiver.raw
+
+
+def test_large_segment_is_split_into_datagrams_that_fit(
+    receiver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)  # room for the burst
+    k8sxray.configure(service_name="svc", sampling_rate=1.0, daemon_address=receiver.address, plugins=())
+    seg = _request()
+    for i in range(15):
+        with k8sxray.subsegment(f"part{i}"):
+            k8sxray.put_metadata("blob", "x" * 5000)
+    with k8sxray.subsegment("monster"):
+        k8sxray.put_metadata("blob", "y" * 70000)  # cannot fit in any datagram
+    with caplog.at_level(logging.WARNING, logger="k8sxray"):
+        _recorder.end_segment(seg)
+        docs = receiver.documents(16)
+    assert all(len(raw) <= 65507 for raw in receiver.raw)
+    (root,) = [d for d in docs if "type" not in d]
+    parts = [d for d in docs if d.get("type") == "subsegment"]
+    assert root["id"] == seg.id
+    assert sorted(p["name"] for p in parts) == sorted(f"part{i}" for i in range(15))
+    assert all(p["trace_id"] == seg.trace_id and p["parent_id"] == seg.id for p in parts)
+    assert receiver.quiet(0.1) == receiver.raw  # the monster was not sent...
+    assert sum("dropped" in r.getMessage() for r in caplog.records) == 1  # ...and it was said, once
