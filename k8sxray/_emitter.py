@@ -32,8 +32,10 @@ DEFAULT_DELAY = 0.005
 """Seconds a queued document may wait for others before the flusher sends them."""
 DEFAULT_BATCH = 64
 """Queued documents that wake the flusher at once, without waiting for the delay."""
-QUEUE_LIMIT = 512
+QUEUE_LIMIT = 256
 """Queued documents that make the request thread send them itself (the flusher is behind)."""
+BURST = 64
+"""Datagrams serialised then sent back to back: well within a daemon's default (~208 KiB) buffer."""
 
 
 class Emitter(Protocol):
@@ -163,16 +165,16 @@ class UDPEmitter:
             if sock is None:
                 return
             while queue:
-                # serialise the whole batch first, then send it back to back: the receiver,
-                # woken by the first datagram, finds the rest queued instead of being woken for each
-                datagrams = self._take_batch(queue)
+                # serialise a burst first, then send it back to back: the receiver, woken by the
+                # first datagram, finds the rest queued instead of being woken for each
+                datagrams = self._take_batch(queue, BURST)
                 self._send_all(sock, datagrams)
 
-    def _take_batch(self, queue: deque[Any]) -> list[bytes]:
+    def _take_batch(self, queue: deque[Any], limit: int) -> list[bytes]:
         popleft = queue.popleft
         serialise = self._serialise
         datagrams: list[bytes] = []
-        for _ in range(len(queue)):
+        for _ in range(min(len(queue), limit)):
             try:
                 item = popleft()
             except IndexError:
