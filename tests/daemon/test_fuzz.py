@@ -1,7 +1,10 @@
-"""Arbitrary bytes at the UDP port: the daemon keeps running and ships valid segments sent between."""
+"""Arbitrary bytes at the UDP port and the TCP (sampling proxy) port: the daemon keeps running and
+ships the valid segments sent in between."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -13,11 +16,14 @@ from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")
-def running() -> Iterator[tuple[DaemonProcess, FakeXRay]]:
+def running() -> Iterator[tuple[DaemonProcess, FakeXRay, int]]:
     fake = FakeXRay()
     daemon = DaemonProcess(["--endpoint-url", fake.url, "-n", "us-east-1", "--no-telemetry",
-                            "--flush-interval", "0.01"], AWS_ENV)
-    yield daemon, fake
+                            "--flush-interval", "0.01", "-t", "127.0.0.1:0"], AWS_ENV)
+    daemon.wait_log("sampling proxy listening")
+    match = re.search(r"sampling proxy listening on [0-9.]+:(\d+)", daemon.log)
+    assert match, daemon.log
+    yield daemon, fake, int(match.group(1))
     assert daemon.stop() == 0
     fake.close()
 
@@ -36,9 +42,12 @@ datagrams = st.one_of(
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(junk=st.lists(datagrams, min_size=1, max_size=8))
-def test_junk_between_valid_segments(running: tuple[DaemonProcess, FakeXRay], junk: list[bytes]) -> None:
-    daemon, fake = running
+def test_junk_between_valid_segments(running: tuple[DaemonProcess, FakeXRay, int], junk: list[bytes]) -> None:
+    daemon, fake, tcp_port = running
     number = next(_COUNTER)
+    # the proxy may answer and hang up before everything is written
+    with socket.create_connection(("127.0.0.1", tcp_port), timeout=2) as stream, contextlib.suppress(OSError):
+        stream.sendall(b"".join(junk))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for payload in junk:
             sock.sendto(payload, ("127.0.0.1", daemon.port))
