@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from ._emitter import Emitter, UDPEmitter, close_all
 from ._ids import entity_id, new_trace
 from ._protocol import HEADER, MAX_DOCUMENT
 from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, split
+from .sampling import make_sampler
 
 log = logging.getLogger(__name__)
 
@@ -55,34 +55,6 @@ class Sampler(Protocol):
     def close(self) -> None: ...
 
 
-class _FallbackSampler:
-    """X-Ray's default rule (1 a second, then *rate*), used until ``k8sxray.sampling`` is there."""
-
-    def __init__(self, rate: float | None) -> None:
-        self._rate = 0.05 if rate is None else rate
-        self._second = 0
-        self._random = random.Random().random
-
-    def decide(self, host: str, method: str, path: str) -> bool:
-        second = int(time.monotonic())
-        if second != self._second:
-            self._second = second
-            return True
-        return self._random() < self._rate
-
-    def close(self) -> None:
-        pass
-
-
-def _make_sampler(config: _config.Config) -> Sampler:
-    try:
-        from .sampling import make_sampler  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return _FallbackSampler(config.sampling_rate)
-    sampler: Sampler = make_sampler(config)
-    return sampler
-
-
 def _sdk_version() -> str:
     try:
         from importlib.metadata import version
@@ -110,7 +82,7 @@ class _State:
             aws=data.aws,
             metadata=data.metadata,
         )
-        self.sampler = _make_sampler(config)
+        self.sampler: Sampler = make_sampler(config, origin=data.origin)
         self.own_emitter = UDPEmitter(_address_of(config), serialise=datagrams)  # opens nothing yet
         self.emitter: Emitter = self.own_emitter
         self.later: Callable[[Any], None] | None = None
