@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import boto3
 import pytest
-from conftest import AWS_ENV, HEADER, DaemonProcess, FakeXRay, segment
+from daemon_helpers import AWS_ENV, HEADER, DaemonProcess, FakeXRay, segment
 from moto.server import ThreadedMotoServer
 
 from k8sxray._protocol import HEADER as LIBRARY_HEADER

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from conftest import AWS_ENV, DaemonProcess, FakeXRay, free_tcp_port, segment
+from daemon_helpers import AWS_ENV, DaemonProcess, FakeXRay, free_tcp_port, segment
 
 
 def _get(url: str) -> str:

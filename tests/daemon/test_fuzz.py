@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import AWS_ENV, HEADER, DaemonProcess, FakeXRay, segment
+from daemon_helpers import AWS_ENV, HEADER, DaemonProcess, FakeXRay, segment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.credentials import Credentials
-from conftest import FakeXRay, free_tcp_port, segment
+from daemon_helpers import FakeXRay, free_tcp_port, segment
 
 from k8sxray.daemon.sinks import SendResult
 from k8sxray.daemon.sinks._http import proxy_for

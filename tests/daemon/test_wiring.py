@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from conftest import AWS_ENV, DaemonProcess, FakeXRay, segment
+from daemon_helpers import AWS_ENV, DaemonProcess, FakeXRay, segment
 
 pytest.importorskip("k8sxray.daemon.ops")
 pytest.importorskip("k8sxray.daemon.proxy")
