@@ -299,3 +299,26 @@ def test_uninstrument_fastapi(daemon: Any, configure_to: Any, serve_asgi: Any, h
         resp = http(base, "/hello")
     assert "x-amzn-trace-id" not in resp.headers
     assert daemon.quiet(0.2) == []
+
+
+class _RaisingEmitter:
+    def send(self, document: bytes) -> None:
+        raise RuntimeError("emitter exploded")
+
+    def flush(self, timeout: float = 1.0) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_app_answers_when_the_emitter_raises(configure_to: Any, serve_asgi: Any, http: Any) -> None:
+    from k8sxray import _recorder
+
+    configure_to()
+    _recorder.set_emitter(_RaisingEmitter())
+    with serve_asgi(k8sxray.instrument(fastapi_app())) as base:
+        for _ in range(3):
+            resp = http(base, "/stream")
+            assert (resp.status, resp.body) == (200, b"chunk0;chunk1;chunk2;")
+            assert http(base, "/status/404").status == 404
