@@ -1,6 +1,6 @@
 """Daemon throughput, CPU and memory: ``python benchmarks/bench_daemon.py`` (about a minute).
 
-A sender process blasts valid ~430-byte segment datagrams at 20k, 40k and 80k per second and as an
+A sender process blasts valid ~440-byte segment datagrams at 20k, 40k and 80k per second and as an
 unpaced burst of 200,000; a fresh ``python -m k8sxray.daemon`` per run ships them to a fast local
 PutTraceSegments sink (ThreadingHTTPServer, Nagle off). Per run it prints delivered/sent, kernel
 drops (/proc/net/snmp Udp RcvbufErrors), daemon CPU seconds per 1,000 segments and peak RSS (VmHWM),
@@ -44,12 +44,11 @@ GO_DAEMON = {  # issue 6, measured on a 2-core machine like this one (default bu
 def make_datagram(i: int) -> bytes:
     """A valid segment of about 430 bytes with a unique id."""
     doc = {
-        "name": "checkout-service", "id": f"{i:016x}", "trace_id": f"1-5f000000-{i:024x}",
+        "name": "checkout", "id": f"{i:016x}", "trace_id": f"1-5f000000-{i:024x}",
         "start_time": 1700000000.123456, "end_time": 1700000000.223456, "origin": "AWS::EKS::Container",
-        "http": {"request": {"method": "GET", "url": "http://checkout.shop.svc:8080/api/v1/orders/12345",
-                             "user_agent": "python-requests/2.32"}, "response": {"status": 200}},
-        "aws": {"eks": {"pod": "checkout-7d9f8b6c5d-x2x9z", "cluster_name": "prod"},
-                "xray": {"sdk": "k8sxray", "sdk_version": "0.1.0"}},
+        "http": {"request": {"method": "GET", "url": "http://checkout.shop.svc:8080/api/v1/orders/12345"},
+                 "response": {"status": 200}},
+        "aws": {"eks": {"pod": "checkout-7d9f8b6c5d-x2x9z", "cluster_name": "prod"}},
         "annotations": {"tenant": "acme"},
     }
     return HEADER + json.dumps(doc, separators=(",", ":")).encode()
