@@ -11,6 +11,7 @@ they wrap an app, see :func:`k8sxray.instrument`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import ModuleType
 
 INTEGRATIONS: Mapping[str, str] = {
     "botocore": "k8sxray.integrations.botocore",
@@ -20,4 +21,17 @@ INTEGRATIONS: Mapping[str, str] = {
 }
 """Known integration names and the module that implements each."""
 
-__all__ = ["INTEGRATIONS"]
+
+
+def load(name: str) -> ModuleType:
+    """The integration module *name*, its library imported.
+
+    Raises ``ValueError`` for an unknown name and ``IntegrationNotAvailable`` (an
+    ``ImportError``) naming the missing library when it is not installed.
+    """
+    from .._autoinstrument import load as _load  # at call time: _autoinstrument imports this package
+
+    return _load(name)
+
+
+__all__ = ["INTEGRATIONS", "load"]
