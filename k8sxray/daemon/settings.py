@@ -85,35 +85,36 @@ def _parser() -> argparse.ArgumentParser:
                     "official X-Ray daemon).",
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("-b", "--bind", help="UDP address for segments (default 127.0.0.1:2000)")
-    p.add_argument("-t", "--bind-tcp", help="TCP address of the sampling proxy (default 127.0.0.1:2000; "
-                                            "'off' disables)")
-    p.add_argument("--http", help="health and metrics address (default 127.0.0.1:2020; 'off' disables)")
-    p.add_argument("-m", "--buffer-memory", type=int, help="buffer size in MB (minimum 3; default: a "
-                   "quarter of the container's memory limit, at most 64, or 16 without a limit)")
-    p.add_argument("--receive-buffer", type=float, help="UDP socket receive buffer to ask for, in MB "
-                                                        "(default 8)")
-    p.add_argument("--concurrency", type=int, help="concurrent calls to the sink (default 8)")
-    p.add_argument("-n", "--region", help="AWS region (default: AWS_REGION, then instance metadata)")
-    p.add_argument("--endpoint-url", help="X-Ray endpoint URL (default: the region's)")
-    p.add_argument("-a", "--resource-arn", help="ARN of the AWS resource running the daemon")
-    p.add_argument("-r", "--role-arn", help="assume this IAM role to upload segments")
-    p.add_argument("-p", "--proxy-address", help="HTTPS proxy for calls to AWS")
-    p.add_argument("-o", "--local-mode", action="store_true", help="do not read instance metadata")
-    p.add_argument("-c", "--config", help="YAML file with the official daemon's keys")
-    p.add_argument("--sink", choices=SINK_NAMES, help="where segments go (default: xray when AWS "
-                   "credentials are found, else stdout)")
-    p.add_argument("-l", "--log-level", choices=sorted(LOG_LEVELS), help="log level (default prod = info)")
-    p.add_argument("--log-format", choices=("text", "json"), help="one line per event, text or JSON")
-    p.add_argument("-f", "--log-file", help="write logs to this file instead of stderr")
-    p.add_argument("--shutdown-timeout", type=float, help="seconds to ship what is buffered after SIGTERM "
-                                                          "(default 25, below Kubernetes' 30)")
-    p.add_argument("--request-timeout", type=float, help="seconds to wait for one call to the sink "
-                                                         "(default 5)")
-    p.add_argument("--flush-interval", type=float, help="seconds to wait for a full batch of 50 before "
-                                                        "sending a smaller one (default 0.1)")
-    p.add_argument("--no-telemetry", action="store_true", help="do not send PutTelemetryRecords")
-    p.add_argument("-v", "--version", action="version", version=f"k8sxray daemon {VERSION}")
+    add = p.add_argument
+    add("-b", "--bind", metavar="ADDR", help="UDP address for segments (default 127.0.0.1:2000)")
+    add("-t", "--bind-tcp", metavar="ADDR",
+        help="TCP address of the sampling proxy (default 127.0.0.1:2000; 'off' disables)")
+    add("--http", metavar="ADDR", help="health and metrics address (default 127.0.0.1:2020; 'off' disables)")
+    add("-m", "--buffer-memory", type=int, metavar="MB",
+        help="buffer size in MB (minimum 3; default: a quarter of the container's memory limit, "
+             "at most 64, or 16 without a limit)")
+    add("--receive-buffer", type=float, metavar="MB", help="UDP socket receive buffer to ask for (default 8)")
+    add("--concurrency", type=int, metavar="N", help="concurrent calls to the sink (default 8)")
+    add("-n", "--region", metavar="REGION", help="AWS region (default: AWS_REGION, then instance metadata)")
+    add("--endpoint-url", metavar="URL", help="X-Ray endpoint URL (default: the region's)")
+    add("-a", "--resource-arn", metavar="ARN", help="ARN of the AWS resource running the daemon")
+    add("-r", "--role-arn", metavar="ARN", help="assume this IAM role to upload segments")
+    add("-p", "--proxy-address", metavar="URL", help="HTTPS proxy for calls to AWS")
+    add("-o", "--local-mode", action="store_true", help="do not read instance metadata")
+    add("-c", "--config", metavar="FILE", help="YAML file with the official daemon's keys")
+    add("--sink", choices=SINK_NAMES,
+        help="where segments go (default: xray when AWS credentials are found, else stdout)")
+    add("-l", "--log-level", choices=sorted(LOG_LEVELS), help="log level (default prod = info)")
+    add("--log-format", choices=("text", "json"), help="one line per event, text or JSON")
+    add("-f", "--log-file", metavar="FILE", help="write logs to this file instead of stderr")
+    add("--shutdown-timeout", type=float, metavar="SECONDS",
+        help="time to ship what is buffered after SIGTERM (default 25, below Kubernetes' 30)")
+    add("--request-timeout", type=float, metavar="SECONDS",
+        help="time to wait for one call to the sink (default 5)")
+    add("--flush-interval", type=float, metavar="SECONDS",
+        help="time a partial batch waits for more segments before it is sent (default 0.1)")
+    add("--no-telemetry", action="store_true", help="do not send PutTelemetryRecords")
+    add("-v", "--version", action="version", version=f"k8sxray daemon {VERSION}")
     return p
 
 
