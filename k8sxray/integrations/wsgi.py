@@ -61,6 +61,9 @@ def wrap(app: WSGIApp) -> WSGIApp:
                     trace.status = code
                 else:
                     trace.set_status(code)
+                for name, value in headers:
+                    if len(name) == 14 and name.lower() == "content-length":
+                        trace.content_length = int(value)
                 headers = [*headers, header]
             except Exception:
                 _guard.internal_error("wsgi.start_response")
@@ -73,7 +76,8 @@ def wrap(app: WSGIApp) -> WSGIApp:
             end_segment(trace)
             raise
         if type(result) is list or type(result) is tuple:
-            trace.content_length = sum(len(chunk) for chunk in result)
+            if trace.content_length is None:
+                trace.content_length = sum(len(chunk) for chunk in result)
             end_segment(trace)
             return result
         return TracedBody(result, trace)
@@ -164,39 +168,38 @@ def _record_failure(segment: Segment, exc: BaseException) -> None:
 
 
 class TracedBody:
-    """The app's response iterable; ends the segment when exhausted or closed."""
+    """The app's response iterable; ends the segment when exhausted or closed.
 
-    __slots__ = ("_iterator", "_result", "_segment", "_sent")
+    With a Content-Length the body is handed to the server as it is (no per-chunk work)
+    and the segment ends on ``close()``; without one, the chunks are counted on their way
+    out (``content_length``) and an exception raised while producing them is recorded.
+    """
+
+    __slots__ = ("_result", "_segment")
 
     def __init__(self, result: Iterable[bytes], segment: Segment) -> None:
         self._result = result
         self._segment = segment
-        self._iterator: Iterator[bytes] | None = None
-        self._sent = 0
 
-    def __iter__(self) -> TracedBody:
-        self._iterator = iter(self._result)
-        return self
+    def __iter__(self) -> Iterator[bytes]:
+        if self._segment.content_length is not None:
+            return iter(self._result)
+        return self._counting()
 
-    def __next__(self) -> bytes:
-        iterator = self._iterator
-        if iterator is None:
-            iterator = self._iterator = iter(self._result)
+    def _counting(self) -> Iterator[bytes]:
+        segment = self._segment
+        sent = 0
         try:
-            chunk = next(iterator)
-        except StopIteration:
-            self._finish()
+            for chunk in self._result:
+                sent += len(chunk)
+                yield chunk
+        except GeneratorExit:
             raise
         except BaseException as exc:
-            _record_failure(self._segment, exc)
-            self._finish()
+            _record_failure(segment, exc)
             raise
-        self._sent += len(chunk)
-        return chunk
-
-    def _finish(self) -> None:
-        segment = self._segment
-        segment.content_length = self._sent  # the body bytes actually sent
+        finally:
+            segment.content_length = sent
         _recorder.end_segment(segment)
 
     def close(self) -> None:
@@ -208,5 +211,4 @@ class TracedBody:
             _record_failure(self._segment, exc)
             raise
         finally:
-            if not self._segment._sent:
-                self._finish()
+            _recorder.end_segment(self._segment)
