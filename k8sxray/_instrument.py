@@ -3,7 +3,7 @@
 Flask apps are traced in place (their ``wsgi_app``), Starlette/FastAPI apps in place
 (their middleware stack, outermost, so error pages are traced too); Django's
 handlers and bare WSGI/ASGI callables are wrapped. The return value is always what
-to serve. Outgoing-call integrations are enabled on the first call.
+to serve. Every call also enables the outgoing-call integrations not disabled (idempotent).
 """
 
 from __future__ import annotations
@@ -30,11 +30,7 @@ def instrument(app: Any, **options: Any) -> Any:
         _config.configure(**options)
     _recorder.state()  # configure from the environment now, not on the first request
     _enable_integrations()
-    if (
-        getattr(app, "_k8sxray_traced", False) or app.__dict__.get(_MARK)
-        if hasattr(app, "__dict__")
-        else False
-    ):
+    if getattr(app, "_k8sxray_traced", False) or _MARK in getattr(app, "__dict__", {}):
         _guard.warn_once("instrument.twice", "k8sxray: instrument() called twice on the same app; ignored")
         return app
     kind = kind_of(app)
