@@ -93,7 +93,9 @@ def kind_of(app: Any) -> str:
             return "starlette"
         if module.startswith("django.") and cls.__name__ == "ASGIHandler":
             return "asgi"
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)  # noqa: B004
+    if inspect.iscoroutinefunction(app):  # also functools.partial of one
+        return "asgi"
+    call = getattr(type(app), "__call__", None)  # noqa: B004  # an instance with an async __call__
     if call is not None and inspect.iscoroutinefunction(call):
         return "asgi"
     return "wsgi"
@@ -104,8 +106,8 @@ def _record_exception(sender: Any = None, exception: BaseException | None = None
     try:
         entity = _recorder.current()
         exc = exception if exception is not None else _current_exception()
-        if exc is not None and isinstance(entity, _recorder.Segment):
-            entity.add_exception(exc)
+        if exc is not None and isinstance(entity, (_recorder.Segment, _recorder.Subsegment)):
+            entity.segment.add_exception(exc)
     except Exception:
         _guard.internal_error("instrument.exception_signal")
 

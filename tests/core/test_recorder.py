@@ -294,3 +294,24 @@ def test_large_segment_is_split_into_datagrams_that_fit(
     assert all(p["trace_id"] == seg.trace_id and p["parent_id"] == seg.id for p in parts)
     assert receiver.quiet(0.1) == receiver.raw  # the monster was not sent...
     assert sum("dropped" in r.getMessage() for r in caplog.records) == 1  # ...and it was said, once
+
+
+def test_kind_of_detects_wsgi_and_asgi_callables() -> None:
+    import functools
+
+    from k8sxray._instrument import kind_of
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None: ...
+
+    def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+        return []
+
+    class AsgiObject:
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
+
+    class WsgiObject:
+        def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+            return []
+
+    assert [kind_of(a) for a in (asgi_app, AsgiObject(), functools.partial(asgi_app))] == ["asgi"] * 3
+    assert [kind_of(a) for a in (wsgi_app, WsgiObject(), functools.partial(wsgi_app))] == ["wsgi"] * 3
