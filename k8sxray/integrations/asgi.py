@@ -158,7 +158,7 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
                 trace.set_status(int(message["status"]))
                 headers = list(message.get("headers") or ())
                 for name, value in headers:
-                    if name.lower() == b"content-length":
+                    if len(name) == 14 and name.lower() == b"content-length":
                         trace.content_length = int(value)
                 headers.append(response_header)
                 message = {**message, "headers": headers}
