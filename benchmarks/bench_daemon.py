@@ -44,10 +44,16 @@ GO_DAEMON = {  # issue 6, measured on a 2-core machine like this one (default bu
 def make_datagram(i: int) -> bytes:
     """A valid segment of about 430 bytes with a unique id."""
     doc = {
-        "name": "checkout", "id": f"{i:016x}", "trace_id": f"1-5f000000-{i:024x}",
-        "start_time": 1700000000.123456, "end_time": 1700000000.223456, "origin": "AWS::EKS::Container",
-        "http": {"request": {"method": "GET", "url": "http://checkout.shop.svc:8080/api/v1/orders/12345"},
-                 "response": {"status": 200}},
+        "name": "checkout",
+        "id": f"{i:016x}",
+        "trace_id": f"1-5f000000-{i:024x}",
+        "start_time": 1700000000.123456,
+        "end_time": 1700000000.223456,
+        "origin": "AWS::EKS::Container",
+        "http": {
+            "request": {"method": "GET", "url": "http://checkout.shop.svc:8080/api/v1/orders/12345"},
+            "response": {"status": 200},
+        },
         "aws": {"eks": {"pod": "checkout-7d9f8b6c5d-x2x9z", "cluster_name": "prod"}},
         "annotations": {"tenant": "acme"},
     }
@@ -143,12 +149,34 @@ def peak_rss_mib(pid: int) -> float:
 def run_once(rate: int, count: int, daemon_args: list[str]) -> dict[str, float]:
     sink = Sink()
     log = tempfile.NamedTemporaryFile(prefix="bench-daemon-", suffix=".log", delete=False)  # noqa: SIM115
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "bench",
-           "AWS_EC2_METADATA_DISABLED": "true"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDBENCH",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "k8sxray.daemon", "-b", "127.0.0.1:0", "-t", "off", "--http", "off",
-         "-n", "us-east-1", "--endpoint-url", sink.url, "--no-telemetry", *daemon_args],
-        stderr=log, stdout=subprocess.DEVNULL, env=env)
+        [
+            sys.executable,
+            "-m",
+            "k8sxray.daemon",
+            "-b",
+            "127.0.0.1:0",
+            "-t",
+            "off",
+            "--http",
+            "off",
+            "-n",
+            "us-east-1",
+            "--endpoint-url",
+            sink.url,
+            "--no-telemetry",
+            *daemon_args,
+        ],
+        stderr=log,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         port = 0
         deadline = time.monotonic() + 15
@@ -181,8 +209,14 @@ def run_once(rate: int, count: int, daemon_args: list[str]) -> dict[str, float]:
         sink.server.server_close()
         log.close()
         os.unlink(log.name)
-    return {"sent": sent, "delivered": sink.count, "rate": sent / took, "drops": drops,
-            "cpu_per_1k": cpu / max(sink.count, 1) * 1000, "rss": rss}
+    return {
+        "sent": sent,
+        "delivered": sink.count,
+        "rate": sent / took,
+        "drops": drops,
+        "cpu_per_1k": cpu / max(sink.count, 1) * 1000,
+        "rss": rss,
+    }
 
 
 def main() -> None:
@@ -197,9 +231,11 @@ def main() -> None:
     if args.burst:
         runs.append((0, args.burst))
     extra = shlex.split(args.daemon_args)
-    print(f"{'rate/s':>9} {'sent':>8} {'delivered':>10} {'lost %':>7} {'kernel drops':>12} "
-          f"{'CPU s/1k':>9} {'µs/seg':>7} {'(min-max)':>11} {'peak RSS MiB':>12}  "
-          f"AWS Go daemon (issue 6, not run here)")
+    print(
+        f"{'rate/s':>9} {'sent':>8} {'delivered':>10} {'lost %':>7} {'kernel drops':>12} "
+        f"{'CPU s/1k':>9} {'µs/seg':>7} {'(min-max)':>11} {'peak RSS MiB':>12}  "
+        f"AWS Go daemon (issue 6, not run here)"
+    )
     for rate, count in runs:
         results = [run_once(rate, count, extra) for _ in range(args.repeat)]
         r = {key: statistics.median(res[key] for res in results) for key in results[0]}
@@ -207,9 +243,11 @@ def main() -> None:
         per_segment = [res["cpu_per_1k"] * 1000 for res in results]
         spread = f"{min(per_segment):.1f}-{max(per_segment):.1f}"
         lost = 100.0 * (r["sent"] - r["delivered"]) / max(r["sent"], 1)
-        print(f"{label} {int(r['sent']):>8} {int(r['delivered']):>10} {lost:>7.2f} {int(r['drops']):>12} "
-              f"{r['cpu_per_1k']:>9.4f} {r['cpu_per_1k'] * 1000:>7.1f} {spread:>11} {r['rss']:>12.1f}  "
-              f"{GO_DAEMON.get(rate, '')}" + (f"   (sent at {r['rate']:,.0f}/s)" if rate == 0 else ""))
+        print(
+            f"{label} {int(r['sent']):>8} {int(r['delivered']):>10} {lost:>7.2f} {int(r['drops']):>12} "
+            f"{r['cpu_per_1k']:>9.4f} {r['cpu_per_1k'] * 1000:>7.1f} {spread:>11} {r['rss']:>12.1f}  "
+            f"{GO_DAEMON.get(rate, '')}" + (f"   (sent at {r['rate']:,.0f}/s)" if rate == 0 else "")
+        )
         sys.stdout.flush()
 
 

@@ -37,7 +37,9 @@ class _AssumedRole(CredentialProvider):  # type: ignore[misc]
             return plain.create_client(service, **kwargs)
 
         fetcher = AssumeRoleCredentialFetcher(
-            client_creator=client_creator, source_credentials=source, role_arn=self._role_arn,
+            client_creator=client_creator,
+            source_credentials=source,
+            role_arn=self._role_arn,
             extra_args={"RoleSessionName": "k8sxray-daemon"},
         )
         return DeferredRefreshableCredentials(method=self.METHOD, refresh_using=fetcher.fetch_credentials)

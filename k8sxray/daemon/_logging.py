@@ -29,8 +29,9 @@ class TextFormatter(logging.Formatter):
     """``2026-01-01T00:00:00.000Z [info] k8sxray.daemon.server: message``, on one line."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s.%(msecs)03dZ [%(levelname)s] %(name)s: %(message)s",
-                         datefmt="%Y-%m-%dT%H:%M:%S")
+        super().__init__(
+            "%(asctime)s.%(msecs)03dZ [%(levelname)s] %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
+        )
         self.converter = time.gmtime
 
     def format(self, record: logging.LogRecord) -> str:

@@ -113,4 +113,3 @@ class Buffer:
             self._docs.clear()
             self._held -= sum(len(d) + DOC_OVERHEAD for d in rest)
             return rest
-

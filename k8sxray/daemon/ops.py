@@ -89,9 +89,7 @@ def gauge(
     return _labelled(name, help, "gauge", value, label)
 
 
-def histogram(
-    name: str, help: str, buckets: Iterable[tuple[float, int]], total: float, count: int
-) -> Metric:
+def histogram(name: str, help: str, buckets: Iterable[tuple[float, int]], total: float, count: int) -> Metric:
     """A histogram from ``(upper bound, cumulative count)`` pairs; the ``+Inf`` bucket is added if absent."""
     pairs = sorted((float(le), int(n)) for le, n in buckets)
     if any(b[1] < a[1] for a, b in itertools.pairwise(pairs)):
@@ -191,8 +189,11 @@ class OpsServer:
             except Exception as exc:
                 self._warn_once("ops: the readiness check raised; answering 503", exc)
                 ok = False
-            return (200, "text/plain; charset=utf-8", "ok\n") if ok else (
-                503, "text/plain; charset=utf-8", "not ready\n")
+            return (
+                (200, "text/plain; charset=utf-8", "ok\n")
+                if ok
+                else (503, "text/plain; charset=utf-8", "not ready\n")
+            )
         if path == "/metrics":
             try:
                 return 200, CONTENT_TYPE, self.metrics()
@@ -273,5 +274,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 __all__ = [
-    "CONTENT_TYPE", "Metric", "OpsServer", "Sample", "counter", "gauge", "histogram", "render", "summary",
+    "CONTENT_TYPE",
+    "Metric",
+    "OpsServer",
+    "Sample",
+    "counter",
+    "gauge",
+    "histogram",
+    "render",
+    "summary",
 ]

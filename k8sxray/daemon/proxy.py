@@ -163,8 +163,10 @@ class SamplingProxy:
         self._http = _pool(self._endpoint, self._proxy_address, verify)
         self._server = _Server(self._bind, self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-            name="k8sxray-sampling-proxy", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="k8sxray-sampling-proxy",
+            daemon=True,
         )
         self._thread.start()
         log.info("sampling proxy listening on %s:%d, forwarding to %s", *self.address, self._endpoint)
@@ -215,8 +217,14 @@ class SamplingProxy:
         assert self._http is not None
         try:
             response = self._http.request(
-                "POST", url, body=body, headers=headers, retries=False, redirect=False,
-                timeout=self._timeout, preload_content=False,
+                "POST",
+                url,
+                body=body,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                timeout=self._timeout,
+                preload_content=False,
             )
         except urllib3.exceptions.NewConnectionError as exc:  # a subclass of ConnectTimeoutError
             self._warner.warn("upstream", "sampling proxy: cannot reach X-Ray at %s: %s", self._endpoint, exc)
@@ -246,8 +254,11 @@ class SamplingProxy:
         response.release_conn()
         if response.status >= 400:
             self._warner.warn(
-                f"status{response.status}", "sampling proxy: X-Ray answered %s with HTTP %d: %s",
-                path, response.status, response.headers.get("x-amzn-ErrorType", ""),
+                f"status{response.status}",
+                "sampling proxy: X-Ray answered %s with HTTP %d: %s",
+                path,
+                response.status,
+                response.headers.get("x-amzn-ErrorType", ""),
             )
         headers = {h: v for h in _RELAYED_HEADERS if (v := response.headers.get(h)) is not None}
         return _Reply(response.status, data, headers)

@@ -49,8 +49,10 @@ def bind_udp(address: tuple[str, int], receive_buffer: int) -> socket.socket:
     # Linux reports twice the usable size (it counts bookkeeping); log what was asked and granted.
     log.info("UDP receive buffer: asked for %d bytes, kernel granted %d", receive_buffer, granted)
     if granted < receive_buffer:
-        log.warning("UDP receive buffer is smaller than asked (raise net.core.rmem_max or run with "
-                    "CAP_NET_ADMIN); bursts may be lost in the kernel")
+        log.warning(
+            "UDP receive buffer is smaller than asked (raise net.core.rmem_max or run with "
+            "CAP_NET_ADMIN); bursts may be lost in the kernel"
+        )
     return sock
 
 
@@ -95,8 +97,16 @@ def check_document(doc: bytes) -> str | None:
 class Receiver:
     """Reads datagrams from ``sock`` in its own thread and feeds valid documents to ``buffer``."""
 
-    def __init__(self, sock: socket.socket, buffer: Buffer, stats: Stats, *,
-                 max_datagram: int = MAX_DATAGRAM, pause: float = 0.002, log_interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        buffer: Buffer,
+        stats: Stats,
+        *,
+        max_datagram: int = MAX_DATAGRAM,
+        pause: float = 0.002,
+        log_interval: float = 60.0,
+    ) -> None:
         self.sock = sock
         self.buffer = buffer
         self.stats = stats
@@ -206,7 +216,10 @@ class Receiver:
         now = time.monotonic()
         if now >= self._next_drop_log:
             self._next_drop_log = now + self.log_interval
-            log.warning("buffer full (%d bytes): dropped %d new segments since the last report; raise "
-                        "-m/--buffer-memory or check the sink", self.buffer.max_bytes,
-                        self._dropped_since_log)
+            log.warning(
+                "buffer full (%d bytes): dropped %d new segments since the last report; raise "
+                "-m/--buffer-memory or check the sink",
+                self.buffer.max_bytes,
+                self._dropped_since_log,
+            )
             self._dropped_since_log = 0

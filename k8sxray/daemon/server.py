@@ -61,15 +61,22 @@ class Daemon:
         self.sink = self._make_sink()
         sock = bind_udp(s.udp, s.receive_buffer_bytes)
         self.receiver = Receiver(sock, self.buffer, self.stats)
-        self.shipper = Shipper(self.buffer, self.sink, self.stats, concurrency=s.concurrency,
-                               flush_interval=s.flush_interval)
+        self.shipper = Shipper(
+            self.buffer, self.sink, self.stats, concurrency=s.concurrency, flush_interval=s.flush_interval
+        )
         self.shipper.start()
         self.receiver.start()
         self._start_services()
         self._ready = True
         host, port = self.receiver.address
-        log.info("receiving segments on udp %s:%d; buffer %d MB; sink %s; %d senders",
-                 host, port, s.buffer_bytes // (1024 * 1024), self.sink.name, s.concurrency)
+        log.info(
+            "receiving segments on udp %s:%d; buffer %d MB; sink %s; %d senders",
+            host,
+            port,
+            s.buffer_bytes // (1024 * 1024),
+            self.sink.name,
+            s.concurrency,
+        )
 
     def _make_sink(self) -> Sink:
         s = self.settings
@@ -79,8 +86,10 @@ class Daemon:
         self.session = _aws.make_session(s.role_arn, s.region)
         credentials = self.session.get_credentials()
         if name is None and credentials is None:
-            log.warning("no AWS credentials found: writing segments to stdout (pass --sink xray to "
-                        "insist on X-Ray, --sink stdout to silence this)")
+            log.warning(
+                "no AWS credentials found: writing segments to stdout (pass --sink xray to "
+                "insist on X-Ray, --sink stdout to silence this)"
+            )
             return StdoutSink()
         if credentials is None:
             log.error("no AWS credentials found yet; segments are buffered and retried until they appear")
@@ -97,8 +106,15 @@ class Daemon:
             return session.get_credentials()
 
         log.info("shipping to %s (region %s)", endpoint, region)
-        return XRaySink(current_credentials, region, endpoint, proxy=s.proxy_address, verify_ssl=s.verify_ssl,
-                        timeout=s.request_timeout, connections=s.concurrency)
+        return XRaySink(
+            current_credentials,
+            region,
+            endpoint,
+            proxy=s.proxy_address,
+            verify_ssl=s.verify_ssl,
+            timeout=s.request_timeout,
+            connections=s.concurrency,
+        )
 
     def _start_services(self) -> None:
         """The sampling proxy, telemetry and the ops endpoint; each optional and isolated."""
@@ -142,8 +158,11 @@ class Daemon:
         unshipped = 0
         if self.shipper is not None:
             buffered = len(self.buffer)
-            log.info("shutting down: shipping %d buffered segments (up to %.0f s)", buffered,
-                     self.settings.shutdown_timeout)
+            log.info(
+                "shutting down: shipping %d buffered segments (up to %.0f s)",
+                buffered,
+                self.settings.shutdown_timeout,
+            )
             unshipped = self.shipper.drain(self.settings.shutdown_timeout)
         for what, service in self._services:
             if what in last:
@@ -151,17 +170,26 @@ class Daemon:
         if self.sink is not None:
             self.sink.close()
         st = self.stats
-        summary = (f"received {st.received}, sent {st.sent}, rejected {sum(st.rejected.values())}, "
-                   f"dropped {sum(st.dropped.values())}, "
-                   f"refused by the sink {sum(st.backend_rejected.values())}")
+        summary = (
+            f"received {st.received}, sent {st.sent}, rejected {sum(st.rejected.values())}, "
+            f"dropped {sum(st.dropped.values())}, "
+            f"refused by the sink {sum(st.backend_rejected.values())}"
+        )
         if st.dropped:
             summary += f" (dropped by reason: {dict(st.dropped)})"
         if unshipped:
-            log.warning("stopped after %.1f s: %d segments could not be shipped; %s",
-                        time.monotonic() - started, unshipped, summary)
+            log.warning(
+                "stopped after %.1f s: %d segments could not be shipped; %s",
+                time.monotonic() - started,
+                unshipped,
+                summary,
+            )
         else:
-            log.info("stopped after %.1f s: everything buffered was shipped; %s",
-                     time.monotonic() - started, summary)
+            log.info(
+                "stopped after %.1f s: everything buffered was shipped; %s",
+                time.monotonic() - started,
+                summary,
+            )
         return unshipped
 
     def run(self) -> int:
@@ -210,8 +238,9 @@ def _telemetry(stats: Stats, session: Any, region: str | None, s: Settings) -> A
     def snapshot() -> Any:
         return TelemetryCounts(**stats.telemetry_delta())
 
-    return TelemetryReporter(snapshot, session, region or "", s.endpoint_url, s.resource_arn,
-                             proxy_address=s.proxy_address)
+    return TelemetryReporter(
+        snapshot, session, region or "", s.endpoint_url, s.resource_arn, proxy_address=s.proxy_address
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,15 +19,28 @@ from k8sxray.daemon.sinks import SINK_NAMES
 VERSION = "0.1.0"
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/amazon/xray/cfg.yaml"), Path("cfg.yaml"))
-LOG_LEVELS = {"dev": "DEBUG", "debug": "DEBUG", "info": "INFO", "warn": "WARNING", "error": "ERROR",
-              "prod": "INFO"}
+LOG_LEVELS = {
+    "dev": "DEBUG",
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warn": "WARNING",
+    "error": "ERROR",
+    "prod": "INFO",
+}
 
 _YAML_KEYS: dict[str, Any] = {
-    "TotalBufferSizeMB": None, "Concurrency": None, "Region": None, "Endpoint": None,
+    "TotalBufferSizeMB": None,
+    "Concurrency": None,
+    "Region": None,
+    "Endpoint": None,
     "Socket": {"UDPAddress": None, "TCPAddress": None},
     "Logging": {"LogRotation": None, "LogLevel": None, "LogPath": None},
-    "LocalMode": None, "ResourceARN": None, "RoleARN": None, "NoVerifySSL": None,
-    "ProxyAddress": None, "Version": None,
+    "LocalMode": None,
+    "ResourceARN": None,
+    "RoleARN": None,
+    "NoVerifySSL": None,
+    "ProxyAddress": None,
+    "Version": None,
 }
 
 
@@ -82,17 +95,26 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m k8sxray.daemon",
         description="Receive X-Ray segments over UDP and ship them to AWS X-Ray (drop-in for the "
-                    "official X-Ray daemon).",
+        "official X-Ray daemon).",
         argument_default=argparse.SUPPRESS,
     )
     add = p.add_argument
     add("-b", "--bind", metavar="ADDR", help="UDP address for segments (default 127.0.0.1:2000)")
-    add("-t", "--bind-tcp", metavar="ADDR",
-        help="TCP address of the sampling proxy (default 127.0.0.1:2000; 'off' disables)")
+    add(
+        "-t",
+        "--bind-tcp",
+        metavar="ADDR",
+        help="TCP address of the sampling proxy (default 127.0.0.1:2000; 'off' disables)",
+    )
     add("--http", metavar="ADDR", help="health and metrics address (default 127.0.0.1:2020; 'off' disables)")
-    add("-m", "--buffer-memory", type=int, metavar="MB",
+    add(
+        "-m",
+        "--buffer-memory",
+        type=int,
+        metavar="MB",
         help="buffer size in MB (minimum 3; default: a quarter of the container's memory limit, "
-             "at most 64, or 16 without a limit)")
+        "at most 64, or 16 without a limit)",
+    )
     add("--receive-buffer", type=float, metavar="MB", help="UDP socket receive buffer to ask for (default 8)")
     add("--concurrency", type=int, metavar="N", help="concurrent calls to the sink (default 8)")
     add("-n", "--region", metavar="REGION", help="AWS region (default: AWS_REGION, then instance metadata)")
@@ -102,17 +124,32 @@ def _parser() -> argparse.ArgumentParser:
     add("-p", "--proxy-address", metavar="URL", help="HTTPS proxy for calls to AWS")
     add("-o", "--local-mode", action="store_true", help="do not read instance metadata")
     add("-c", "--config", metavar="FILE", help="YAML file with the official daemon's keys")
-    add("--sink", choices=SINK_NAMES,
-        help="where segments go (default: xray when AWS credentials are found, else stdout)")
+    add(
+        "--sink",
+        choices=SINK_NAMES,
+        help="where segments go (default: xray when AWS credentials are found, else stdout)",
+    )
     add("-l", "--log-level", choices=sorted(LOG_LEVELS), help="log level (default prod = info)")
     add("--log-format", choices=("text", "json"), help="one line per event, text or JSON")
     add("-f", "--log-file", metavar="FILE", help="write logs to this file instead of stderr")
-    add("--shutdown-timeout", type=float, metavar="SECONDS",
-        help="time to ship what is buffered after SIGTERM (default 25, below Kubernetes' 30)")
-    add("--request-timeout", type=float, metavar="SECONDS",
-        help="time to wait for one call to the sink (default 5)")
-    add("--flush-interval", type=float, metavar="SECONDS",
-        help="time a partial batch waits for more segments before it is sent (default 0.1)")
+    add(
+        "--shutdown-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time to ship what is buffered after SIGTERM (default 25, below Kubernetes' 30)",
+    )
+    add(
+        "--request-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time to wait for one call to the sink (default 5)",
+    )
+    add(
+        "--flush-interval",
+        type=float,
+        metavar="SECONDS",
+        help="time a partial batch waits for more segments before it is sent (default 0.1)",
+    )
     add("--no-telemetry", action="store_true", help="do not send PutTelemetryRecords")
     add("-v", "--version", action="version", version=f"k8sxray daemon {VERSION}")
     return p
@@ -158,8 +195,11 @@ def _yaml_value(data: dict[str, Any], *keys: str) -> Any:
     return None if node == "" else node
 
 
-def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None,
-          cgroup_root: Path = Path("/sys/fs/cgroup")) -> Settings:
+def parse(
+    argv: list[str] | None = None,
+    environ: dict[str, str] | None = None,
+    cgroup_root: Path = Path("/sys/fs/cgroup"),
+) -> Settings:
     """Settings from the command line and configuration file. Raises SettingsError."""
     env = os.environ if environ is None else environ
     args = vars(_parser().parse_args(argv))
@@ -203,8 +243,12 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None,
 
     region = pick("region", "Region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
     endpoint = pick("endpoint_url", "Endpoint") or env.get("AWS_ENDPOINT_URL_XRAY") or None
-    positive = {"shutdown_timeout": 25.0, "request_timeout": 5.0, "flush_interval": 0.1,
-                "receive_buffer": 8.0}
+    positive = {
+        "shutdown_timeout": 25.0,
+        "request_timeout": 5.0,
+        "flush_interval": 0.1,
+        "receive_buffer": 8.0,
+    }
     numbers = {}
     for name, default in positive.items():
         value = float(args.get(name, default))

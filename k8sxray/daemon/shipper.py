@@ -35,9 +35,17 @@ class Backoff:
 class Shipper:
     """``concurrency`` sender threads moving batches from ``buffer`` to ``sink``."""
 
-    def __init__(self, buffer: Buffer, sink: Sink, stats: Stats, *, concurrency: int = 8,
-                 flush_interval: float = 0.1, backoff: Backoff | None = None,
-                 log_interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        buffer: Buffer,
+        sink: Sink,
+        stats: Stats,
+        *,
+        concurrency: int = 8,
+        flush_interval: float = 0.1,
+        backoff: Backoff | None = None,
+        log_interval: float = 60.0,
+    ) -> None:
         self.buffer = buffer
         self.sink = sink
         self.stats = stats
@@ -100,8 +108,12 @@ class Shipper:
                 started = time.monotonic()
                 result = self._send(pending)
                 delivered = result.delivered(len(pending))
-                self.stats.add(sent=delivered, backend_error=result.error, backend_rejected=result.rejected,
-                               latency=time.monotonic() - started)
+                self.stats.add(
+                    sent=delivered,
+                    backend_error=result.error,
+                    backend_rejected=result.rejected,
+                    latency=time.monotonic() - started,
+                )
                 if result.error or result.rejected:
                     self._log_failure(result, len(pending))
                 if not result.retry:
@@ -134,5 +146,11 @@ class Shipper:
             self._next_error_log = now + self.log_interval
             count, self._errors_since_log = self._errors_since_log, 0
         action = f"retrying {len(result.retry)}" if result.retry else "not retried"
-        log.warning("%s sink: %s for a batch of %d (%s; %d failed calls since the last report)",
-                    self.sink.name, result.detail or result.error, size, action, count)
+        log.warning(
+            "%s sink: %s for a batch of %d (%s; %d failed calls since the last report)",
+            self.sink.name,
+            result.detail or result.error,
+            size,
+            action,
+            count,
+        )

@@ -103,23 +103,52 @@ class Stats:
             out.extend(f"k8sxray_daemon_{name}{labels} {_number(value)}" for labels, value in samples)
 
         with self._lock:
-            metric("segments_received_total", "counter", "Datagrams with a valid segment document.",
-                   [("", self.received)])
+            metric(
+                "segments_received_total",
+                "counter",
+                "Datagrams with a valid segment document.",
+                [("", self.received)],
+            )
             metric("segments_sent_total", "counter", "Documents accepted by the sink.", [("", self.sent)])
-            metric("segments_rejected_total", "counter", "Datagrams refused on receipt, by reason.",
-                   _labelled("reason", self.rejected, ("bad_header", "empty", "not_json", "too_large")))
-            metric("segments_dropped_total", "counter", "Documents dropped before shipping, by reason.",
-                   _labelled("reason", self.dropped, ("buffer_full", "shutdown")))
-            metric("segments_retried_total", "counter", "Documents sent again after a failure.",
-                   [("", self.retried)])
-            metric("backend_errors_total", "counter", "Failed calls to the sink, by kind.",
-                   _labelled("code", self.backend_errors, BACKEND_ERROR_KINDS))
-            metric("backend_rejected_total", "counter", "Documents the sink refused, by error code.",
-                   _labelled("code", self.backend_rejected, ()))
-            metric("buffer_bytes", "gauge", "Bytes of documents held (buffered or in flight).",
-                   [("", self.buffer_bytes())])
-            metric("buffer_documents", "gauge", "Documents waiting to be shipped.",
-                   [("", self.buffer_docs())])
+            metric(
+                "segments_rejected_total",
+                "counter",
+                "Datagrams refused on receipt, by reason.",
+                _labelled("reason", self.rejected, ("bad_header", "empty", "not_json", "too_large")),
+            )
+            metric(
+                "segments_dropped_total",
+                "counter",
+                "Documents dropped before shipping, by reason.",
+                _labelled("reason", self.dropped, ("buffer_full", "shutdown")),
+            )
+            metric(
+                "segments_retried_total",
+                "counter",
+                "Documents sent again after a failure.",
+                [("", self.retried)],
+            )
+            metric(
+                "backend_errors_total",
+                "counter",
+                "Failed calls to the sink, by kind.",
+                _labelled("code", self.backend_errors, BACKEND_ERROR_KINDS),
+            )
+            metric(
+                "backend_rejected_total",
+                "counter",
+                "Documents the sink refused, by error code.",
+                _labelled("code", self.backend_rejected, ()),
+            )
+            metric(
+                "buffer_bytes",
+                "gauge",
+                "Bytes of documents held (buffered or in flight).",
+                [("", self.buffer_bytes())],
+            )
+            metric(
+                "buffer_documents", "gauge", "Documents waiting to be shipped.", [("", self.buffer_docs())]
+            )
             cumulative = 0
             buckets: list[tuple[str, float]] = []
             for bound, count in zip((*_LATENCY_BUCKETS, float("inf")), self._latency_counts, strict=True):

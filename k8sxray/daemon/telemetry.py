@@ -39,8 +39,11 @@ class TelemetryCounts:
 
     def is_empty(self) -> bool:
         return not (
-            self.segments_received or self.segments_sent or self.segments_spillover
-            or self.segments_rejected or any(self.backend_errors.values())
+            self.segments_received
+            or self.segments_sent
+            or self.segments_spillover
+            or self.segments_rejected
+            or any(self.backend_errors.values())
         )
 
 
@@ -164,7 +167,9 @@ class TelemetryReporter:
             except Exception as exc:  # botocore raises many kinds; none may reach the daemon
                 self._warn(
                     "telemetry: PutTelemetryRecords failed (%s); %d record(s) kept for the next try%s",
-                    exc, len(self._pending), f", {self._dropped} oldest dropped" if self._dropped else "",
+                    exc,
+                    len(self._pending),
+                    f", {self._dropped} oldest dropped" if self._dropped else "",
                 )
                 return
             for _ in batch:
@@ -176,14 +181,19 @@ class TelemetryReporter:
                 from botocore.config import Config
 
                 config = Config(
-                    connect_timeout=self._timeout, read_timeout=self._timeout,
+                    connect_timeout=self._timeout,
+                    read_timeout=self._timeout,
                     retries={"total_max_attempts": 1, "mode": "standard"},
                     proxies={"http": self._proxy_address, "https": self._proxy_address}
-                    if self._proxy_address else None,
+                    if self._proxy_address
+                    else None,
                     user_agent_extra="k8sxray-daemon",
                 )
                 self._client = self._session.create_client(
-                    "xray", region_name=self._region, endpoint_url=self._endpoint_url, config=config,
+                    "xray",
+                    region_name=self._region,
+                    endpoint_url=self._endpoint_url,
+                    config=config,
                     verify=None if self._verify_ssl else False,
                 )
             except Exception as exc:

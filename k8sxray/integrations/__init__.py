@@ -22,7 +22,6 @@ INTEGRATIONS: Mapping[str, str] = {
 """Known integration names and the module that implements each."""
 
 
-
 def load(name: str) -> ModuleType:
     """The integration module *name*, its library imported.
 

@@ -20,14 +20,23 @@ from typing import Any
 
 HEADER = b'{"format": "json", "version": 1}\n'
 _READY = re.compile(r"receiving segments on udp ([0-9.]+):(\d+)")
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIDTESTING", "AWS_SECRET_ACCESS_KEY": "testing-secret",
-           "AWS_EC2_METADATA_DISABLED": "true"}
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDTESTING",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def segment(i: int, pad: int = 0, trace: str = "1-5f000000-000000000000000000000001") -> bytes:
     """A valid segment document with a unique id; ``pad`` adds that many bytes of annotation."""
-    doc = {"name": "svc", "id": f"{i:016x}", "trace_id": trace, "start_time": 1.5, "end_time": 2.5,
-           "annotations": {"pad": "x" * pad}}
+    doc = {
+        "name": "svc",
+        "id": f"{i:016x}",
+        "trace_id": trace,
+        "start_time": 1.5,
+        "end_time": 2.5,
+        "annotations": {"pad": "x" * pad},
+    }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -37,13 +46,27 @@ class DaemonProcess:
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self._log = tempfile.NamedTemporaryFile(prefix="k8sxray-", suffix=".log", delete=False)  # noqa: SIM115
         self._out = tempfile.NamedTemporaryFile(prefix="k8sxray-", suffix=".out", delete=False)  # noqa: SIM115
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("AWS_") and "proxy" not in k.lower()}
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith("AWS_") and "proxy" not in k.lower()
+        }
         full_env.update(env or {})
-        argv = [sys.executable, "-m", "k8sxray.daemon", "-b", "127.0.0.1:0", "-t", "off", "--http", "off",
-                "-l", "debug", *args]
-        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._log, env=full_env,
-                                     cwd=tempfile.gettempdir())
+        argv = [
+            sys.executable,
+            "-m",
+            "k8sxray.daemon",
+            "-b",
+            "127.0.0.1:0",
+            "-t",
+            "off",
+            "--http",
+            "off",
+            "-l",
+            "debug",
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            argv, stdout=self._out, stderr=self._log, env=full_env, cwd=tempfile.gettempdir()
+        )
         self.port = self._wait_ready()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
@@ -173,8 +196,9 @@ class FakeXRay:
         self.server = Server(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def ids(self) -> set[str]:

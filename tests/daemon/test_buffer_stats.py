@@ -61,7 +61,7 @@ def test_prometheus_text() -> None:
     stats.received = 10
     stats.rejected["bad_header"] += 2
     stats.add(sent=7, latency=0.03)
-    stats.add(dropped=("buffer_full", 3), backend_error="HTTPCode5XX", backend_rejected={"Inv\"alid": 1})
+    stats.add(dropped=("buffer_full", 3), backend_error="HTTPCode5XX", backend_rejected={'Inv"alid': 1})
     stats.add(retried=4, latency=20.0)
     stats.buffer_bytes = lambda: 1234
     text = stats.render_prometheus()
@@ -96,8 +96,14 @@ def test_telemetry_deltas() -> None:
     assert first["segments_spillover"] == 1
     assert first["segments_rejected"] == 1
     assert first["backend_errors"]["Timeout"] == 1
-    assert set(first["backend_errors"]) == {"Timeout", "ConnectionRefused", "HTTPCode4XX", "HTTPCode5XX",
-                                            "UnknownHost", "Other"}
+    assert set(first["backend_errors"]) == {
+        "Timeout",
+        "ConnectionRefused",
+        "HTTPCode4XX",
+        "HTTPCode5XX",
+        "UnknownHost",
+        "Other",
+    }
     stats.received = 8
     stats.add(sent=2)
     second = stats.telemetry_delta()

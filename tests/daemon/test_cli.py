@@ -13,13 +13,22 @@ from pathlib import Path
 
 from daemon_helpers import HEADER, DaemonProcess, FakeXRay, segment
 
-NO_CREDENTIALS = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-                  "AWS_CONFIG_FILE": "/nonexistent"}
+NO_CREDENTIALS = {
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_CONFIG_FILE": "/nonexistent",
+}
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "k8sxray.daemon", *args], capture_output=True, text=True,
-                          timeout=30, env={"PATH": "/usr/bin:/bin", **(env or {})}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "k8sxray.daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        check=False,
+    )
 
 
 def test_without_credentials_segments_go_to_stdout(start_daemon: Callable[..., DaemonProcess]) -> None:
@@ -66,8 +75,9 @@ def test_xray_sink_without_region_exits_2() -> None:
 
 def test_port_in_use_exits_1(start_daemon: Callable[..., DaemonProcess]) -> None:
     daemon = start_daemon(["--sink", "stdout"], NO_CREDENTIALS)
-    result = _run("--sink", "stdout", "-b", f"127.0.0.1:{daemon.port}", "-t", "off", "--http", "off",
-                  env=NO_CREDENTIALS)
+    result = _run(
+        "--sink", "stdout", "-b", f"127.0.0.1:{daemon.port}", "-t", "off", "--http", "off", env=NO_CREDENTIALS
+    )
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert daemon.stop() == 0
@@ -79,14 +89,29 @@ def test_version_and_help() -> None:
     assert version.stdout.startswith("k8sxray daemon ")
     usage = _run("-h")
     assert usage.returncode == 0
-    for flag in ("--bind", "--bind-tcp", "--buffer-memory", "--region", "--resource-arn", "--role-arn",
-                 "--local-mode", "--config", "--proxy-address", "--log-level", "--endpoint-url", "--sink",
-                 "--shutdown-timeout", "--log-format", "--http"):
+    for flag in (
+        "--bind",
+        "--bind-tcp",
+        "--buffer-memory",
+        "--region",
+        "--resource-arn",
+        "--role-arn",
+        "--local-mode",
+        "--config",
+        "--proxy-address",
+        "--log-level",
+        "--endpoint-url",
+        "--sink",
+        "--shutdown-timeout",
+        "--log-format",
+        "--http",
+    ):
         assert flag in usage.stdout
 
 
 def test_region_from_instance_metadata(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     requests: list[str] = []
 
     class Metadata(BaseHTTPRequestHandler):
@@ -113,8 +138,11 @@ def test_region_from_instance_metadata(
     server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        env = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b",
-               "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}/"}
+        env = {
+            "AWS_ACCESS_KEY_ID": "a",
+            "AWS_SECRET_ACCESS_KEY": "b",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}/",
+        }
         daemon = start_daemon(["--sink", "xray", "--endpoint-url", fake_xray.url, "--no-telemetry"], env)
         assert "(region eu-central-1)" in daemon.log
         assert daemon.stop() == 0

@@ -24,8 +24,9 @@ def moto_url() -> Iterator[str]:
 
 
 def _documents(url: str, trace_ids: list[str], expected: int, timeout: float = 15.0) -> list[str]:
-    client = boto3.client("xray", endpoint_url=url, region_name="us-east-1", aws_access_key_id="a",
-                          aws_secret_access_key="b")
+    client = boto3.client(
+        "xray", endpoint_url=url, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
     deadline = time.monotonic() + timeout
     while True:
         traces = client.batch_get_traces(TraceIds=trace_ids)["Traces"]
@@ -36,13 +37,15 @@ def _documents(url: str, trace_ids: list[str], expected: int, timeout: float = 1
 
 
 def test_official_sdk_segments_arrive_byte_identical(
-        moto_url: str, start_daemon: Callable[..., DaemonProcess]) -> None:
+    moto_url: str, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     from aws_xray_sdk.core.recorder import AWSXRayRecorder
 
     daemon = start_daemon(["--endpoint-url", moto_url, "-n", "us-east-1", "--no-telemetry"], AWS_ENV)
     recorder = AWSXRayRecorder()
-    recorder.configure(daemon_address=f"127.0.0.1:{daemon.port}", sampling=False, context_missing="LOG_ERROR",
-                       plugins=())
+    recorder.configure(
+        daemon_address=f"127.0.0.1:{daemon.port}", sampling=False, context_missing="LOG_ERROR", plugins=()
+    )
     sent: list[str] = []
     original = recorder.emitter.send_entity
 
@@ -66,7 +69,8 @@ def test_official_sdk_segments_arrive_byte_identical(
 
 
 def test_raw_datagrams_in_k8sxray_format_arrive_byte_identical(
-        moto_url: str, start_daemon: Callable[..., DaemonProcess]) -> None:
+    moto_url: str, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     assert LIBRARY_HEADER == HEADER
     daemon = start_daemon(["--endpoint-url", moto_url, "-n", "us-east-1", "--no-telemetry"], AWS_ENV)
     trace = "1-5f000001-0000000000000000000000aa"
@@ -86,13 +90,21 @@ def test_raw_datagrams_in_k8sxray_format_arrive_byte_identical(
 
 
 def test_bad_datagrams_are_counted_not_shipped(
-        moto_url: str, start_daemon: Callable[..., DaemonProcess]) -> None:
+    moto_url: str, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     daemon = start_daemon(["--endpoint-url", moto_url, "-n", "us-east-1", "--no-telemetry"], AWS_ENV)
     trace = "1-5f000002-0000000000000000000000bb"
-    good = json.dumps({"name": "ok", "id": "00000000000000b1", "trace_id": trace, "start_time": 1,
-                       "end_time": 2}).encode()
-    for bad in (b"no header at all", b'{"format": "json", "version": 2}\n' + good, HEADER, HEADER + b"  \n",
-                HEADER + b"[1, 2]", HEADER + b"not json"):
+    good = json.dumps(
+        {"name": "ok", "id": "00000000000000b1", "trace_id": trace, "start_time": 1, "end_time": 2}
+    ).encode()
+    for bad in (
+        b"no header at all",
+        b'{"format": "json", "version": 2}\n' + good,
+        HEADER,
+        HEADER + b"  \n",
+        HEADER + b"[1, 2]",
+        HEADER + b"not json",
+    ):
         daemon.send(bad)
     daemon.send(HEADER + good)
     assert _documents(moto_url, [trace], expected=1) == [good.decode()]
@@ -102,10 +114,21 @@ def test_bad_datagrams_are_counted_not_shipped(
 
 
 def test_role_arn_is_assumed_through_sts(
-        moto_url: str, fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    moto_url: str, fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     env = {**AWS_ENV, "AWS_ENDPOINT_URL_STS": moto_url}
-    daemon = start_daemon(["--endpoint-url", fake_xray.url, "-n", "us-east-1", "--no-telemetry",
-                           "-r", "arn:aws:iam::123456789012:role/xray-writer"], env)
+    daemon = start_daemon(
+        [
+            "--endpoint-url",
+            fake_xray.url,
+            "-n",
+            "us-east-1",
+            "--no-telemetry",
+            "-r",
+            "arn:aws:iam::123456789012:role/xray-writer",
+        ],
+        env,
+    )
     daemon.send_docs([segment(i) for i in range(3)])
     fake_xray.wait_for(3)
     assert daemon.stop() == 0

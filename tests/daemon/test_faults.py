@@ -33,7 +33,8 @@ def _failing_for(seconds: float, status: int, answer: dict[str, Any]) -> Callabl
 
 
 def test_5xx_then_recovery_loses_nothing(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     fake_xray.behaviour = _failing_for(1.0, 500, {"__type": "InternalFailure", "message": "boom"})
     daemon = start_daemon(["--endpoint-url", fake_xray.url, *BASE], AWS_ENV)
     daemon.send_docs([segment(i) for i in range(500)])
@@ -57,7 +58,8 @@ def test_throttling_is_retried(fake_xray: FakeXRay, start_daemon: Callable[..., 
 
 
 def test_slow_answers_past_the_timeout_are_retried(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     slow_until = time.monotonic() + 1.0
 
     def behaviour(docs: list[str]) -> tuple[int, dict[str, Any], float]:
@@ -88,7 +90,8 @@ def test_connection_refused_until_the_sink_appears(start_daemon: Callable[..., D
 
 
 def test_unprocessed_segments_retried_or_counted_by_code(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     seen: set[str] = set()
 
     def behaviour(docs: list[str]) -> tuple[int, dict[str, Any], float]:
@@ -114,7 +117,8 @@ def test_unprocessed_segments_retried_or_counted_by_code(
 
 
 def test_small_buffer_drops_are_counted_exactly(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     outage = threading.Event()
     outage.set()
 
@@ -124,8 +128,9 @@ def test_small_buffer_drops_are_counted_exactly(
         return 200, {"UnprocessedTraceSegments": []}, 0.0
 
     fake_xray.behaviour = behaviour
-    daemon = start_daemon(["--endpoint-url", fake_xray.url, *BASE, "-m", "3", "--http", "127.0.0.1:0"],
-                          AWS_ENV)
+    daemon = start_daemon(
+        ["--endpoint-url", fake_xray.url, *BASE, "-m", "3", "--http", "127.0.0.1:0"], AWS_ENV
+    )
     ops = re.search(r"http://([0-9.]+:\d+)/healthz", daemon.log)
     assert ops, daemon.log
     metrics_url = f"http://{ops.group(1)}/metrics"
@@ -143,12 +148,18 @@ def test_small_buffer_drops_are_counted_exactly(
     delivered = fake_xray.wait_for(fits)
     assert delivered == {f"{i:016x}" for i in range(fits)}  # the oldest are kept, the newest dropped
     assert daemon.stop() == 0
-    assert daemon.summary() == {"received": 4000, "sent": fits, "rejected": 0, "dropped": 4000 - fits,
-                                "refused": 0}
+    assert daemon.summary() == {
+        "received": 4000,
+        "sent": fits,
+        "rejected": 0,
+        "dropped": 4000 - fits,
+        "refused": 0,
+    }
 
 
 def test_sigterm_ships_a_full_buffer_before_exit(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     fake_xray.behaviour = lambda docs: (200, {"UnprocessedTraceSegments": []}, 0.02)
     daemon = start_daemon(["--endpoint-url", fake_xray.url, *BASE, "--concurrency", "1"], AWS_ENV)
     daemon.send_docs([segment(i) for i in range(5000)], pace_every=250)
@@ -160,7 +171,8 @@ def test_sigterm_ships_a_full_buffer_before_exit(
 
 
 def test_shutdown_timeout_reports_what_could_not_be_shipped(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     fake_xray.behaviour = lambda docs: (500, {"__type": "InternalFailure"}, 0.0)
     daemon = start_daemon(["--endpoint-url", fake_xray.url, *BASE, "--shutdown-timeout", "0.5"], AWS_ENV)
     daemon.send_docs([segment(i) for i in range(120)])
@@ -172,10 +184,23 @@ def test_shutdown_timeout_reports_what_could_not_be_shipped(
 
 
 def test_shutdown_is_bounded_even_with_calls_hanging(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     fake_xray.behaviour = lambda docs: (200, {}, 10.0)  # every call hangs far past the grace period
-    daemon = start_daemon(["--endpoint-url", fake_xray.url, *BASE, "--concurrency", "4",
-                           "--request-timeout", "30", "--shutdown-timeout", "0.5"], AWS_ENV)
+    daemon = start_daemon(
+        [
+            "--endpoint-url",
+            fake_xray.url,
+            *BASE,
+            "--concurrency",
+            "4",
+            "--request-timeout",
+            "30",
+            "--shutdown-timeout",
+            "0.5",
+        ],
+        AWS_ENV,
+    )
     daemon.send_docs([segment(i) for i in range(400)])
     deadline = time.monotonic() + 5
     while fake_xray.calls < 4:

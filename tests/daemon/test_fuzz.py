@@ -18,8 +18,20 @@ from hypothesis import strategies as st
 @pytest.fixture(scope="module")
 def running() -> Iterator[tuple[DaemonProcess, FakeXRay, int]]:
     fake = FakeXRay()
-    daemon = DaemonProcess(["--endpoint-url", fake.url, "-n", "us-east-1", "--no-telemetry",
-                            "--flush-interval", "0.01", "-t", "127.0.0.1:0"], AWS_ENV)
+    daemon = DaemonProcess(
+        [
+            "--endpoint-url",
+            fake.url,
+            "-n",
+            "us-east-1",
+            "--no-telemetry",
+            "--flush-interval",
+            "0.01",
+            "-t",
+            "127.0.0.1:0",
+        ],
+        AWS_ENV,
+    )
     daemon.wait_log("sampling proxy listening")
     match = re.search(r"sampling proxy listening on [0-9.]+:(\d+)", daemon.log)
     assert match, daemon.log
@@ -35,8 +47,19 @@ datagrams = st.one_of(
     st.binary(max_size=512).map(lambda b: HEADER + b),
     st.binary(max_size=512).map(lambda b: b'{"format":"json","version":1}\n' + b),
     st.text(max_size=200).map(lambda t: HEADER + t.encode("utf-8", "surrogatepass")),
-    st.sampled_from([b"", b"\n", HEADER, HEADER + b"{", HEADER + b"}", b"{\n}", b"\xff" * 100,
-                     b'{"format": "json", "version": 1e0}\n{}', b"{" * 1000]),
+    st.sampled_from(
+        [
+            b"",
+            b"\n",
+            HEADER,
+            HEADER + b"{",
+            HEADER + b"}",
+            b"{\n}",
+            b"\xff" * 100,
+            b'{"format": "json", "version": 1e0}\n{}',
+            b"{" * 1000,
+        ]
+    ),
 )
 
 

@@ -34,8 +34,9 @@ def _serve(handle: Callable[[socket.socket], None], context: ssl.SSLContext | No
     listener.close()
 
 
-def _guarded(handle: Callable[[socket.socket], None], conn: socket.socket,
-             context: ssl.SSLContext | None) -> None:
+def _guarded(
+    handle: Callable[[socket.socket], None], conn: socket.socket, context: ssl.SSLContext | None
+) -> None:
     with conn, contextlib.suppress(OSError):
         if context is None:
             handle(conn)
@@ -75,9 +76,11 @@ def _pool(port: int, scheme: str = "http", **options: object) -> ConnectionPool:
 
 
 def test_framing_content_length_chunked_and_close() -> None:
-    answers = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Amzn-ErrorType: T:x\r\n\r\n{}",
-               b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-               b"3\r\n{\"a\r\n4;x=1\r\n\": 1\r\n1\r\n}\r\n0\r\n\r\n")
+    answers = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Amzn-ErrorType: T:x\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'3\r\n{"a\r\n4;x=1\r\n": 1\r\n1\r\n}\r\n0\r\n\r\n',
+    )
     for port in _serve(_answer_with(*answers)):
         pool = _pool(port)
         first = pool.request("POST", "/TraceSegments", b"{}", {"Content-Type": "application/json"})

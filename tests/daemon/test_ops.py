@@ -22,16 +22,26 @@ def _parse(text: str) -> dict[str, Any]:
 
 
 def test_render_counters_gauges_and_labels_with_escaping() -> None:
-    text = render([
-        counter("xray_segments_received_total", "Segments received.", 42),
-        counter("xray_segments_rejected_total", 'Rejected by "reason".\nSee \\docs.',
-                {"bad_header": 3, 'quote"back\\slash\nnewline': 1}, label="reason"),
-        gauge("xray_buffer_bytes", "Bytes held.", 1536.5),
-        counter("xray_backend_errors_total", "Errors.", {("429", "ThrottlingException"): 2},
-                label=("status", "code")),
-    ])
+    text = render(
+        [
+            counter("xray_segments_received_total", "Segments received.", 42),
+            counter(
+                "xray_segments_rejected_total",
+                'Rejected by "reason".\nSee \\docs.',
+                {"bad_header": 3, 'quote"back\\slash\nnewline': 1},
+                label="reason",
+            ),
+            gauge("xray_buffer_bytes", "Bytes held.", 1536.5),
+            counter(
+                "xray_backend_errors_total",
+                "Errors.",
+                {("429", "ThrottlingException"): 2},
+                label=("status", "code"),
+            ),
+        ]
+    )
     assert text.endswith("\n")
-    assert "# HELP xray_segments_rejected_total Rejected by \"reason\".\\nSee \\\\docs.\n" in text
+    assert '# HELP xray_segments_rejected_total Rejected by "reason".\\nSee \\\\docs.\n' in text
     assert "# TYPE xray_segments_received_total counter\n" in text
     assert 'xray_segments_rejected_total{reason="quote\\"back\\\\slash\\nnewline"} 1\n' in text
     assert "xray_segments_received_total 42\n" in text
@@ -43,18 +53,23 @@ def test_render_counters_gauges_and_labels_with_escaping() -> None:
     rejected = families["xray_segments_rejected"]
     assert rejected.documentation == 'Rejected by "reason".\nSee \\docs.'
     assert {s.labels["reason"]: s.value for s in rejected.samples} == {
-        "bad_header": 3, 'quote"back\\slash\nnewline': 1}
+        "bad_header": 3,
+        'quote"back\\slash\nnewline': 1,
+    }
     assert families["xray_buffer_bytes"].samples[0].value == 1536.5
     [error] = families["xray_backend_errors"].samples
     assert error.labels == {"status": "429", "code": "ThrottlingException"}
 
 
 def test_render_histogram_and_summary() -> None:
-    text = render([
-        histogram("xray_batch_seconds", "Batch latency.", [(0.01, 3), (0.1, 7), (1.0, 9)],
-                  total=2.5, count=10),
-        summary("xray_put_seconds", "Put latency.", {0.5: 0.02, 0.99: 0.3}, total=1.25, count=50),
-    ])
+    text = render(
+        [
+            histogram(
+                "xray_batch_seconds", "Batch latency.", [(0.01, 3), (0.1, 7), (1.0, 9)], total=2.5, count=10
+            ),
+            summary("xray_put_seconds", "Put latency.", {0.5: 0.02, 0.99: 0.3}, total=1.25, count=50),
+        ]
+    )
     assert 'xray_batch_seconds_bucket{le="+Inf"} 10\n' in text
     assert 'xray_batch_seconds_bucket{le="0.01"} 3\n' in text
     families = _parse(text)
@@ -66,14 +81,17 @@ def test_render_histogram_and_summary() -> None:
     put = families["xray_put_seconds"].samples
     quantiles = {s.labels["quantile"]: s.value for s in put if "quantile" in s.labels}
     assert quantiles == {"0.5": 0.02, "0.99": 0.3}
-    assert {s.name: s.value for s in put if not s.labels} == {"xray_put_seconds_sum": 1.25,
-                                                             "xray_put_seconds_count": 50}
+    assert {s.name: s.value for s in put if not s.labels} == {
+        "xray_put_seconds_sum": 1.25,
+        "xray_put_seconds_count": 50,
+    }
     assert families["xray_put_seconds"].type == "summary"
 
 
 def test_render_special_values_and_empty() -> None:
-    text = render([gauge("g", "special", {"nan": math.nan, "inf": math.inf, "ninf": -math.inf, "big": 1e20},
-                         label="v")])
+    text = render(
+        [gauge("g", "special", {"nan": math.nan, "inf": math.inf, "ninf": -math.inf, "big": 1e20}, label="v")]
+    )
     assert 'g{v="nan"} NaN\n' in text
     assert 'g{v="inf"} +Inf\n' in text
     assert 'g{v="ninf"} -Inf\n' in text
@@ -218,10 +236,24 @@ def test_close_releases_the_port() -> None:
         _ = server.address
 
 
-_PIECES = st.sampled_from([
-    b"GET ", b"HEAD ", b"POST ", b"/healthz", b"/metrics", b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", b"\r\n",
-    b"Host: x\r\n", b"Content-Length: 3\r\n", b"Connection: keep-alive\r\n", b"\x00\xff", b" ", b"?",
-])
+_PIECES = st.sampled_from(
+    [
+        b"GET ",
+        b"HEAD ",
+        b"POST ",
+        b"/healthz",
+        b"/metrics",
+        b" HTTP/1.1\r\n",
+        b" HTTP/1.0\r\n",
+        b"\r\n",
+        b"Host: x\r\n",
+        b"Content-Length: 3\r\n",
+        b"Connection: keep-alive\r\n",
+        b"\x00\xff",
+        b" ",
+        b"?",
+    ]
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -31,18 +31,32 @@ RULES = {
             "SamplingRule": {
                 "RuleName": "checkout",
                 "RuleARN": "arn:aws:xray:eu-west-1:123456789012:sampling-rule/checkout",
-                "ResourceARN": "*", "Priority": 10, "FixedRate": 0.25, "ReservoirSize": 3,
-                "ServiceName": "shop", "ServiceType": "*", "Host": "*", "HTTPMethod": "POST",
-                "URLPath": "/checkout", "Version": 1, "Attributes": {},
+                "ResourceARN": "*",
+                "Priority": 10,
+                "FixedRate": 0.25,
+                "ReservoirSize": 3,
+                "ServiceName": "shop",
+                "ServiceType": "*",
+                "Host": "*",
+                "HTTPMethod": "POST",
+                "URLPath": "/checkout",
+                "Version": 1,
+                "Attributes": {},
             },
-            "CreatedAt": 1700000000.0, "ModifiedAt": 1700000000.0,
+            "CreatedAt": 1700000000.0,
+            "ModifiedAt": 1700000000.0,
         }
     ]
 }
 TARGETS = {
     "SamplingTargetDocuments": [
-        {"RuleName": "checkout", "FixedRate": 0.5, "ReservoirQuota": 7,
-         "ReservoirQuotaTTL": 1900000000.0, "Interval": 10}
+        {
+            "RuleName": "checkout",
+            "FixedRate": 0.5,
+            "ReservoirQuota": 7,
+            "ReservoirQuotaTTL": 1900000000.0,
+            "Interval": 10,
+        }
     ],
     "LastRuleModification": 1700000000.0,
     "UnprocessedStatistics": [],
@@ -135,8 +149,15 @@ def _session() -> botocore.session.Session:
 
 @pytest.fixture
 def proxy_for(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy",
-                 "AWS_CA_BUNDLE"):
+    for name in (
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "AWS_CA_BUNDLE",
+    ):
         monkeypatch.delenv(name, raising=False)
     started: list[SamplingProxy] = []
 
@@ -171,8 +192,12 @@ def _verify_sigv4(seen: Seen, token: str | None = TOKEN) -> None:
     parts = dict(item.strip().split("=", 1) for item in rest.split(","))
     signed = parts["SignedHeaders"].split(";")
     headers = {name: seen.headers[next(k for k in seen.headers if k.lower() == name)] for name in signed}
-    request = AWSRequest(method=seen.method, url=f"http://{headers['host']}{seen.path}", data=seen.body,
-                         headers={k: v for k, v in headers.items() if k != "host"})
+    request = AWSRequest(
+        method=seen.method,
+        url=f"http://{headers['host']}{seen.path}",
+        data=seen.body,
+        headers={k: v for k, v in headers.items() if k != "host"},
+    )
     request.context["timestamp"] = headers["x-amz-date"]
     signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY, token), "xray", REGION)
     expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
@@ -181,8 +206,13 @@ def _verify_sigv4(seen: Seen, token: str | None = TOKEN) -> None:
 
 def test_forwards_get_sampling_rules_signed_for_xray(fake: FakeXRay, proxy_for: Any) -> None:
     proxy = proxy_for(fake.url)
-    status, headers, body = _call(proxy, "POST", "/GetSamplingRules", b"{}",
-                                  {"Content-Type": "application/json", "Authorization": "client's own"})
+    status, headers, body = _call(
+        proxy,
+        "POST",
+        "/GetSamplingRules",
+        b"{}",
+        {"Content-Type": "application/json", "Authorization": "client's own"},
+    )
     assert status == 200
     assert json.loads(body) == RULES
     assert headers["x-amzn-RequestId"] == "req-1"
@@ -264,9 +294,12 @@ def test_oversized_body_is_refused_unread(fake: FakeXRay, proxy_for: Any) -> Non
 
 def test_malformed_requests_get_400_and_the_proxy_keeps_serving(fake: FakeXRay, proxy_for: Any) -> None:
     proxy = proxy_for(fake.url)
-    for raw in (b"garbage\r\n\r\n", b"POST /GetSamplingRules HTTP/1.1\r\nContent-Length: -4\r\n\r\n",
-                b"POST /GetSamplingRules HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
-                b"POST /GetSamplingRules HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"):
+    for raw in (
+        b"garbage\r\n\r\n",
+        b"POST /GetSamplingRules HTTP/1.1\r\nContent-Length: -4\r\n\r\n",
+        b"POST /GetSamplingRules HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"POST /GetSamplingRules HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    ):
         answer = _exchange(proxy.address, raw)
         status_line = answer.split(b"\r\n", 1)[0]
         assert status_line.split(b" ")[1] in (b"400", b"411"), status_line
@@ -307,9 +340,16 @@ def test_upstream_errors_are_relayed_so_sdks_see_the_error_code(fake: FakeXRay, 
 def test_no_credentials_is_a_502_and_nothing_is_sent(
     fake: FakeXRay, proxy_for: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
@@ -356,11 +396,25 @@ def _exchange(address: tuple[str, int], data: bytes) -> bytes:
         return b"".join(chunks)
 
 
-_REQUEST_PIECES = st.sampled_from([
-    b"POST ", b"GET ", b"/GetSamplingRules", b"/SamplingTargets", b" HTTP/1.1\r\n", b" HTTP/1.0\r\n",
-    b"Content-Length: 5\r\n", b"Content-Length: 99999999999\r\n", b"Transfer-Encoding: chunked\r\n",
-    b"Expect: 100-continue\r\n", b"\r\n", b"{}", b"\x00\xff", b" ", b":",
-])
+_REQUEST_PIECES = st.sampled_from(
+    [
+        b"POST ",
+        b"GET ",
+        b"/GetSamplingRules",
+        b"/SamplingTargets",
+        b" HTTP/1.1\r\n",
+        b" HTTP/1.0\r\n",
+        b"Content-Length: 5\r\n",
+        b"Content-Length: 99999999999\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Expect: 100-continue\r\n",
+        b"\r\n",
+        b"{}",
+        b"\x00\xff",
+        b" ",
+        b":",
+    ]
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,17 +14,20 @@ from k8sxray.daemon.receiver import COMPACT_HEADER, Receiver, bind_udp, check_do
 from k8sxray.daemon.stats import Stats
 
 
-@pytest.mark.parametrize(("datagram", "expected"), [
-    (HEADER + b"{}", len(HEADER)),
-    (COMPACT_HEADER + b"{}", len(COMPACT_HEADER)),
-    (b'{ "version" : 1, "format" : "json" }\n{}', 37),
-    (b'{"format": "json", "version": 2}\n{}', -1),
-    (b'{"format": "xml", "version": 1}\n{}', -1),
-    (b'{"format": "json", "version": 1}{}', -1),  # no newline
-    (b"[]\n{}", -1),
-    (b"\xff\xfe\n{}", -1),
-    (b"", -1),
-])
+@pytest.mark.parametrize(
+    ("datagram", "expected"),
+    [
+        (HEADER + b"{}", len(HEADER)),
+        (COMPACT_HEADER + b"{}", len(COMPACT_HEADER)),
+        (b'{ "version" : 1, "format" : "json" }\n{}', 37),
+        (b'{"format": "json", "version": 2}\n{}', -1),
+        (b'{"format": "xml", "version": 1}\n{}', -1),
+        (b'{"format": "json", "version": 1}{}', -1),  # no newline
+        (b"[]\n{}", -1),
+        (b"\xff\xfe\n{}", -1),
+        (b"", -1),
+    ],
+)
 def test_header(datagram: bytes, expected: int) -> None:
     assert header_length(datagram, len(datagram)) == expected
 
@@ -34,15 +37,18 @@ def test_header_check_ignores_stale_bytes_past_the_datagram() -> None:
     assert header_length(buf, 5) == -1
 
 
-@pytest.mark.parametrize(("doc", "reason"), [
-    (b'{"a": 1}', None),
-    (b' \n{"a": 1}\n ', None),
-    (b"", "empty"),
-    (b" \r\n\t", "empty"),
-    (b"[1]", "not_json"),
-    (b'"text"', "not_json"),
-    (b"{unclosed", "not_json"),
-])
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        (b'{"a": 1}', None),
+        (b' \n{"a": 1}\n ', None),
+        (b"", "empty"),
+        (b" \r\n\t", "empty"),
+        (b"[1]", "not_json"),
+        (b'"text"', "not_json"),
+        (b"{unclosed", "not_json"),
+    ],
+)
 def test_document_check(doc: bytes, reason: str | None) -> None:
     assert check_document(doc) == reason
 
@@ -67,7 +73,8 @@ def _wait(stats: Stats, total: int) -> None:
 
 
 def test_documents_are_forwarded_exactly_and_refusals_counted(
-        receiving: tuple[Receiver, socket.socket, Buffer, Stats]) -> None:
+    receiving: tuple[Receiver, socket.socket, Buffer, Stats],
+) -> None:
     receiver, sender, buffer, stats = receiving
     good = [HEADER + b'{"id": "1"}', COMPACT_HEADER + b'{"id":"2"}\n', HEADER + b'\t{"id": "\xc3\xa9"} ']
     bad = [b"nonsense", HEADER, HEADER + b"[]", HEADER + b"{" + b" " * 2000 + b"}", b'{"format":"json"}\n{}']

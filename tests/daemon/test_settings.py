@@ -53,20 +53,26 @@ def test_official_yaml_keys(tmp_path: Path) -> None:
 def test_flags_win_over_yaml(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("Region: eu-west-1\nSocket:\n  UDPAddress: 0.0.0.0:2001\nTotalBufferSizeMB: 24\n")
-    s = parse(["-c", str(cfg), "-n", "ap-south-1", "-b", "127.0.0.1:3000", "-m", "5"], environ={},
-              cgroup_root=NO_CGROUP)
+    s = parse(
+        ["-c", str(cfg), "-n", "ap-south-1", "-b", "127.0.0.1:3000", "-m", "5"],
+        environ={},
+        cgroup_root=NO_CGROUP,
+    )
     assert (s.region, s.udp, s.buffer_bytes) == ("ap-south-1", ("127.0.0.1", 3000), 5 * MIB)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("Regoin: us-east-1\n", "unknown key 'Regoin'"),
-    ("Socket:\n  UDPAdress: 0.0.0.0:2000\n", "unknown key Socket.'UDPAdress'"),
-    ("- a\n- b\n", "expected a mapping"),
-    ("Region: [unclosed\n", "not valid YAML"),
-    ("TotalBufferSizeMB: 2\n", "at least 3 MB"),
-    ("Concurrency: many\n", "whole number"),
-    ("Logging:\n  LogLevel: loud\n", "log level must be one of"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Regoin: us-east-1\n", "unknown key 'Regoin'"),
+        ("Socket:\n  UDPAdress: 0.0.0.0:2000\n", "unknown key Socket.'UDPAdress'"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("Region: [unclosed\n", "not valid YAML"),
+        ("TotalBufferSizeMB: 2\n", "at least 3 MB"),
+        ("Concurrency: many\n", "whole number"),
+        ("Logging:\n  LogLevel: loud\n", "log level must be one of"),
+    ],
+)
 def test_bad_yaml_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(text)
@@ -123,10 +129,18 @@ def test_buffer_default_follows_the_cgroup_limit(tmp_path: Path) -> None:
 
 
 def test_log_levels_by_official_names() -> None:
-    levels = {name: parse(["-l", name], environ={}, cgroup_root=NO_CGROUP).log_level
-              for name in ("dev", "debug", "info", "warn", "error", "prod")}
-    assert levels == {"dev": "DEBUG", "debug": "DEBUG", "info": "INFO", "warn": "WARNING", "error": "ERROR",
-                      "prod": "INFO"}
+    levels = {
+        name: parse(["-l", name], environ={}, cgroup_root=NO_CGROUP).log_level
+        for name in ("dev", "debug", "info", "warn", "error", "prod")
+    }
+    assert levels == {
+        "dev": "DEBUG",
+        "debug": "DEBUG",
+        "info": "INFO",
+        "warn": "WARNING",
+        "error": "ERROR",
+        "prod": "INFO",
+    }
 
 
 def test_non_positive_timeouts_are_refused() -> None:

@@ -74,24 +74,33 @@ def test_a_refused_batch_is_split_to_keep_the_good_documents(fake_xray: FakeXRay
 
 
 def test_unprocessed_segments_map_back_by_id(fake_xray: FakeXRay, sink: XRaySink) -> None:
-    fake_xray.behaviour = lambda docs: (200, {"UnprocessedTraceSegments": [
-        {"Id": f"{3:016x}", "ErrorCode": "ThrottledException", "Message": "later"},
-        {"Id": f"{5:016x}", "ErrorCode": "InvalidTraceId", "Message": "never"},
-        {"Id": "not-in-batch", "ErrorCode": "Odd"},
-    ]}, 0.0)
+    fake_xray.behaviour = lambda docs: (
+        200,
+        {
+            "UnprocessedTraceSegments": [
+                {"Id": f"{3:016x}", "ErrorCode": "ThrottledException", "Message": "later"},
+                {"Id": f"{5:016x}", "ErrorCode": "InvalidTraceId", "Message": "never"},
+                {"Id": "not-in-batch", "ErrorCode": "Odd"},
+            ]
+        },
+        0.0,
+    )
     result = sink.send([segment(i) for i in range(8)])
     assert result.retry == (3,)
     assert result.rejected == {"InvalidTraceId": 1, "UnknownSegmentId": 1}
 
 
-@pytest.mark.parametrize("case", [
-    (500, "InternalFailure", "HTTPCode5XX", True),
-    (503, "ServiceUnavailableException", "HTTPCode5XX", True),
-    (429, "TooManyRequests", "HTTPCode4XX", True),
-    (400, "ThrottlingException", "HTTPCode4XX", True),
-    (403, "ExpiredTokenException", "HTTPCode4XX", True),
-    (403, "AccessDeniedException", "HTTPCode4XX", False),
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        (500, "InternalFailure", "HTTPCode5XX", True),
+        (503, "ServiceUnavailableException", "HTTPCode5XX", True),
+        (429, "TooManyRequests", "HTTPCode4XX", True),
+        (400, "ThrottlingException", "HTTPCode4XX", True),
+        (403, "ExpiredTokenException", "HTTPCode4XX", True),
+        (403, "AccessDeniedException", "HTTPCode4XX", False),
+    ],
+)
 def test_http_errors(fake_xray: FakeXRay, sink: XRaySink, case: tuple[int, str, str, bool]) -> None:
     status, code, error, retried = case
     fake_xray.behaviour = lambda docs: (status, {"__type": code}, 0.0)

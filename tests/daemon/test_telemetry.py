@@ -84,11 +84,23 @@ def _moto_records() -> list[Any]:
 def test_counts_reach_moto_as_put_telemetry_records(moto_url: str) -> None:
     before = len(_moto_records())
     counts = Counts()
-    counts.add(segments_received=12, segments_sent=10, segments_spillover=1, segments_rejected=2,
-               backend_errors={"Timeout": 3, "HTTPCode5XX": 1, "Weird": 2})
-    reporter = TelemetryReporter(counts.snapshot, _session(), REGION, endpoint_url=moto_url,
-                                 resource_arn="arn:aws:eks:us-east-1:123456789012:cluster/c",
-                                 hostname="node-a", instance_id="i-0123456789abcdef0", interval=0.05)
+    counts.add(
+        segments_received=12,
+        segments_sent=10,
+        segments_spillover=1,
+        segments_rejected=2,
+        backend_errors={"Timeout": 3, "HTTPCode5XX": 1, "Weird": 2},
+    )
+    reporter = TelemetryReporter(
+        counts.snapshot,
+        _session(),
+        REGION,
+        endpoint_url=moto_url,
+        resource_arn="arn:aws:eks:us-east-1:123456789012:cluster/c",
+        hostname="node-a",
+        instance_id="i-0123456789abcdef0",
+        interval=0.05,
+    )
     reporter.start()
     try:
         _wait_for(lambda: len(_moto_records()) > before)
@@ -101,11 +113,19 @@ def test_counts_reach_moto_as_put_telemetry_records(moto_url: str) -> None:
     records = [r for batch in sent for r in batch.records]
     assert sum(r["SegmentsReceivedCount"] for r in records) == 12
     first = records[0]
-    assert (first["SegmentsReceivedCount"], first["SegmentsSentCount"], first["SegmentsSpilloverCount"],
-            first["SegmentsRejectedCount"]) == (12, 10, 1, 2)
+    assert (
+        first["SegmentsReceivedCount"],
+        first["SegmentsSentCount"],
+        first["SegmentsSpilloverCount"],
+        first["SegmentsRejectedCount"],
+    ) == (12, 10, 1, 2)
     assert first["BackendConnectionErrors"] == {
-        "TimeoutCount": 3, "ConnectionRefusedCount": 0, "HTTPCode4XXCount": 0, "HTTPCode5XXCount": 1,
-        "UnknownHostCount": 0, "OtherCount": 2,
+        "TimeoutCount": 3,
+        "ConnectionRefusedCount": 0,
+        "HTTPCode4XXCount": 0,
+        "HTTPCode5XXCount": 1,
+        "UnknownHostCount": 0,
+        "OtherCount": 2,
     }
     assert isinstance(first["Timestamp"], (int, float))
     assert abs(first["Timestamp"] - time.time()) < 60
@@ -174,8 +194,9 @@ def test_failed_records_are_kept_and_resent(recorder: Recorder, caplog: pytest.L
     recorder.failing = True
     counts = Counts()
     counts.add(segments_received=7, backend_errors={"ConnectionRefused": 4})
-    reporter = TelemetryReporter(counts.snapshot, _session(), REGION, endpoint_url=_url(recorder),
-                                 interval=0.02, timeout=2.0)
+    reporter = TelemetryReporter(
+        counts.snapshot, _session(), REGION, endpoint_url=_url(recorder), interval=0.02, timeout=2.0
+    )
     with caplog.at_level(logging.WARNING, logger="k8sxray.daemon.telemetry"):
         reporter.start()
         _wait_for(lambda: recorder.attempts >= 3)
@@ -199,8 +220,15 @@ def test_failed_records_are_kept_and_resent(recorder: Recorder, caplog: pytest.L
 def test_pending_records_are_bounded(recorder: Recorder) -> None:
     recorder.failing = True
     counts = Counts()
-    reporter = TelemetryReporter(counts.snapshot, _session(), REGION, endpoint_url=_url(recorder),
-                                 interval=0.01, timeout=2.0, max_pending=5)
+    reporter = TelemetryReporter(
+        counts.snapshot,
+        _session(),
+        REGION,
+        endpoint_url=_url(recorder),
+        interval=0.01,
+        timeout=2.0,
+        max_pending=5,
+    )
     reporter.start()
     try:
         _wait_for(lambda: counts.calls >= 12)
@@ -221,8 +249,9 @@ def test_close_sends_a_final_record_only_when_something_was_counted(recorder: Re
     assert recorder.attempts == 0
 
     counts.add(segments_sent=3, segments_spillover=2)
-    busy = TelemetryReporter(counts.snapshot, _session(), REGION, endpoint_url=_url(recorder), interval=60,
-                             hostname="h")
+    busy = TelemetryReporter(
+        counts.snapshot, _session(), REGION, endpoint_url=_url(recorder), interval=60, hostname="h"
+    )
     busy.start()
     busy.close()
     [body] = recorder.bodies
@@ -247,8 +276,9 @@ def test_a_failing_snapshot_or_endpoint_never_raises(caplog: pytest.LogCaptureFi
 
     counts = Counts()
     counts.add(segments_received=1)
-    unreachable = TelemetryReporter(counts.snapshot, _session(), REGION, endpoint_url="http://127.0.0.1:9",
-                                    interval=60, timeout=0.5)
+    unreachable = TelemetryReporter(
+        counts.snapshot, _session(), REGION, endpoint_url="http://127.0.0.1:9", interval=60, timeout=0.5
+    )
     unreachable.start()
     unreachable.close()
     assert unreachable.pending == 1

@@ -43,8 +43,21 @@ def _post(url: str, body: bytes) -> int:
 
 
 def test_ops_proxy_and_telemetry(fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
-    daemon = start_daemon(["--endpoint-url", fake_xray.url, "-n", "us-east-1", "--http", "127.0.0.1:0",
-                           "-t", "127.0.0.1:0", "-a", "arn:aws:eks:us-east-1:1:cluster/c"], AWS_ENV)
+    daemon = start_daemon(
+        [
+            "--endpoint-url",
+            fake_xray.url,
+            "-n",
+            "us-east-1",
+            "--http",
+            "127.0.0.1:0",
+            "-t",
+            "127.0.0.1:0",
+            "-a",
+            "arn:aws:eks:us-east-1:1:cluster/c",
+        ],
+        AWS_ENV,
+    )
     daemon.wait_log("/healthz")
     daemon.wait_log("sampling proxy listening")
     ops = _address(daemon.log, r"http://([0-9.]+):(\d+)/healthz")
@@ -80,10 +93,23 @@ def test_ops_proxy_and_telemetry(fake_xray: FakeXRay, start_daemon: Callable[...
 
 
 def test_draining_daemon_reports_not_ready_and_a_second_signal_exits_at_once(
-        fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]) -> None:
+    fake_xray: FakeXRay, start_daemon: Callable[..., DaemonProcess]
+) -> None:
     fake_xray.behaviour = lambda docs: (500, {"__type": "InternalFailure"}, 0.0)  # nothing can be shipped
-    daemon = start_daemon(["--endpoint-url", fake_xray.url, "-n", "us-east-1", "--http", "127.0.0.1:0",
-                           "--no-telemetry", "--shutdown-timeout", "20"], AWS_ENV)
+    daemon = start_daemon(
+        [
+            "--endpoint-url",
+            fake_xray.url,
+            "-n",
+            "us-east-1",
+            "--http",
+            "127.0.0.1:0",
+            "--no-telemetry",
+            "--shutdown-timeout",
+            "20",
+        ],
+        AWS_ENV,
+    )
     daemon.wait_log("/healthz")
     ops = _address(daemon.log, r"http://([0-9.]+):(\d+)/healthz")
     daemon.send_docs([segment(i) for i in range(10)])

@@ -78,7 +78,7 @@ class _Conn:
             end = self.buf.find(b"\r\n\r\n")
             if end >= 0:
                 head = bytes(self.buf[:end])
-                del self.buf[:end + 4]
+                del self.buf[: end + 4]
                 return head
             if len(self.buf) > _MAX_HEAD:
                 raise OSError("response headers too large")
@@ -97,7 +97,7 @@ class _Conn:
                 raise OSError("chunk header too large")
             self._fill()
         line = bytes(self.buf[:end])
-        del self.buf[:end + 2]
+        del self.buf[: end + 2]
         return line
 
     def read_to_close(self) -> bytes:
@@ -124,8 +124,9 @@ class _Conn:
 class ConnectionPool:
     """Keep-alive connections to the host of ``url``, at most ``size`` kept idle."""
 
-    def __init__(self, url: str, *, proxy: str | None = None, verify: bool = True, timeout: float = 5.0,
-                 size: int = 8) -> None:
+    def __init__(
+        self, url: str, *, proxy: str | None = None, verify: bool = True, timeout: float = 5.0, size: int = 8
+    ) -> None:
         parts = urlsplit(url)
         self.scheme = parts.scheme
         self.host = parts.hostname or ""

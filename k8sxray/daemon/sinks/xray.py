@@ -21,8 +21,16 @@ from k8sxray.daemon.sinks._http import ConnectionPool, TransportError, proxy_for
 
 log = logging.getLogger(__name__)
 
-_RETRY_CODES = ("throttl", "toomanyrequests", "internal", "unavailable", "timeout", "expired",
-                "requesttimetooskewed", "slowdown")
+_RETRY_CODES = (
+    "throttl",
+    "toomanyrequests",
+    "internal",
+    "unavailable",
+    "timeout",
+    "expired",
+    "requesttimetooskewed",
+    "slowdown",
+)
 _CONTENT_TYPE = "application/json"
 
 
@@ -52,17 +60,26 @@ class XRaySink:
 
     name = "xray"
 
-    def __init__(self, credentials: Callable[[], Any], region: str, endpoint_url: str, *,
-                 proxy: str | None = None, verify_ssl: bool = True, timeout: float = 5.0,
-                 connections: int = 8) -> None:
+    def __init__(
+        self,
+        credentials: Callable[[], Any],
+        region: str,
+        endpoint_url: str,
+        *,
+        proxy: str | None = None,
+        verify_ssl: bool = True,
+        timeout: float = 5.0,
+        connections: int = 8,
+    ) -> None:
         self._credentials = credentials
         self._region = region
         self._url = endpoint_url.rstrip("/") + "/TraceSegments"
         proxy_url = proxy_for(self._url, proxy)
         if proxy_url:
             log.info("calls to %s go through proxy %s", self._url, urlsplit(proxy_url).hostname)
-        self._pool = ConnectionPool(self._url, proxy=proxy_url, verify=verify_ssl, timeout=timeout,
-                                    size=connections)
+        self._pool = ConnectionPool(
+            self._url, proxy=proxy_url, verify=verify_ssl, timeout=timeout, size=connections
+        )
         self._path = urlsplit(self._url).path
 
     def send(self, batch: list[bytes]) -> SendResult:
@@ -82,8 +99,12 @@ class XRaySink:
             retry.extend(offset + i for i in sub.retry)
             for code, count in sub.rejected.items():
                 rejected[code] = rejected.get(code, 0) + count
-        return SendResult(retry=tuple(retry), rejected=rejected, error="HTTPCode4XX" if rejected else None,
-                          detail="split a refused batch to isolate bad documents")
+        return SendResult(
+            retry=tuple(retry),
+            rejected=rejected,
+            error="HTTPCode4XX" if rejected else None,
+            detail="split a refused batch to isolate bad documents",
+        )
 
     def _send_once(self, batch: list[bytes]) -> SendResult:  # noqa: PLR0911 - one return per outcome
         every = tuple(range(len(batch)))
@@ -160,8 +181,7 @@ def _unprocessed(batch: list[bytes], data: bytes) -> SendResult:
     unmatched = len(failed) - matched
     if unmatched > 0:
         rejected["UnknownSegmentId"] = rejected.get("UnknownSegmentId", 0) + unmatched
-    return SendResult(retry=tuple(retry), rejected=rejected,
-                      detail=f"{len(failed)} unprocessed segments")
+    return SendResult(retry=tuple(retry), rejected=rejected, detail=f"{len(failed)} unprocessed segments")
 
 
 def _segment_id(doc: bytes) -> str | None:
