@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
@@ -101,15 +102,17 @@ def uninstrument_integrations(names: Iterable[str] | None = None) -> None:
 
 
 def instrument_when_imported(disabled: Iterable[str] = ()) -> list[str]:
-    """Instrument each enabled integration as soon as the app imports its library.
+    """Instrument each enabled integration now if the app imported its library, else on import.
 
-    Nothing is imported now (the zero-code bootstrap uses this: an app that never imports
-    ``botocore`` pays nothing for it). Returns the names whose hooks were registered.
+    Nothing is imported here (the zero-code bootstrap and ``instrument(app)`` use this: an app
+    that never imports ``botocore`` pays nothing for it). Calling it again re-instruments what
+    was uninstrumented and registers each import hook only once. Returns the names enabled now
+    or on import.
     """
     import wrapt
 
     off = frozenset(disabled)
-    registered: list[str] = []
+    enabled: list[str] = []
     for name in sorted(INTEGRATIONS):
         if name in off:
             continue
@@ -117,11 +120,20 @@ def instrument_when_imported(disabled: Iterable[str] = ()) -> list[str]:
             module = _module(name)
         except ImportError:
             continue
-        if not library_installed(module):
-            continue
-        wrapt.register_post_import_hook(_hook(name, module), str(module.LIBRARY))
-        registered.append(name)
-    return registered
+        library = str(module.LIBRARY)
+        if library in sys.modules:
+            _hook(name, module)(sys.modules[library])
+        elif name not in _hooked:
+            if not library_installed(module):
+                continue
+            wrapt.register_post_import_hook(_hook(name, module), library)
+            _hooked.add(name)
+        enabled.append(name)
+    return enabled
+
+
+_hooked: set[str] = set()
+"""Integrations whose import hook is registered (a hook cannot be removed, so once each)."""
 
 
 def _hook(name: str, module: ModuleType) -> Any:

@@ -8,7 +8,6 @@ to serve. Every call also enables the outgoing-call integrations not disabled (i
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 from typing import Any
@@ -147,17 +146,12 @@ def _django_signals(*, connect: bool) -> None:
 
 
 def _enable_integrations() -> None:
-    """Enable each outgoing-call integration not disabled (idempotent); a missing library skips it."""
-    from .integrations import INTEGRATIONS
+    """Enable every outgoing-call integration not disabled, as soon as its library is imported.
 
-    disabled = _recorder.state().config.disabled_integrations
-    for name, module_name in INTEGRATIONS.items():
-        if name in disabled:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-            module.instrument()
-        except ImportError:
-            log.debug("k8sxray: integration %s is not available", name)
-        except Exception:
-            _guard.internal_error(f"integration {name}")
+    Nothing is imported here: a library the app already imported is instrumented now, one it
+    imports later on import (so an app that never uses botocore or the official SDK pays
+    nothing for them).
+    """
+    from ._autoinstrument import instrument_when_imported
+
+    instrument_when_imported(_recorder.state().config.disabled_integrations)

@@ -94,11 +94,34 @@ def test_instrument_when_imported_waits_for_the_import(monkeypatch: pytest.Monke
 
     hooks: list[str] = []
     monkeypatch.setattr(wrapt, "register_post_import_hook", lambda hook, name: hooks.append(name))
+    monkeypatch.setattr(_autoinstrument, "_hooked", set())
+    monkeypatch.delitem(sys.modules, "requests")  # as if the app had not imported it yet
     names = _autoinstrument.instrument_when_imported({"botocore"})
     assert "botocore" not in names
     assert "requests" in names
     assert "requests" in hooks
     assert not k_requests.is_instrumented()  # nothing happens before the hook fires
+    _autoinstrument.instrument_when_imported({"botocore"})
+    assert hooks.count("requests") == 1  # a hook is registered once
+
+
+def test_instrument_when_imported_instruments_an_imported_library_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import wrapt
+
+    hooks: list[str] = []
+    monkeypatch.setattr(wrapt, "register_post_import_hook", lambda hook, name: hooks.append(name))
+    assert "requests" in sys.modules
+    try:
+        assert "requests" in _autoinstrument.instrument_when_imported({"botocore", "httpx", "xray_sdk"})
+        assert k_requests.is_instrumented()
+        assert "requests" not in hooks
+        k_requests.uninstrument()
+        _autoinstrument.instrument_when_imported({"botocore", "httpx", "xray_sdk"})
+        assert k_requests.is_instrumented()  # re-enabled after an uninstrument
+    finally:
+        k_requests.uninstrument()
 
 
 def test_context_missing_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
