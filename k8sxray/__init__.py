@@ -2,13 +2,20 @@
 
 import k8sxray
 app = k8sxray.instrument(app)   # Flask, Django, FastAPI/Starlette, any WSGI/ASGI app
+
+The names below load on first use, so that ``python -m k8sxray.daemon`` (which needs
+none of the library) starts without it.
 """
 
 from __future__ import annotations
 
-from ._config import Config, configure
-from ._instrument import instrument, uninstrument
-from ._recorder import annotate, flush, put_metadata, subsegment, trace_header
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from ._config import Config, configure
+    from ._instrument import instrument, uninstrument
+    from ._recorder import annotate, flush, put_metadata, subsegment, trace_header
 
 __all__ = [
     "Config",
@@ -21,3 +28,28 @@ __all__ = [
     "trace_header",
     "uninstrument",
 ]
+
+_HOMES = {
+    "Config": "._config",
+    "configure": "._config",
+    "instrument": "._instrument",
+    "uninstrument": "._instrument",
+    "annotate": "._recorder",
+    "flush": "._recorder",
+    "put_metadata": "._recorder",
+    "subsegment": "._recorder",
+    "trace_header": "._recorder",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'k8sxray' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(home, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

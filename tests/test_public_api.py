@@ -6,19 +6,27 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import k8sxray
 import k8sxray.testing
 
 
 def test_all_is_sorted_and_complete() -> None:
     assert list(k8sxray.__all__) == sorted(k8sxray.__all__)
+    assert set(k8sxray.__all__) == set(k8sxray._HOMES)  # every public name has a home to load from
     public = {
-        n for n in vars(k8sxray) if not n.startswith("_") and not isinstance(getattr(k8sxray, n), type(sys))
+        n for n in dir(k8sxray) if not n.startswith("_") and not isinstance(getattr(k8sxray, n), type(sys))
     }
     public -= {"annotations"}  # from __future__ import annotations
     assert public == set(k8sxray.__all__)
     for name in k8sxray.__all__:
         assert getattr(k8sxray, name).__doc__, name
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'instrumnet'"):
+        k8sxray.instrumnet  # type: ignore[attr-defined]  # noqa: B018  # the typo is the test
 
 
 def test_testing_module_exports() -> None:

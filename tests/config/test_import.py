@@ -54,3 +54,16 @@ def test_import_has_no_side_effects() -> None:
     assert result["events"] == []
     assert result["threads"] == 0
     assert result["patched"] == []
+
+
+def test_the_daemon_loads_nothing_of_the_library_but_the_wire_format() -> None:
+    code = (
+        "import sys, k8sxray.daemon.__main__, k8sxray.daemon.server; "
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith('k8sxray') and not m.startswith('k8sxray.daemon')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['k8sxray', 'k8sxray._protocol']"
