@@ -4,10 +4,12 @@
 document) to the daemon's resolved address, read from the live ``DaemonEndpoint``
 on every batch (never resolved per send). It never blocks and never raises: a
 failed send is counted and logged once. Documents are batched: the first one
-queued arms a flusher thread that sends the batch a few milliseconds later (or
-the request thread sends it at once when ``batch`` are queued), so the receiver
-is woken once per batch rather than once per request. ``delay=0`` sends inline.
-It is fork-safe: a child gets a fresh socket, queue and thread.
+queued arms a flusher thread that sends the batch a few milliseconds later, and
+the thread that queues the ``batch``-th document sends the full batch itself at once
+(no hand-off to the flusher, which would have to win the GIL back from a busy
+request thread once per datagram), so the receiver is woken once per batch rather
+than once per request. ``delay=0`` sends inline. It is fork-safe: a child gets a
+fresh socket, queue and thread.
 """
 
 from __future__ import annotations
@@ -31,9 +33,7 @@ SockAddr = tuple[str, int] | tuple[str, int, int, int]
 DEFAULT_DELAY = 0.005
 """Seconds a queued document may wait for others before the flusher sends them."""
 DEFAULT_BATCH = 64
-"""Queued documents that wake the flusher at once, without waiting for the delay."""
-QUEUE_LIMIT = 256
-"""Queued documents that make the request thread send them itself (the flusher is behind)."""
+"""Queued documents that the thread queueing the last of them sends at once, without waiting."""
 BURST = 64
 """Datagrams serialised then sent back to back: well within a daemon's default (~208 KiB) buffer."""
 
@@ -88,8 +88,7 @@ class UDPEmitter:
         self._serialise = serialise
         self.serialises = serialise is not None
         self._delay = delay
-        self._batch = max(1, batch)
-        self._limit = max(self._batch, QUEUE_LIMIT) if delay > 0 else 1
+        self._batch = max(1, batch) if delay > 0 else 1
         self.sent = 0
         self.dropped = 0
         self._closed = False
@@ -103,7 +102,6 @@ class UDPEmitter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._armed = False
-        self._hurry = False
         self._thread: threading.Thread | None = None
 
     # --- request path ---------------------------------------------------------------------
@@ -114,17 +112,10 @@ class UDPEmitter:
         """Queue a document, or an object for *serialise* (never blocks, never raises)."""
         queue = self._queue
         queue.append(item)
-        if not self._armed:
-            if self._limit == 1:
-                self._drain()
-            else:
-                self._arm()
-        elif len(queue) >= self._batch:
-            if len(queue) >= self._limit:
-                self._drain()
-            elif not self._hurry:
-                self._hurry = True
-                self._wake.set()
+        if len(queue) >= self._batch:
+            self._drain()  # a full batch (or inline mode): send it now, from this thread
+        elif not self._armed:
+            self._arm()
 
     def _arm(self) -> None:
         self._armed = True
@@ -213,21 +204,22 @@ class UDPEmitter:
 
     def _run(self) -> None:
         wake = self._wake
+        queue = self._queue
         while not self._closed:
             wake.wait(0.5)
             wake.clear()
-            if self._queue:
-                if not self._hurry:
-                    wake.wait(self._delay)  # a full batch (hurry) ends the wait early
-                    wake.clear()
+            if not queue:
                 self._armed = False
-                self._hurry = False
-                try:
-                    self._drain()
-                except Exception:
-                    _guard.internal_error("emitter.flusher")
-            else:
-                self._armed = False
+                if not queue:  # nothing was queued while disarming
+                    continue
+                self._armed = True
+            wake.wait(self._delay)  # let a batch gather (close() ends the wait early)
+            wake.clear()
+            self._armed = False
+            try:
+                self._drain()
+            except Exception:
+                _guard.internal_error("emitter.flusher")
 
     # --- lifecycle ------------------------------------------------------------------------
     def flush(self, timeout: float = 1.0) -> bool:

@@ -50,6 +50,25 @@ def test_a_full_batch_is_sent_at_once_and_flush_empties_the_queue() -> None:
         rx.close()
 
 
+def test_the_send_that_fills_a_batch_sends_it_before_returning() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter = UDPEmitter(lambda: address, delay=10.0, batch=3)
+    try:
+        emitter.send(b"0")
+        emitter.send(b"1")
+        rx.settimeout(0)
+        with pytest.raises(BlockingIOError):  # a partial batch waits for the flusher's delay
+            rx.recv(100)
+        emitter.send(b"2")
+        # loopback UDP is queued at the receiver when send() returns: no thread was involved
+        assert [rx.recv(100) for _ in range(3)] == [HEADER + b"%d" % i for i in range(3)]
+        assert emitter.sent == 3
+    finally:
+        emitter.close()
+        rx.close()
+
+
 def test_inline_mode_sends_before_returning() -> None:
     rx = _receiver()
     address = rx.getsockname()
