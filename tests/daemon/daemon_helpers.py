@@ -142,6 +142,7 @@ class FakeXRay:
         self.other: list[tuple[str, bytes]] = []  # calls to paths other than /TraceSegments
         self.calls = 0
         self.access_keys: set[str] = set()  # who signed the PutTraceSegments calls
+        self.host_headers: list[list[str]] = []  # the Host header(s) of each PutTraceSegments call
         self.lock = threading.Lock()
         fake = self
 
@@ -163,6 +164,7 @@ class FakeXRay:
                 assert auth.startswith("AWS4-HMAC-SHA256 Credential=")
                 with fake.lock:
                     fake.access_keys.add(auth.split("Credential=", 1)[1].split("/", 1)[0])
+                    fake.host_headers.append(self.headers.get_all("Host") or [])
                 docs = json.loads(body)["TraceSegmentDocuments"]
                 if not all(_valid(d) for d in docs):  # strict, like a backend validating documents
                     self._answer(400, {"__type": "InvalidRequestException", "message": "invalid document"})

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
+import botocore.auth
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from daemon_helpers import FakeXRay, free_tcp_port, segment
 
 from k8sxray.daemon.sinks import SendResult
 from k8sxray.daemon.sinks._http import proxy_for
 from k8sxray.daemon.sinks.stdout import StdoutSink
-from k8sxray.daemon.sinks.xray import XRaySink, encode_batch, endpoint_for, is_retryable_code
+from k8sxray.daemon.sinks.xray import (
+    XRaySink,
+    _Request,
+    _Signer,
+    encode_batch,
+    endpoint_for,
+    is_retryable_code,
+)
 
 CREDS = Credentials("AKIDTEST", "secret")
 
@@ -48,11 +59,44 @@ def test_body_carries_documents_unchanged() -> None:
     assert decoded[2] == '{"bad utf8": "\ufffd"}'
 
 
+def test_body_escapes_what_json_requires() -> None:
+    docs = [
+        b'{"s": "back\\\\slash \\"q\\" \\u0000"}',
+        b'{"raw": "\t\x01\x1f\x7f", "u": "\xe2\x82\xac\xf0\x9f\x98\x80"}',
+    ]
+    body = encode_batch(docs)
+    assert json.loads(body)["TraceSegmentDocuments"] == [d.decode() for d in docs]
+    assert b"\x01" not in body  # control characters are escaped
+    assert b"\t" not in body
+    assert "\u20ac".encode() in body  # non-ASCII text stays UTF-8
+
+
+@pytest.mark.parametrize("token", [None, "session-token"])
+def test_signature_is_botocores(token: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://xray.us-east-1.amazonaws.com/TraceSegments"
+    body = encode_batch([segment(1), segment(2)])
+    cache: list[Any] = []
+    moments = [datetime.datetime(2026, 1, 2, 23, 59, 59), datetime.datetime(2026, 1, 3, 0, 0, 1)]
+    for secret, now in [("secret", moments[0]), ("secret", moments[1]), ("rotated", moments[1])]:
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda now=now: now)
+        creds = Credentials("AKIDTEST", secret, token)
+        plain = AWSRequest("POST", url, data=body, headers={"Content-Type": "application/json"})
+        SigV4Auth(creds, "xray", "us-east-1").add_auth(plain)
+        headers = {"Content-Type": "application/json", "Host": "xray.us-east-1.amazonaws.com"}
+        ours = _Request("POST", url, data=body, headers=headers)
+        _Signer(creds, "us-east-1", cache).add_auth(ours)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            assert ours.headers.get(name) == plain.headers.get(name), name
+    assert len(cache) == 1  # one signing key kept: the latest
+
+
 def test_delivery_reuses_one_connection(fake_xray: FakeXRay, sink: XRaySink) -> None:
     for n in range(3):
         assert sink.send([segment(n * 10 + i) for i in range(10)]) == SendResult()
     assert len(fake_xray.ids()) == 30
     assert len(sink._pool._idle) == 1
+    host = fake_xray.url.split("://", 1)[1]
+    assert fake_xray.host_headers == [[host]] * 3  # exactly one Host header, the signed one
 
 
 def test_a_refused_batch_is_split_to_keep_the_good_documents(fake_xray: FakeXRay, sink: XRaySink) -> None:

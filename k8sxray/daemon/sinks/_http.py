@@ -142,9 +142,9 @@ class ConnectionPool:
             userinfo = f"{unquote(self._proxy.username)}:{unquote(self._proxy.password or '')}"
             self._proxy_auth = b"Proxy-Authorization: Basic " + base64.b64encode(userinfo.encode()) + b"\r\n"
         default_port = 443 if self.scheme == "https" else 80
-        self._host_header = self.host if self.port == default_port else f"{self.host}:{self.port}"
-        if ":" in self.host and self.port == default_port:
-            self._host_header = f"[{self.host}]"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if self.port == default_port else f"{host}:{self.port}"
+        """The Host header this pool sends (callers signing requests sign this value)."""
         # through a plain-HTTP proxy an http:// URL goes in the request line in full
         self.absolute = self._proxy is not None and self.scheme == "http"
 
@@ -173,8 +173,8 @@ class ConnectionPool:
 
     def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
         """One request; a reused connection the server had closed is retried once on a new one."""
-        target = f"{self.scheme}://{self._host_header}{path}" if self.absolute else path
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}", f"Content-Length: {len(body)}"]
+        target = f"{self.scheme}://{self.host_header}{path}" if self.absolute else path
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         data = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         if self.absolute:

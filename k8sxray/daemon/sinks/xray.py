@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +33,8 @@ _RETRY_CODES = (
     "slowdown",
 )
 _CONTENT_TYPE = "application/json"
+_NONE_UNPROCESSED = b'{"UnprocessedTraceSegments":[]}'
+"""X-Ray's usual answer, recognised without parsing it."""
 
 
 def endpoint_for(region: str) -> str:
@@ -47,12 +50,71 @@ def is_retryable_code(code: str) -> bool:
 
 
 def encode_batch(batch: list[bytes]) -> bytes:
-    """The PutTraceSegments body: each document as a JSON string, unchanged."""
+    """The PutTraceSegments body: each document as a JSON string, unchanged.
+
+    Non-ASCII text stays UTF-8 (valid JSON, and cheaper than ``\\uXXXX`` escapes); a batch holding
+    invalid UTF-8 has the bad bytes replaced by U+FFFD, as the backend would refuse them anyway.
+    """
+    escape = encode_basestring  # json's C escaper, one call per document
     try:
-        texts = [doc.decode() for doc in batch]
+        parts = [escape(doc.decode()) for doc in batch]
     except UnicodeDecodeError:
-        texts = [doc.decode("utf-8", "replace") for doc in batch]
-    return b'{"TraceSegmentDocuments":' + json.dumps(texts).encode() + b"}"
+        parts = [escape(doc.decode("utf-8", "replace")) for doc in batch]
+    return ('{"TraceSegmentDocuments":[' + ",".join(parts) + "]}").encode()
+
+
+class _Request(AWSRequest):  # type: ignore[misc]
+    """A request whose body is already bytes: botocore's ``body`` would re-prepare the whole
+    request (URL, headers, body) on every access just to hand the same bytes back."""
+
+    @property
+    def body(self) -> bytes:
+        data: bytes = self.data
+        return data
+
+
+class _Signer(SigV4Auth):  # type: ignore[misc]
+    """botocore's SigV4, minus work it repeats on every call.
+
+    The signing key (four HMACs of the secret, date, region and service) changes once a day or when
+    the credentials rotate, so it is kept in ``cache``, a one-entry list shared by the sink's threads;
+    the headers to sign are computed once per request instead of twice, and the (constant) URL path
+    is normalized once. Everything else, the algorithm included, is botocore's.
+    """
+
+    _path: tuple[str, str] = ("", "")
+
+    def __init__(self, credentials: Any, region: str, cache: list[tuple[tuple[str, ...], bytes]]) -> None:
+        super().__init__(credentials, "xray", region)
+        self._cache = cache
+        self._headers: tuple[object, Any] | None = None
+
+    def signature(self, string_to_sign: str, request: AWSRequest) -> str:
+        date = request.context["timestamp"][0:8]
+        key = (self.credentials.secret_key, date, self._region_name, self._service_name)
+        cached = self._cache[0] if self._cache else None
+        if cached is None or cached[0] != key:
+            signing = self._sign(f"AWS4{key[0]}".encode(), date)
+            for part in (self._region_name, self._service_name, "aws4_request"):
+                signing = self._sign(signing, part)
+            cached = (key, signing)
+            self._cache[:] = [cached]
+        result: str = self._sign(cached[1], string_to_sign, hex=True)
+        return result
+
+    def _normalize_url_path(self, path: str) -> str:
+        known = _Signer._path
+        if known[0] != path:
+            known = _Signer._path = (path, super()._normalize_url_path(path))
+        return known[1]
+
+    def headers_to_sign(self, request: AWSRequest) -> Any:
+        memo = self._headers
+        if memo is not None and memo[0] is request:
+            return memo[1]
+        headers = super().headers_to_sign(request)
+        self._headers = (request, headers)
+        return headers
 
 
 class XRaySink:
@@ -81,6 +143,7 @@ class XRaySink:
             self._url, proxy=proxy_url, verify=verify_ssl, timeout=timeout, size=connections
         )
         self._path = urlsplit(self._url).path
+        self._signing_key: list[tuple[tuple[str, ...], bytes]] = []
 
     def send(self, batch: list[bytes]) -> SendResult:
         result = self._send_once(batch)
@@ -112,13 +175,15 @@ class XRaySink:
         if credentials is None:
             return SendResult(retry=every, error="Other", detail="no AWS credentials found")
         body = encode_batch(batch)
-        request = AWSRequest("POST", self._url, data=body, headers={"Content-Type": _CONTENT_TYPE})
+        # Host is given so botocore need not parse the URL for it; the pool writes it itself
+        headers = {"Content-Type": _CONTENT_TYPE, "Host": self._pool.host_header}
+        request = _Request("POST", self._url, data=body, headers=headers)
         try:
-            SigV4Auth(credentials.get_frozen_credentials(), "xray", self._region).add_auth(request)
+            _Signer(credentials.get_frozen_credentials(), self._region, self._signing_key).add_auth(request)
         except Exception as exc:  # refreshing credentials can fail (e.g. STS unreachable)
             return SendResult(retry=every, error="Other", detail=f"cannot sign: {exc}")
         try:
-            response = self._pool.request("POST", self._path, body, dict(request.headers.items()))
+            response = self._pool.request("POST", self._path, body, _without_host(request.headers))
         except TransportError as exc:
             return SendResult(retry=every, error=exc.kind, detail=str(exc))
         status = response.status
@@ -135,6 +200,10 @@ class XRaySink:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _without_host(headers: Any) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name != "Host"}
 
 
 def _error_code(header: str | None, body: bytes) -> str | None:
@@ -154,7 +223,7 @@ def _error_code(header: str | None, body: bytes) -> str | None:
 
 def _unprocessed(batch: list[bytes], data: bytes) -> SendResult:
     """Map UnprocessedTraceSegments (by segment id) back to positions in the batch."""
-    if b"UnprocessedTraceSegments" not in data:
+    if b"UnprocessedTraceSegments" not in data or data == _NONE_UNPROCESSED:
         return OK
     try:
         failed = json.loads(data).get("UnprocessedTraceSegments") or []
