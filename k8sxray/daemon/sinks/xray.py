@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,15 +51,14 @@ def is_retryable_code(code: str) -> bool:
 def encode_batch(batch: list[bytes]) -> bytes:
     """The PutTraceSegments body: each document as a JSON string, unchanged.
 
-    Non-ASCII text stays UTF-8 (valid JSON, and cheaper than ``\\uXXXX`` escapes); a batch holding
-    invalid UTF-8 has the bad bytes replaced by U+FFFD, as the backend would refuse them anyway.
+    One ``json.dumps`` of the whole list (measured cheaper under load than escaping documents one
+    by one); a batch holding invalid UTF-8 has the bad bytes replaced by U+FFFD.
     """
-    escape = encode_basestring  # json's C escaper, one call per document
     try:
-        parts = [escape(doc.decode()) for doc in batch]
+        texts = [doc.decode() for doc in batch]
     except UnicodeDecodeError:
-        parts = [escape(doc.decode("utf-8", "replace")) for doc in batch]
-    return ('{"TraceSegmentDocuments":[' + ",".join(parts) + "]}").encode()
+        texts = [doc.decode("utf-8", "replace") for doc in batch]
+    return b'{"TraceSegmentDocuments":' + json.dumps(texts).encode() + b"}"
 
 
 class _Request(AWSRequest):  # type: ignore[misc]
