@@ -14,7 +14,7 @@ import os
 import traceback
 from collections.abc import Mapping
 from contextvars import Token
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _ids
 
@@ -95,7 +95,12 @@ class Entity:
     name: str
     id: str
     start_time: float
-    segment: Segment
+
+    if TYPE_CHECKING:
+
+        @property
+        def segment(self) -> Segment:
+            """The segment this entity belongs to (itself for a segment)."""
 
     # --- recording -----------------------------------------------------------------------
     def set_status(self, status: int) -> None:
@@ -268,7 +273,6 @@ class Segment(Entity):
         start_time: float,
         extra: str = "",
     ) -> None:
-        self.segment = self
         self.static = static
         self.name = static.name
         self.trace_id = trace_id
@@ -276,6 +280,12 @@ class Segment(Entity):
         self.parent_id = parent_id
         self.start_time = start_time
         self.extra = extra
+
+    @property
+    def segment(self) -> Segment:
+        """The segment itself: a property, not ``self.segment = self``, which would make each
+        segment a reference cycle that only the cyclic garbage collector could free."""
+        return self
 
     def to_json(self, children: bool = True) -> str:
         """The segment document."""
@@ -303,6 +313,7 @@ class Subsegment(Entity):
 
     late = False
     """Ended after its segment was handed to the emitter: it was sent on its own."""
+    segment: Segment  # a plain attribute here (a property on Segment)
 
     def __init__(self, name: str, namespace: str | None, parent: Entity, start_time: float) -> None:
         self.name = name
