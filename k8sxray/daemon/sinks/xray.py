@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.auth import SigV4Auth
+from botocore.auth import SIGNED_HEADERS_BLACKLIST, SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from k8sxray.daemon.sinks import OK, SendResult
@@ -76,8 +76,8 @@ class _Signer(SigV4Auth):  # type: ignore[misc]
 
     The signing key (four HMACs of the secret, date, region and service) changes once a day or when
     the credentials rotate, so it is kept in ``cache``, a one-entry list shared by the sink's threads;
-    the headers to sign are computed once per request instead of twice, and the (constant) URL path
-    is normalized once. Everything else, the algorithm included, is botocore's.
+    the headers to sign are selected once per request (not twice) into a plain dict, and the
+    (constant) URL path is normalized once. Everything else, the algorithm included, is botocore's.
     """
 
     _path: tuple[str, str] = ("", "")
@@ -110,9 +110,23 @@ class _Signer(SigV4Auth):  # type: ignore[misc]
         memo = self._headers
         if memo is not None and memo[0] is request:
             return memo[1]
-        headers = super().headers_to_sign(request)
+        headers: Any = _Headers()
+        for name, value in request.headers.items():
+            lname = name.lower()
+            if lname not in SIGNED_HEADERS_BLACKLIST:
+                headers.setdefault(lname, []).append(value)
+        if "host" not in headers:  # the sink always sets Host; botocore derives it otherwise
+            headers = super().headers_to_sign(request)
         self._headers = (request, headers)
         return headers
+
+
+class _Headers(dict[str, list[str]]):
+    """The headers to sign, lower-cased, as botocore's signer reads them (names, ``get_all``), in a
+    plain dict instead of an ``email.message.Message``."""
+
+    def get_all(self, name: str) -> list[str]:
+        return self.get(name, [])
 
 
 class XRaySink:
