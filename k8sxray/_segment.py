@@ -388,6 +388,8 @@ _SECRET_KEYS = frozenset({"key", "sig", "apikey", "api_key", "awsaccesskeyid", "
 
 def scrub_url(url: str) -> str:
     """*url* without userinfo, fragment, or the values of credential-like query parameters."""
+    if "@" not in url and "?" not in url and "#" not in url:
+        return url  # the usual URL: nothing to remove
     start = url.find("://")
     start = start + 3 if start >= 0 else 0
     end = len(url)

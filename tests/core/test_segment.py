@@ -135,6 +135,10 @@ def test_scrub_url() -> None:
         "http://h/p?api_key=REDACTED&sessionid=REDACTED&Password=REDACTED&q=@x"
     )
     assert scrub_url("/relative/path") == "/relative/path"
+    assert scrub_url("https://u@h.example") == "https://h.example"
+    assert scrub_url("http://h.example/a#frag") == "http://h.example/a"
+    assert scrub_url("http://[::1]:8080/a/b") == "http://[::1]:8080/a/b"
+    assert scrub_url("http://h.example:8080/a/b") == "http://h.example:8080/a/b"
 
 
 def test_the_same_exception_recorded_twice_on_one_entity_keeps_its_details() -> None:
