@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Iterator
 
@@ -53,12 +54,15 @@ def test_document_check(doc: bytes, reason: str | None) -> None:
     assert check_document(doc) == reason
 
 
-@pytest.fixture
-def receiving() -> Iterator[tuple[Receiver, socket.socket, Buffer, Stats]]:
+@pytest.fixture(params=[True, False], ids=["recvmmsg", "recv_into"])
+def receiving(request: pytest.FixtureRequest) -> Iterator[tuple[Receiver, socket.socket, Buffer, Stats]]:
     buffer = Buffer(1 << 20)
     stats = Stats()
-    receiver = Receiver(bind_udp(("127.0.0.1", 0), 1 << 20), buffer, stats, max_datagram=2000)
+    sock = bind_udp(("127.0.0.1", 0), 1 << 20)
+    receiver = Receiver(sock, buffer, stats, max_datagram=2000, batch_receive=request.param)
     receiver.start()
+    if sys.platform == "linux":  # recvmmsg is used where the C library has it
+        assert (receiver._reader is not None) is request.param
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     yield receiver, sender, buffer, stats
     receiver.stop()
@@ -84,6 +88,24 @@ def test_documents_are_forwarded_exactly_and_refusals_counted(
     assert buffer.take(0.0) == [b'{"id": "1"}', b'{"id":"2"}\n', b'\t{"id": "\xc3\xa9"} ']
     assert stats.received == 3
     assert dict(stats.rejected) == {"bad_header": 2, "empty": 1, "not_json": 1, "too_large": 1}
+
+
+def test_many_datagrams_in_one_drain_keep_their_order(
+    receiving: tuple[Receiver, socket.socket, Buffer, Stats],
+) -> None:
+    receiver, sender, buffer, stats = receiving
+    receiver.pause = 0.5  # let the kernel queue many datagrams, more than one recvmmsg call takes
+    docs = [b'{"n": %d}' % i for i in range(150)]
+    for i, doc in enumerate(docs):
+        sender.sendto((HEADER if i % 3 else COMPACT_HEADER) + doc, receiver.address)
+        if i == 100:
+            sender.sendto(b"junk", receiver.address)
+    _wait(stats, len(docs) + 1)
+    taken: list[bytes] = []
+    while batch := buffer.take(0.0):
+        taken += batch
+    assert taken == docs
+    assert dict(stats.rejected) == {"bad_header": 1}
 
 
 def test_full_buffer_drops_new_documents_and_counts_them() -> None:
