@@ -269,11 +269,29 @@ def documents(segment: Segment) -> list[bytes]:
 
 
 def datagrams(segment: Segment) -> bytes | list[bytes]:
-    """What the UDP emitter sends for *segment*: one datagram (header included), or several."""
+    """What the UDP emitter sends for *segment*: one datagram (header included), or several.
+
+    The segment was handed over and is not read again: its ended subsegments are unlinked,
+    so that parent and children (which point at each other) are freed at once, not by the GC.
+    """
     document = segment.to_json()
     if len(document) <= MAX_DOCUMENT:
-        return (_HEADER_TEXT + document).encode()
-    return [HEADER + part for part in _split(segment)]
+        made: bytes | list[bytes] = (_HEADER_TEXT + document).encode()
+    else:
+        made = [HEADER + part for part in _split(segment)]
+    if segment.subsegments:
+        _unlink(segment)
+    return made
+
+
+def _unlink(entity: Entity) -> None:
+    """Drop *entity*'s references to its ended subsegments (an open one keeps its own children,
+    which it sends with itself when it ends late)."""
+    subsegments = entity.subsegments
+    entity.subsegments = None
+    for sub in subsegments or ():
+        if sub.end_time is not None and sub.subsegments:
+            _unlink(sub)
 
 
 def _split(segment: Segment) -> list[bytes]:

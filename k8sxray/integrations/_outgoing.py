@@ -72,9 +72,13 @@ def begin_http(
             return None
         try:
             sub.set_http_request(method, url)  # the recorder removes credentials
-            header = _recorder.trace_header(sub)
-            if header is not None:
-                headers[HEADER] = header
+            segment = sub.segment
+            extra = segment.extra
+            headers[HEADER] = (
+                f"Root={segment.trace_id};Parent={sub.id};Sampled=1;{extra}"
+                if extra
+                else f"Root={segment.trace_id};Parent={sub.id};Sampled=1"
+            )
         except Exception:
             _recorder.end_subsegment(sub)
             raise

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import logging
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -270,6 +272,26 @@ def test_late_subsegment_is_not_duplicated_when_the_flusher_serialises(receiver:
     assert "subsegments" not in segment_doc
     assert late_doc["id"] == sub.id
     assert receiver.quiet(0.1) == receiver.raw
+
+
+def test_a_sent_segment_and_its_subsegments_are_freed_without_the_gc(receiver: Any) -> None:
+    k8sxray.configure(service_name="svc", sampling_rate=1.0, daemon_address=receiver.address, plugins=())
+    seg = _request()
+    with k8sxray.subsegment("outer"), k8sxray.subsegment("inner"):
+        pass
+    assert seg.subsegments is not None
+    outer = seg.subsegments[0]
+    refs = [weakref.ref(seg), weakref.ref(outer)]
+    gc.disable()
+    try:
+        _recorder.end_segment(seg)
+        (doc,) = receiver.documents(1)
+        del seg, outer
+        assert [ref() for ref in refs] == [None, None]  # freed by reference counting alone
+    finally:
+        gc.enable()
+    assert [s["name"] for s in doc["subsegments"]] == ["outer"]
+    assert [s["name"] for s in doc["subsegments"][0]["subsegments"]] == ["inner"]
 
 
 def test_large_segment_is_split_into_datagrams_that_fit(
