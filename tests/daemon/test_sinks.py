@@ -82,7 +82,7 @@ def test_signature_is_botocores(token: str | None, monkeypatch: pytest.MonkeyPat
         plain = AWSRequest("POST", url, data=body, headers={"Content-Type": "application/json"})
         SigV4Auth(creds, "xray", "us-east-1").add_auth(plain)
         headers = {"Content-Type": "application/json", "Host": "xray.us-east-1.amazonaws.com"}
-        ours = _Request("POST", url, data=body, headers=headers)
+        ours = _Request(url, body, headers)
         _Signer(creds, "us-east-1", cache).add_auth(ours)
         for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
             assert ours.headers.get(name) == plain.headers.get(name), name

@@ -61,9 +61,40 @@ def encode_batch(batch: list[bytes]) -> bytes:
     return b'{"TraceSegmentDocuments":' + json.dumps(texts).encode() + b"}"
 
 
+class _Headers(dict[str, tuple[str, str]]):
+    """Case-insensitive request headers, one value each: what the signer does with them (test,
+    read, delete, set, list) without the ``email.message.Message`` that botocore uses."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__((name.lower(), (name, value)) for name, value in headers.items())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def __getitem__(self, name: str) -> str:  # type: ignore[override]
+        return super().__getitem__(name.lower())[1]
+
+    def __setitem__(self, name: str, value: str) -> None:  # type: ignore[override]
+        super().__setitem__(name.lower(), (name, value))
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = super().get(name.lower())
+        return default if found is None else found[1]
+
+    def items(self) -> Any:
+        return super().values()
+
+
 class _Request(AWSRequest):  # type: ignore[misc]
-    """A request whose body is already bytes: botocore's ``body`` would re-prepare the whole
-    request (URL, headers, body) on every access just to hand the same bytes back."""
+    """A request whose body is already bytes (botocore's ``body`` would re-prepare the whole
+    request on every access just to hand the same bytes back) and whose headers are a plain dict."""
+
+    def __init__(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__("POST", url, data=body)
+        self.headers = _Headers(headers)
 
     @property
     def body(self) -> bytes:
@@ -110,7 +141,7 @@ class _Signer(SigV4Auth):  # type: ignore[misc]
         memo = self._headers
         if memo is not None and memo[0] is request:
             return memo[1]
-        headers: Any = _Headers()
+        headers: Any = _SignedHeaders()
         for name, value in request.headers.items():
             lname = name.lower()
             if lname not in SIGNED_HEADERS_BLACKLIST:
@@ -121,7 +152,7 @@ class _Signer(SigV4Auth):  # type: ignore[misc]
         return headers
 
 
-class _Headers(dict[str, list[str]]):
+class _SignedHeaders(dict[str, list[str]]):
     """The headers to sign, lower-cased, as botocore's signer reads them (names, ``get_all``), in a
     plain dict instead of an ``email.message.Message``."""
 
@@ -189,7 +220,7 @@ class XRaySink:
         body = encode_batch(batch)
         # Host is given so botocore need not parse the URL for it; the pool writes it itself
         headers = {"Content-Type": _CONTENT_TYPE, "Host": self._pool.host_header}
-        request = _Request("POST", self._url, data=body, headers=headers)
+        request = _Request(self._url, body, headers)
         try:
             _Signer(credentials.get_frozen_credentials(), self._region, self._signing_key).add_auth(request)
         except Exception as exc:  # refreshing credentials can fail (e.g. STS unreachable)
