@@ -8,6 +8,7 @@ per batch, so the hot path stays free of locks.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -63,12 +64,7 @@ class Stats:
                 self._observe(latency)
 
     def _observe(self, seconds: float) -> None:
-        index = len(_LATENCY_BUCKETS)
-        for i, bound in enumerate(_LATENCY_BUCKETS):
-            if seconds <= bound:
-                index = i
-                break
-        self._latency_counts[index] += 1
+        self._latency_counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # first bound >= seconds
         self._latency_sum += seconds
         self._latency_n += 1
 

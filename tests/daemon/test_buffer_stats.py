@@ -85,6 +85,17 @@ def test_prometheus_text() -> None:
             float(line.rsplit(" ", 1)[1])
 
 
+def test_latency_buckets_include_their_upper_bound() -> None:
+    stats = Stats()
+    for seconds in (0.0, 0.005, 0.0051, 10.0, 10.5):
+        stats.add(latency=seconds)
+    lines = set(stats.render_prometheus().splitlines())
+    assert 'k8sxray_daemon_batch_seconds_bucket{le="0.005"} 2' in lines
+    assert 'k8sxray_daemon_batch_seconds_bucket{le="0.01"} 3' in lines
+    assert 'k8sxray_daemon_batch_seconds_bucket{le="10"} 4' in lines
+    assert 'k8sxray_daemon_batch_seconds_bucket{le="+Inf"} 5' in lines
+
+
 def test_telemetry_deltas() -> None:
     stats = Stats()
     stats.received = 5
