@@ -262,7 +262,10 @@ def main() -> None:
             for variant in VARIANTS:
                 ratio = ""
                 if variant not in ("bare", "k8sxray"):
-                    ratio = f"{added[variant] / max(added['k8sxray'], 0.1):.1f}x"
+                    # a ratio to an added cost within the noise (or below zero) would mean nothing
+                    ratio = (
+                        f"{added[variant] / added['k8sxray']:.1f}x" if added["k8sxray"] >= 2.0 else "(noise)"
+                    )
                 print(
                     f"{client:<9} {variant:<9} {medians[variant]:>8.1f} {added[variant]:>+8.1f} {ratio:>10}"
                 )
