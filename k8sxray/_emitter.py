@@ -8,8 +8,9 @@ queued arms a flusher thread that sends the batch a few milliseconds later, and
 the thread that queues the ``batch``-th document sends the full batch itself at once
 (no hand-off to the flusher, which would have to win the GIL back from a busy
 request thread once per datagram), so the receiver is woken once per batch rather
-than once per request. ``delay=0`` sends inline. It is fork-safe: a child gets a
-fresh socket, queue and thread.
+than once per request. On Linux a burst leaves in one ``sendmmsg(2)`` call (see
+:mod:`._sendmmsg`), elsewhere datagram by datagram. ``delay=0`` sends inline. It is
+fork-safe: a child gets a fresh socket, queue, thread and sendmmsg headers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import _guard
+from . import _guard, _sendmmsg
 from ._protocol import HEADER
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,13 @@ class UDPEmitter:
         delay: float = DEFAULT_DELAY,
         batch: int = DEFAULT_BATCH,
         serialise: Callable[[Any], bytes | list[bytes]] | None = None,
+        sendmmsg: bool = True,
     ) -> None:
         """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch.
 
         With *serialise*, :meth:`send_later` queues finished objects (segments) that the
         flusher turns into datagrams (header included), in a batch, off the request path.
+        ``sendmmsg=False`` sends datagram by datagram even where ``sendmmsg(2)`` exists.
         """
         self._address = address
         self._serialise = serialise
@@ -92,6 +95,7 @@ class UDPEmitter:
         self.sent = 0
         self.dropped = 0
         self._closed = False
+        self._use_sendmmsg = sendmmsg
         self._reset_after_fork()
         _live.add(self)
 
@@ -103,6 +107,8 @@ class UDPEmitter:
         self._wake = threading.Event()
         self._armed = False
         self._thread: threading.Thread | None = None
+        self._mmsg: _sendmmsg.Batch | None = None  # made on first send (and again in a child)
+        self._mmsg_checked = not self._use_sendmmsg
 
     # --- request path ---------------------------------------------------------------------
     def send(self, document: bytes) -> None:
@@ -185,6 +191,20 @@ class UDPEmitter:
         return datagrams
 
     def _send_all(self, sock: socket.socket, datagrams: list[bytes]) -> None:
+        if not self._mmsg_checked:
+            self._mmsg_checked = True
+            self._mmsg = _sendmmsg.batch(BURST)
+        mmsg = self._mmsg
+        if mmsg is not None:
+            fd = sock.fileno()
+            for start in range(0, len(datagrams), BURST):
+                sent, failed = mmsg.send(fd, datagrams[start : start + BURST])
+                self.sent += sent
+                if failed:
+                    self.dropped += len(failed)
+                    message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
+                    _guard.warn_once("emitter.send", message, os.strerror(failed[0]))
+            return
         send = sock.send
         sent = 0
         for datagram in datagrams:
