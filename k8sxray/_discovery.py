@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import socket
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-from . import _env
+from . import _env, _forks
 from ._addresses import Address
 from ._protocol import DEFAULT_PORT
 
@@ -185,7 +183,7 @@ class DaemonEndpoint:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="k8sxray-discovery", daemon=True)
             self._thread.start()
-        _watch_forks(self)
+        _forks.track(self)
 
     def close(self) -> None:
         """Stop re-resolving (idempotent)."""
@@ -201,7 +199,7 @@ class DaemonEndpoint:
             except Exception:  # never let the refresher die on a resolver surprise
                 log.debug("k8sxray: daemon re-resolution failed", exc_info=True)
 
-    def _after_fork(self) -> None:
+    def _after_fork_in_child(self) -> None:
         # Threads do not survive fork(): start this endpoint's refresher again in the child.
         self._thread = None
         self._lock = threading.Lock()
@@ -336,20 +334,3 @@ def _timing(environ: Mapping[str, str]) -> tuple[float, float]:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-_endpoints: weakref.WeakSet[DaemonEndpoint] = weakref.WeakSet()
-_fork_hook_installed = False
-
-
-def _watch_forks(endpoint: DaemonEndpoint) -> None:
-    global _fork_hook_installed
-    _endpoints.add(endpoint)
-    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_restart_after_fork)
-        _fork_hook_installed = True
-
-
-def _restart_after_fork() -> None:
-    for endpoint in list(_endpoints):
-        endpoint._after_fork()

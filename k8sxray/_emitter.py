@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import _guard, _sendmmsg
+from . import _forks, _guard, _sendmmsg
 from ._protocol import HEADER
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,6 @@ class Emitter(Protocol):
 
 
 _live: weakref.WeakSet[UDPEmitter] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for emitter in list(_live):
-        emitter._reset_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def close_all() -> None:
@@ -98,6 +90,10 @@ class UDPEmitter:
         self._use_sendmmsg = sendmmsg
         self._reset_after_fork()
         _live.add(self)
+        _forks.track(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._reset_after_fork()  # a child gets a fresh socket, queue, thread and sendmmsg headers
 
     def _reset_after_fork(self) -> None:
         self._queue: deque[Any] = deque()
@@ -259,3 +255,4 @@ class UDPEmitter:
                 self._sock = None
                 self._connected = None
         _live.discard(self)
+        _forks.forget(self)

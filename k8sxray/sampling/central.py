@@ -22,9 +22,9 @@ import os
 import random as _random
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 
+from .. import _forks
 from . import api
 from .central_rules import CentralRule, RuleSet, build_rule_set, usable_by
 from .reservoir import Clock, QuotaReservoir, Take
@@ -134,7 +134,7 @@ class CentralSampler:
             self._started = True
             if self._closed:
                 return
-            _track(self)
+            _forks.track(self)
             thread = threading.Thread(
                 target=self._run, args=(self._stop, self._wake), name="k8sxray-sampling", daemon=True
             )
@@ -287,21 +287,3 @@ class CentralSampler:
     def __repr__(self) -> str:
         state = "falling back" if self._state is None else f"{len(self.rules)} rules"
         return f"CentralSampler({state}, fallback={self._fallback!r})"
-
-
-_live: weakref.WeakSet[CentralSampler] = weakref.WeakSet()
-_fork_hook_installed = False
-
-
-def _track(sampler: CentralSampler) -> None:
-    """Remember a started sampler so a forked child restarts its poller on first use."""
-    global _fork_hook_installed
-    _live.add(sampler)
-    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-        _fork_hook_installed = True
-
-
-def _after_fork_in_child() -> None:
-    for sampler in list(_live):
-        sampler._after_fork_in_child()  # module-private hook

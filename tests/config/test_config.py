@@ -371,3 +371,29 @@ def test_config_is_frozen_and_describes_its_sources() -> None:
     assert described["daemon_udp"]["value"] == "127.0.0.1:2000"
     assert json.loads(json.dumps(described)) == described
     assert "service_name='cart'" in repr(config)
+
+
+def test_the_discovery_refresher_runs_again_in_a_forked_child() -> None:
+    import os
+    import warnings
+
+    from k8sxray._discovery import DaemonEndpoint
+
+    address = Address("localhost", 2000)
+    endpoint = DaemonEndpoint.fixed(address, address, environ={"K8SXRAY_DISCOVERY_INTERVAL": "60"})
+    endpoint.start_refreshing()
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, on purpose
+        pid = os.fork()
+    if pid == 0:  # the child: the parent's thread is gone; ours must have been started again
+        thread = endpoint._thread
+        os.write(write_end, b"1" if thread is not None and thread.is_alive() else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    try:
+        assert os.read(read_end, 1) == b"1"
+    finally:
+        endpoint.close()
+        os.close(read_end)
+        os.close(write_end)
