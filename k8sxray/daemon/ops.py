@@ -13,11 +13,12 @@ import logging
 import math
 import re
 import socket
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+
+from ._served import Served
 
 log = logging.getLogger(__name__)
 
@@ -140,45 +141,26 @@ def render(metrics: Iterable[Metric]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-class OpsServer:
+class OpsServer(Served):
     """Serves ``/healthz`` and ``/metrics`` on ``bind`` in a background thread."""
 
     def __init__(self, bind: tuple[str, int], ready: Callable[[], bool], metrics: Callable[[], str]) -> None:
+        super().__init__()
         self._bind = bind
         self.ready = ready
         self.metrics = metrics
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._warned = False
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The bound (host, port); only valid after ``start()``."""
-        if self._server is None:
-            raise RuntimeError("OpsServer is not started")
-        host, port = self._server.server_address[:2]
-        return (str(host), int(port))
 
     def start(self) -> None:
         """Binds and serves in a daemon thread; raises OSError if the address is taken."""
         if self._server is not None:
             return
-        self._server = _Server(self._bind, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="k8sxray-ops", daemon=True
-        )
-        self._thread.start()
+        self._serve(_Server(self._bind, self), "k8sxray-ops")
         log.info("health and metrics on http://%s:%d/healthz and /metrics", *self.address)
 
     def close(self) -> None:
         """Stops serving and closes the socket."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
+        self._stop()
 
     def answer(self, path: str) -> tuple[int, str, str]:
         """Status, content type and body for a GET of ``path``; never raises."""

@@ -25,6 +25,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.httpsession import get_cert_path
 
+from ._served import Served
+
 log = logging.getLogger(__name__)
 
 ALLOWED_PATHS = frozenset({"/GetSamplingRules", "/SamplingTargets"})
@@ -105,7 +107,7 @@ class _Reply:
         self.headers = headers if headers is not None else {"Content-Type": "application/json"}
 
 
-class SamplingProxy:
+class SamplingProxy(Served):
     """Serves the sampling proxy on ``bind`` (TCP) in a background thread.
 
     ``endpoint_url`` defaults to ``https://xray.<region>.amazonaws.com``; ``proxy_address`` (an HTTP
@@ -126,6 +128,7 @@ class SamplingProxy:
         timeout: float = 10.0,
         verify_ssl: bool = True,
     ) -> None:
+        super().__init__()
         self._bind = bind
         self._session = session
         self._region = region
@@ -134,20 +137,10 @@ class SamplingProxy:
         self._verify_ssl = verify_ssl
         self._timeout = urllib3.Timeout(connect=min(timeout, 3.0), read=timeout)
         self._http: urllib3.PoolManager | None = None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._creds: Credentials | None = None
         self._creds_checked = float("-inf")
         self._creds_lock = threading.Lock()
         self._warner = _Warner()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The bound (host, port); only valid after ``start()``."""
-        if self._server is None:
-            raise RuntimeError("SamplingProxy is not started")
-        host, port = self._server.server_address[:2]
-        return (str(host), int(port))
 
     def start(self) -> None:
         """Binds the TCP port and serves in a daemon thread; raises OSError if the port is taken."""
@@ -161,26 +154,12 @@ class SamplingProxy:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             log.warning("sampling proxy: TLS certificates of %s are not verified", self._endpoint)
         self._http = _pool(self._endpoint, self._proxy_address, verify)
-        self._server = _Server(self._bind, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="k8sxray-sampling-proxy",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serve(_Server(self._bind, self), "k8sxray-sampling-proxy")
         log.info("sampling proxy listening on %s:%d, forwarding to %s", *self.address, self._endpoint)
 
     def close(self) -> None:
         """Stops serving and closes the listening socket and upstream connections."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        if self._http is not None:
+        if self._stop() and self._http is not None:
             self._http.clear()
 
     # -- forwarding ---------------------------------------------------------------------------------
