@@ -1,6 +1,10 @@
 """CPU cost of one traced outgoing HTTP call: k8sxray vs the official SDK vs OpenTelemetry.
 
     python benchmarks/bench_outgoing.py [--calls 1000] [--rounds 7] [--repeat 3]
+                                        [--transport in-process|loopback] [--client httpx|requests]
+
+``--transport``/``--client`` run one table or one client only (quicker while iterating; every
+variant still runs side by side).
 
 One run measures, for ``requests.Session`` and ``httpx.Client`` (keep-alive) calling a
 loopback server in another process: no tracing, k8sxray, the official aws-xray-sdk's
@@ -201,9 +205,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="calls per round (multiple of 50)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per variant (interleaved)")
+    parser.add_argument("--transport", choices=tuple(TRANSPORTS), help="only this transport's table")
+    parser.add_argument("--client", choices=CLIENTS, help="only this client")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
-    parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--udp", help=argparse.SUPPRESS)
     parser.add_argument("--inproc", action="store_true", help=argparse.SUPPRESS)
@@ -227,6 +232,8 @@ def main() -> None:
         )
         return
 
+    transports = (args.transport,) if args.transport else tuple(TRANSPORTS)
+    clients = (args.client,) if args.client else CLIENTS
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY", "K8SXRAY", "OTEL"))}
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True, env=env
@@ -236,10 +243,11 @@ def main() -> None:
         http_port, udp_port = server.stdout.readline().split()
         url, udp = f"http://127.0.0.1:{http_port}/", f"127.0.0.1:{udp_port}"
         results: dict[tuple[str, str, str], list[float]] = {}
+        per_process: dict[tuple[str, str, str], list[float]] = {}  # each fresh process's median
         for repeat in range(args.repeat):
             order = VARIANTS if repeat % 2 == 0 else tuple(reversed(VARIANTS))
-            for transport in TRANSPORTS:
-                for client in CLIENTS:
+            for transport in transports:
+                for client in clients:
                     for variant in order:
                         command = [sys.executable, __file__, "--variant", variant, "--client", client]
                         command += ["--url", url, "--udp", udp, "--rounds", str(args.rounds)]
@@ -248,15 +256,21 @@ def main() -> None:
                         out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
                         rounds = json.loads(out.stdout.splitlines()[-1])
                         results.setdefault((transport, client, variant), []).extend(rounds)
+                        per_process.setdefault((transport, client, variant), []).append(
+                            statistics.median(rounds)
+                        )
     finally:
         server.terminate()
         server.wait()
 
     print(f"CPU µs per outgoing call, median of {args.rounds * args.repeat} rounds ({os.cpu_count()} CPUs)")
-    for transport, description in TRANSPORTS.items():
-        print(f"\n{transport}: {description}")
-        print(f"{'client':<9} {'variant':<9} {'µs/call':>8} {'added':>8} {'x k8sxray':>10}")
-        for client in CLIENTS:
+    print(f"added per process: the lowest and highest of the {args.repeat} fresh processes' added medians")
+    for transport in transports:
+        print(f"\n{transport}: {TRANSPORTS[transport]}")
+        print(
+            f"{'client':<9} {'variant':<9} {'µs/call':>8} {'added':>8} {'x k8sxray':>10}  added per process"
+        )
+        for client in clients:
             medians = {v: statistics.median(results[(transport, client, v)]) for v in VARIANTS}
             added = {v: medians[v] - medians["bare"] for v in VARIANTS}
             for variant in VARIANTS:
@@ -266,9 +280,17 @@ def main() -> None:
                     ratio = (
                         f"{added[variant] / added['k8sxray']:.1f}x" if added["k8sxray"] >= 2.0 else "(noise)"
                     )
-                print(
-                    f"{client:<9} {variant:<9} {medians[variant]:>8.1f} {added[variant]:>+8.1f} {ratio:>10}"
-                )
+                spread = ""
+                if variant != "bare":  # each repeat's process against the bare process of that repeat
+                    pairs = zip(
+                        per_process[(transport, client, variant)],
+                        per_process[(transport, client, "bare")],
+                        strict=True,
+                    )
+                    each = sorted(mine - bare for mine, bare in pairs)
+                    spread = f"{each[0]:+.1f} .. {each[-1]:+.1f}"
+                row = f"{client:<9} {variant:<9} {medians[variant]:>8.1f} {added[variant]:>+8.1f}"
+                print(f"{row} {ratio:>10}  {spread}")
 
 
 if __name__ == "__main__":
