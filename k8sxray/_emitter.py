@@ -4,13 +4,15 @@
 document) to the daemon's resolved address, read from the live ``DaemonEndpoint``
 on every batch (never resolved per send). It never blocks and never raises: a
 failed send is counted and logged once. Documents are batched: the first one
-queued arms a flusher thread that sends the batch a few milliseconds later, and
-the thread that queues the ``batch``-th document sends the full batch itself at once
-(no hand-off to the flusher, which would have to win the GIL back from a busy
-request thread once per datagram), so the receiver is woken once per batch rather
-than once per request. On Linux a burst leaves in one ``sendmmsg(2)`` call (see
-:mod:`._sendmmsg`), elsewhere datagram by datagram. ``delay=0`` sends inline. It is
-fork-safe: a child gets a fresh socket, queue, thread and sendmmsg headers.
+queued into an empty queue wakes a flusher thread that sends whatever is queued once
+that first one is ``delay`` old, and the thread that queues the ``batch``-th document
+sends the full batch itself at once (no hand-off to the flusher, which would have to
+win the GIL back from a busy request thread once per datagram), so the receiver is
+woken once per batch rather than once per request. On Linux a burst leaves with UDP
+segmentation offload (see :mod:`._gso`: one pass through the kernel's stack for up to
+64 datagrams), or else in one ``sendmmsg(2)`` call (see :mod:`._sendmmsg`), elsewhere
+datagram by datagram. ``delay=0`` sends inline. It is fork-safe: a child gets a fresh
+socket, queue, thread and sendmmsg headers.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import logging
 import os
 import socket
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import _forks, _guard, _sendmmsg
+from . import _forks, _gso, _guard, _sendmmsg
 from ._protocol import HEADER
 
 log = logging.getLogger(__name__)
@@ -72,12 +75,14 @@ class UDPEmitter:
         batch: int = DEFAULT_BATCH,
         serialise: Callable[[Any], bytes | list[bytes]] | None = None,
         sendmmsg: bool = True,
+        gso: bool = True,
     ) -> None:
         """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch.
 
         With *serialise*, :meth:`send_later` queues finished objects (segments) that the
         flusher turns into datagrams (header included), in a batch, off the request path.
-        ``sendmmsg=False`` sends datagram by datagram even where ``sendmmsg(2)`` exists.
+        ``sendmmsg=False`` sends datagram by datagram even where ``sendmmsg(2)`` exists;
+        ``gso=False`` never uses UDP segmentation offload.
         """
         self._address = address
         self._serialise = serialise
@@ -88,6 +93,9 @@ class UDPEmitter:
         self.dropped = 0
         self._closed = False
         self._use_sendmmsg = sendmmsg
+        self._use_gso = gso
+        self.gso_sends = 0
+        """Datagrams that left through UDP segmentation offload."""
         self._reset_after_fork()
         _live.add(self)
         _forks.track(self)
@@ -101,7 +109,8 @@ class UDPEmitter:
         self._connected: SockAddr | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._armed = False
+        self._first_at = 0.0  # when the oldest queued document was queued (monotonic)
+        self._gso_limit = 0  # the largest datagram a GSO send may carry (0: no GSO)
         self._thread: threading.Thread | None = None
         self._mmsg: _sendmmsg.Batch | None = None  # made on first send (and again in a child)
         self._mmsg_checked = not self._use_sendmmsg
@@ -114,13 +123,19 @@ class UDPEmitter:
         """Queue a document, or an object for *serialise* (never blocks, never raises)."""
         queue = self._queue
         queue.append(item)
-        if len(queue) >= self._batch:
+        queued = len(queue)
+        if queued >= self._batch:
             self._drain()  # a full batch (or inline mode): send it now, from this thread
-        elif not self._armed:
+        elif queued == 1:
             self._arm()
 
     def _arm(self) -> None:
-        self._armed = True
+        """The first document of a batch: the flusher sends the batch ``delay`` from now.
+
+        Two threads queueing at once may both see a longer queue and neither arm: the
+        flusher's periodic look (every half second) still sends their documents.
+        """
+        self._first_at = time.monotonic()
         if self._thread is None:
             self._start_thread()
         self._wake.set()
@@ -140,6 +155,7 @@ class UDPEmitter:
             self._sock = sock
         sock.connect(address)
         self._connected = address
+        self._gso_limit = _gso.max_datagram(sock) if self._use_gso else 0
         return sock
 
     def _drain(self) -> None:
@@ -187,6 +203,18 @@ class UDPEmitter:
         return datagrams
 
     def _send_all(self, sock: socket.socket, datagrams: list[bytes]) -> None:
+        if self._gso_limit and len(datagrams) > 1:
+            sent, failed, datagrams, usable = _gso.send(sock, datagrams, self._gso_limit)
+            self.sent += sent
+            self.gso_sends += sent
+            if failed:
+                self._lost(failed)
+            if not usable:
+                self._use_gso = False
+                self._gso_limit = 0
+                log.debug("k8sxray: the kernel refused UDP segmentation offload; using sendmmsg")
+            if not datagrams:
+                return
         if not self._mmsg_checked:
             self._mmsg_checked = True
             self._mmsg = _sendmmsg.batch(BURST)
@@ -197,9 +225,7 @@ class UDPEmitter:
                 sent, failed = mmsg.send(fd, datagrams[start : start + BURST])
                 self.sent += sent
                 if failed:
-                    self.dropped += len(failed)
-                    message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
-                    _guard.warn_once("emitter.send", message, os.strerror(failed[0]))
+                    self._lost(failed)
             return
         send = sock.send
         sent = 0
@@ -213,6 +239,11 @@ class UDPEmitter:
                 _guard.warn_once("emitter.send", message, exc)
         self.sent += sent
 
+    def _lost(self, errnos: list[int]) -> None:
+        self.dropped += len(errnos)
+        message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
+        _guard.warn_once("emitter.send", message, os.strerror(errnos[0]))
+
     def _start_thread(self) -> None:
         thread = threading.Thread(target=self._run, name="k8sxray-emitter", daemon=True)
         self._thread = thread
@@ -221,21 +252,22 @@ class UDPEmitter:
     def _run(self) -> None:
         wake = self._wake
         queue = self._queue
+        delay = self._delay
+        clock = time.monotonic
         while not self._closed:
-            wake.wait(0.5)
-            wake.clear()
-            if not queue:
-                self._armed = False
-                if not queue:  # nothing was queued while disarming
+            wait = 0.5
+            if queue:  # send once the oldest queued document is *delay* old
+                wait = self._first_at + delay - clock()
+                if wait <= 0:
+                    try:
+                        self._drain()
+                    except Exception:
+                        _guard.internal_error("emitter.flusher")
+                    if queue:  # could not be sent: try again one delay later, not in a busy loop
+                        self._first_at = clock()
                     continue
-                self._armed = True
-            wake.wait(self._delay)  # let a batch gather (close() ends the wait early)
+            wake.wait(wait)  # queueing into an empty queue, or close(), ends the wait early
             wake.clear()
-            self._armed = False
-            try:
-                self._drain()
-            except Exception:
-                _guard.internal_error("emitter.flusher")
 
     # --- lifecycle ------------------------------------------------------------------------
     def flush(self, timeout: float = 1.0) -> bool:

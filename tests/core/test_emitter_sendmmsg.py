@@ -115,7 +115,7 @@ def test_the_emitter_sends_a_full_batch_through_sendmmsg(monkeypatch: pytest.Mon
     monkeypatch.setattr(_sendmmsg, "_function", counting)
     rx = _receiver()
     address = rx.getsockname()
-    emitter = UDPEmitter(lambda: address, delay=10.0, batch=20)
+    emitter = UDPEmitter(lambda: address, delay=10.0, batch=20, gso=False)
     try:
         for i in range(20):
             emitter.send(b'{"n":%d}' % i)
@@ -140,7 +140,7 @@ def test_failures_are_counted_and_logged_once(
     monkeypatch.setattr(_emitter._guard, "_seen", set())
     rx = _receiver()
     address = rx.getsockname()
-    emitter = UDPEmitter(lambda: address, delay=10.0, batch=4)
+    emitter = UDPEmitter(lambda: address, delay=10.0, batch=4, gso=False)
     try:
         with caplog.at_level(logging.WARNING, logger="k8sxray"):
             for i in range(8):
@@ -162,7 +162,7 @@ def test_without_sendmmsg_it_sends_datagram_by_datagram(monkeypatch: pytest.Monk
         assert _sendmmsg.batch(64) is None
     rx = _receiver()
     address = rx.getsockname()
-    emitter = UDPEmitter(lambda: address, delay=10.0, batch=5, sendmmsg=how != "turned off")
+    emitter = UDPEmitter(lambda: address, delay=10.0, batch=5, sendmmsg=how != "turned off", gso=False)
     try:
         for i in range(5):
             emitter.send(b'{"n":%d}' % i)
