@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 COMPACT_HEADER = b'{"format":"json","version":1}\n'
 """The header as the official Python and Node SDKs write it (no spaces)."""
 
-_OPEN, _CLOSE = 0x7B, 0x7D  # "{", "}"
+_OPEN, _CLOSE, _SPACE = 0x7B, 0x7D, 0x20  # "{", "}", " "
 _WHITESPACE = b" \t\r\n"
 _SPACED_LEN = len(HEADER)
 _COMPACT_LEN = len(COMPACT_HEADER)
@@ -81,6 +81,13 @@ def header_length(data: bytes | bytearray, n: int) -> int:
     if isinstance(header, dict) and header.get("format") == "json" and header.get("version") == 1:
         return end + 1
     return -1
+
+
+def _unpadded(body: memoryview) -> bytes:
+    """A JSON object followed by spaces (the padding of a segmentation-offload send), without
+    them; b"" for anything else (left to the full checks)."""
+    doc = body.tobytes().rstrip(b" ")
+    return doc if doc[:1] == b"{" and doc[-1:] == b"}" else b""
 
 
 def check_document(doc: bytes) -> str | None:
@@ -268,6 +275,8 @@ class Receiver:
                 h = n
             if h < n <= max_datagram and buf[h] == _OPEN and buf[n - 1] == _CLOSE:
                 doc = view[h:n].tobytes()
+            elif h < n <= max_datagram and buf[n - 1] == _SPACE and (doc := _unpadded(view[h:n])):
+                pass
             else:
                 doc = self._slow_path(buf, n)
                 if not doc:
@@ -285,6 +294,7 @@ class Receiver:
         count = 0
         spaced, compact = HEADER, COMPACT_HEADER
         max_datagram = self.max_datagram
+        unpad = _unpadded
         try:
             while count < limit:
                 try:
@@ -303,8 +313,11 @@ class Receiver:
                         h = start + _COMPACT_LEN
                     else:
                         h = end
-                    if h < end and n <= max_datagram and data[h] == _OPEN and data[end - 1] == _CLOSE:
+                    last = data[end - 1]
+                    if h < end and n <= max_datagram and data[h] == _OPEN and last == _CLOSE:
                         append(view[h:end].tobytes())
+                    elif h < end and n <= max_datagram and last == _SPACE and (doc := unpad(view[h:end])):
+                        append(doc)
                     else:
                         doc = self._slow_path(data[start:end], n)
                         if doc:
@@ -338,7 +351,7 @@ class Receiver:
                 doc = bytes(buf[hlen:n])
                 reason = check_document(doc)
         if reason is None:
-            return doc
+            return doc.rstrip(_WHITESPACE)  # e.g. the padding of a segmentation-offload send
         self.stats.rejected[reason] += 1
         now = time.monotonic()
         if now >= self._next_reject_log:
