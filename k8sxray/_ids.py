@@ -19,7 +19,7 @@ os.register_at_fork(after_in_child=_reseed)
 
 def entity_id() -> str:
     """A segment or subsegment id: 16 lowercase hex digits."""
-    return "%016x" % _bits(64)  # noqa: UP031  # the fastest formatting here
+    return _bits(64).to_bytes(8, "big").hex()  # about twice as fast as "%016x" formatting
 
 
 def trace_id(now: float | None = None) -> str:
@@ -38,7 +38,7 @@ def new_trace(now: float) -> tuple[str, str]:
     if second != _second:
         _prefix = f"1-{second:08x}-"
         _second = second
-    digits = "%040x" % _bits(160)  # noqa: UP031  # the fastest formatting here
+    digits = _bits(160).to_bytes(20, "big").hex()  # one draw, formatted in one C call
     return _prefix + digits[:24], digits[24:]
 
 

@@ -23,7 +23,7 @@ from ._context import set_ as set_current
 from ._emitter import Emitter, UDPEmitter, close_all
 from ._ids import entity_id, new_trace
 from ._protocol import HEADER, MAX_DOCUMENT
-from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, split
+from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, plain_json, split
 from .sampling import make_sampler
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def _emit(segment: Segment) -> None:
 
 def documents(segment: Segment) -> list[bytes]:
     """The datagram bodies for *segment*: one document, or several when it is too large."""
-    document = segment.to_json()
+    document = plain_json(segment) or segment.to_json()
     if len(document) <= MAX_DOCUMENT:
         return [document.encode()]
     return _split(segment)
@@ -274,7 +274,7 @@ def datagrams(segment: Segment) -> bytes | list[bytes]:
     The segment was handed over and is not read again: its ended subsegments are unlinked,
     so that parent and children (which point at each other) are freed at once, not by the GC.
     """
-    document = segment.to_json()
+    document = plain_json(segment) or segment.to_json()
     if len(document) <= MAX_DOCUMENT:
         made: bytes | list[bytes] = (_HEADER_TEXT + document).encode()
     else:

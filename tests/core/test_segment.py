@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k8sxray._segment import Segment, Static, Subsegment, scrub_url, split
+from k8sxray._recorder import documents
+from k8sxray._segment import Segment, Static, Subsegment, plain_json, scrub_url, split
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 
@@ -150,3 +153,86 @@ def test_the_same_exception_recorded_twice_on_one_entity_keeps_its_details() -> 
         seg.add_exception(exc)
     doc = json.loads(seg.to_json())
     assert doc["cause"]["exceptions"][0]["message"] == "once"
+
+
+def _plain(static: Static | None = None, parent: str | None = None) -> Segment:
+    """A segment as a middleware leaves it for the usual request."""
+    seg = Segment(static or Static("svc", sdk_version="1.0"), ROOT, "0123456789abcdef", parent, 100.5)
+    seg.method, seg.url, seg.user_agent, seg.client_ip = "GET", "http://h/p", "curl/8", "10.0.0.1"
+    seg.status, seg.content_length, seg.end_time = 200, 5, 101.25
+    seg.response_header, seg._token, seg._previous, seg._sent = "Root=" + ROOT, None, None, True
+    return seg
+
+
+@given(st.text(), st.text(), st.text(), st.text(), st.text())
+def test_the_one_step_document_is_the_general_one(
+    name: str, method: str, url: str, agent: str, ip: str
+) -> None:
+    origin = "AWS::EKS::Container"
+    static = Static(
+        name, sdk_version="1.0", origin=origin, aws={"eks": {"pod": "p"}}, metadata={"k8s": {"n": 1}}
+    )
+    for parent in (None, "53995c3f42cd8ad8"):
+        seg = _plain(static, parent)
+        seg.method, seg.url, seg.user_agent, seg.client_ip = method, url, agent, ip
+        fast = plain_json(seg)
+        assert fast is not None
+        assert fast == seg.to_json()
+        assert json.loads(fast)["http"]["request"]["url"] == url
+
+
+def _with_annotation(seg: Segment) -> None:
+    seg.put_annotation("k", "v")
+
+
+def _with_child(seg: Segment) -> None:
+    seg._add_child(Subsegment("db", "remote", seg, 100.6))
+
+
+def _without_agent(seg: Segment) -> None:
+    del seg.user_agent
+
+
+def _with_fault(seg: Segment) -> None:
+    seg.set_status(503)
+
+
+def _with_user(seg: Segment) -> None:
+    seg.user = "alice"
+
+
+def _forwarded(seg: Segment) -> None:
+    seg.x_forwarded_for = True
+
+
+def _unfinished(seg: Segment) -> None:
+    del seg.end_time
+
+
+def _with_metadata(seg: Segment) -> None:
+    seg.put_metadata("k", "v")
+
+
+def _with_aws(seg: Segment) -> None:
+    seg.set_aws({"operation": "x"})
+
+
+def _with_cause(seg: Segment) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        seg.add_exception(exc)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_with_annotation, _with_child, _without_agent, _with_fault, _with_user, _forwarded, _unfinished,
+     _with_metadata, _with_aws, _with_cause],
+)  # fmt: skip
+def test_anything_beyond_the_usual_takes_the_general_path(change: Callable[[Segment], None]) -> None:
+    seg = _plain()
+    change(seg)
+    assert plain_json(seg) is None
+    document = json.loads(seg.to_json())
+    assert document["trace_id"] == ROOT  # and the general path still writes it whole
+    assert documents(seg) == [seg.to_json().encode()]
