@@ -72,13 +72,7 @@ def begin_http(
             return None
         try:
             sub.set_http_request(method, url)  # the recorder removes credentials
-            segment = sub.segment
-            extra = segment.extra
-            headers[HEADER] = (
-                f"Root={segment.trace_id};Parent={sub.id};Sampled=1;{extra}"
-                if extra
-                else f"Root={segment.trace_id};Parent={sub.id};Sampled=1"
-            )
+            headers[HEADER] = header_for(sub)
         except Exception:
             _recorder.end_subsegment(sub)
             raise
@@ -88,12 +82,28 @@ def begin_http(
         return None
 
 
-def inject_unsampled(what: str, headers: MutableMapping[str, str]) -> None:
-    """No subsegment was begun: pass an unsampled trace on, or report a missing context."""
+def header_for(sub: _recorder.Subsegment) -> str:
+    """The ``X-Amzn-Trace-Id`` value that makes *sub* the downstream's parent."""
+    segment = sub.segment
+    extra = segment.extra
+    if extra:
+        return f"Root={segment.trace_id};Parent={sub.id};Sampled=1;{extra}"
+    return f"Root={segment.trace_id};Parent={sub.id};Sampled=1"
+
+
+def unsampled_header(what: str) -> str | None:
+    """No subsegment was begun: the header of the current unsampled trace, or ``None``
+    outside any trace (a missing context is reported as ``AWS_XRAY_CONTEXT_MISSING`` says)."""
     header = _recorder.trace_header()
     if header is None:
         _recorder.context_missing(what)
-    elif HEADER not in headers:
+    return header
+
+
+def inject_unsampled(what: str, headers: MutableMapping[str, str]) -> None:
+    """No subsegment was begun: pass an unsampled trace on, or report a missing context."""
+    header = unsampled_header(what)
+    if header is not None and HEADER not in headers:
         headers[HEADER] = header
 
 

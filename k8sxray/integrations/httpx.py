@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _guard, _recorder
 from . import _outgoing
 
 LIBRARY = "httpx"
@@ -22,33 +23,111 @@ LIBRARY = "httpx"
 _WHAT = "an httpx call"
 
 
-def _begin(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _begin(client: Any, request: Any) -> Any:
+    """Begin the call's subsegment and add the trace header; ``None`` when there is nothing to end."""
     if hasattr(client, "_original_transport"):
         return None  # a client of the official SDK's httpx patch: it traces the call itself
-    request: Any = args[0] if args else kwargs.get("request")
     try:
+        headers = request.headers
+        if type(headers) is _fast_headers:  # the usual case: one pass over httpx's own list
+            for item in headers._list:
+                if item[1] == _KEY:
+                    return None  # already carries the header (another tracer, or the caller)
+        elif _outgoing.HEADER in headers:
+            return None
         url = request.url
-        return _outgoing.begin_http(_WHAT, request.method, str(url), request.headers, url.host)
-    except Exception:  # a request object we do not understand: leave it alone
+        sub = _recorder.begin_subsegment(url.host or "unknown", "remote")
+        if sub is None:
+            header = _outgoing.unsampled_header(_WHAT)
+            if header is not None:
+                _add_header(headers, header)
+            return None
+        try:
+            sub.set_http_request(request.method, str(url))  # the recorder removes credentials
+            value = _outgoing.header_for(sub)
+            if type(headers) is _fast_headers:
+                headers._list.append((_NAME, _KEY, value.encode(headers._encoding or "utf-8")))
+            else:
+                headers[_outgoing.HEADER] = value
+        except Exception:
+            _recorder.end_subsegment(sub)
+            raise
+        return sub
+    except Exception:
+        _guard.internal_error(f"{_WHAT} (begin)")
         return None
 
 
-def _length(response: Any) -> int | None:
-    """The body's length: the bytes read for a read response, else ``Content-Length``."""
-    read = response.num_bytes_downloaded  # public, and cheaper than a header lookup
-    return read if read else _outgoing.content_length(response.headers)
+# --- adding the header ------------------------------------------------------------------------
+# httpx.Headers.__setitem__ re-encodes the name and scans for duplicates, which we have just
+# ruled out. When instrument() has checked that httpx.Headers keeps its headers as a list of
+# (name, lowercase name, value) byte triples (every release since 0.18), the header is appended
+# to that list; any other headers object, or a release laid out otherwise, uses the public API.
+_KEY = _outgoing.HEADER.lower().encode()
+_NAME = _outgoing.HEADER.encode()
+_fast_headers: Any = None
+"""``httpx.Headers`` when its private layout passed :func:`_check_fast_headers`, else ``None``."""
+
+
+def _add_header(headers: Any, value: str) -> None:
+    if type(headers) is _fast_headers:
+        _append(headers, value)
+    else:
+        headers[_outgoing.HEADER] = value
+
+
+def _append(headers: Any, value: str) -> None:
+    headers._list.append((_NAME, _KEY, value.encode(headers._encoding or "utf-8")))
+
+
+def _listed(headers: Any) -> bool:
+    return any(item[1] == _KEY for item in headers._list)
+
+
+def _check_fast_headers() -> Any:
+    """``httpx.Headers`` if appending to its list has the same effect as setting the header."""
+    import httpx
+
+    try:
+        value = "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=1"
+        headers = httpx.Headers({"Host": "example", "Accept": "*/*"})
+        if not isinstance(headers._list, list) or _listed(headers):
+            return None
+        _append(headers, value)
+        copied = httpx.Headers(headers)
+        works = (
+            headers.get_list(_outgoing.HEADER) == [value]
+            and headers.raw[-1] == (_NAME, value.encode())
+            and copied.get(_outgoing.HEADER.lower()) == value
+            and _listed(copied)
+            and _listed(httpx.Headers({_outgoing.HEADER.upper(): "x"}))
+        )
+    except Exception:
+        return None
+    return httpx.Headers if works else None
 
 
 def _finish(sub: Any, response: Any, kwargs: dict[str, Any]) -> Any:
     if kwargs.get("stream") and not response.is_closed:
-        done = _outgoing.Once(
-            lambda: _outgoing.finish_http(_WHAT, sub, response.status_code, _length(response))
-        )
+        done = _outgoing.Once(lambda: _end(sub, response))
         if _end_on_close(response, done):
             _outgoing.detach(sub)
             return response
-    _outgoing.finish_http(_WHAT, sub, response.status_code, _length(response))
+    _end(sub, response)
     return response
+
+
+def _end(sub: Any, response: Any) -> None:
+    """End *sub* with the response's status and body length (the bytes read for a read
+    response, else ``Content-Length``); never raises."""
+    try:
+        read = response.num_bytes_downloaded  # public, and cheaper than a header lookup
+        sub.set_http_response(
+            response.status_code, read if read else _outgoing.content_length(response.headers)
+        )
+    except Exception:
+        _guard.internal_error(f"{_WHAT} (response)")
+    _recorder.end_subsegment(sub)
 
 
 def _end_on_close(response: Any, done: _outgoing.Once) -> bool:
@@ -118,7 +197,7 @@ def _async_body_class() -> type:
 
 
 def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    sub = _begin(instance, args, kwargs)
+    sub = _begin(instance, args[0] if args else kwargs.get("request"))
     if sub is None:
         return wrapped(*args, **kwargs)
     try:
@@ -130,7 +209,7 @@ def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
 
 
 async def _send_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    sub = _begin(instance, args, kwargs)
+    sub = _begin(instance, args[0] if args else kwargs.get("request"))
     if sub is None:
         return await wrapped(*args, **kwargs)
     try:
@@ -148,8 +227,11 @@ _patches = _outgoing.Patches(
 
 def instrument() -> bool:
     """Trace every ``httpx`` call; ``False`` when it already was (harmless)."""
+    global _fast_headers
     import httpx  # noqa: F401  # the patch targets must be imported
 
+    if _fast_headers is None:
+        _fast_headers = _check_fast_headers()
     return _patches.apply()
 
 

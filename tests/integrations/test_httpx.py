@@ -58,10 +58,13 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-@pytest.fixture
-def traced() -> Iterator[list[dict[str, Any]]]:
+@pytest.fixture(params=["fast", "public"])
+def traced(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Instrumented, adding the header through httpx.Headers' list ("fast") or its public API."""
     _config.configure(daemon_address="127.0.0.1:9", context_missing="IGNORE_ERROR")
     k_httpx.instrument()
+    if request.param == "public":
+        monkeypatch.setattr(k_httpx, "_fast_headers", None)
     with capture_segments() as documents:
         yield documents
     k_httpx.uninstrument()
@@ -199,6 +202,7 @@ def test_header_present_or_unsampled_or_outside(server: str, traced: list[dict[s
     mine = f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
     with in_request():
         assert httpx.get(f"{server}/", headers={"X-Amzn-Trace-Id": mine}).json()["trace"] == [mine]
+        assert httpx.get(f"{server}/", headers={"x-amzn-trace-id": mine}).json()["trace"] == [mine]
     assert "subsegments" not in traced[0]
     with in_request(sampled="0"):
         assert httpx.get(f"{server}/").json()["trace"] == [f"Root={ROOT};Sampled=0"]
@@ -213,3 +217,44 @@ def test_uninstrument_restores() -> None:
     assert httpx.Client.__dict__["send"] is not originals[0]
     k_httpx.uninstrument()
     assert (httpx.Client.__dict__["send"], httpx.AsyncClient.__dict__["send"]) == originals
+
+
+def test_fast_header_path_is_checked() -> None:
+    k_httpx.instrument()
+    try:
+        assert k_httpx._fast_headers is httpx.Headers  # the installed httpx keeps the expected layout
+    finally:
+        k_httpx.uninstrument()
+
+    class PairHeaders(httpx.Headers):  # a layout the fast path does not know: (name, value) pairs
+        def __init__(self, headers: Any = None, encoding: str | None = None) -> None:
+            super().__init__(headers, encoding)
+            self._list = [(key, value) for key, _, value in self._list]  # type: ignore[misc]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(httpx, "Headers", PairHeaders)
+        assert k_httpx._check_fast_headers() is None
+
+
+def test_headers_of_another_type_use_the_public_api(traced: list[dict[str, Any]]) -> None:
+    class OwnHeaders(httpx.Headers):
+        pass
+
+    seen: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get_list("x-amzn-trace-id"))
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client, in_request():
+        request = client.build_request("GET", "http://svc.example/", headers={"Accept": "x/y"})
+        request.headers = OwnHeaders(request.headers)
+        client.send(request)
+        request = client.build_request("GET", "http://svc.example/")
+        request.headers = OwnHeaders({"X-AMZN-TRACE-ID": "Root=1-5759e988-bd862e3fe1be46a994272793"})
+        client.send(request)
+    sub = only_subsegment(traced)
+    assert seen == [
+        [f"Root={ROOT};Parent={sub['id']};Sampled=1"],
+        ["Root=1-5759e988-bd862e3fe1be46a994272793"],
+    ]
