@@ -61,13 +61,14 @@ def start(environ: Mapping[str, str] | None = None) -> bool:
         if env.get(_env.AWS_XRAY_SDK_ENABLED, "").strip().lower() in {"0", "false", "no", "off"}:
             return False
         from .. import _autoinstrument
-        from . import _apps
+        from . import _apps, _uwsgi
 
         disabled = disabled_integrations(env)
         if not validate(env):
             return False
         _autoinstrument.instrument_when_imported(disabled)
         _apps.install()
+        _uwsgi.install()
     except Exception as exc:
         # one line, through logging's last-resort handler unless the app configures logging
         log.warning("k8sxray-run: tracing is off, the bootstrap failed: %s", exc)

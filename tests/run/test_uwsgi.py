@@ -1,0 +1,111 @@
+"""`k8sxray-run uwsgi ...` as a real subprocess: a master and two preforked workers.
+
+Each case serves ``apps/uwsgi_app.py`` through uWSGI's HTTP router, makes both workers
+answer (each response names its pid), then stops sending requests and reads the segments
+from a real UDP socket: every request's segment must arrive, promptly (the last ones are
+partial batches, so they prove the emitter's flusher runs between requests), from every
+worker, with ids that no other worker drew.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from .helpers import BIN, Receiver, free_port, get
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("uwsgi", path=BIN + os.pathsep + os.environ.get("PATH", "")) is None,
+    reason="the uwsgi command is not installed (pip install pyuwsgi)",
+)
+
+PROMPTLY = 2.0
+"""Seconds within which every segment must arrive once requests stop (the flusher waits 5 ms)."""
+
+CASES = {
+    # the default: the app is loaded in the master, the workers are forked from it
+    "wsgi-file": ["--wsgi-file", "uwsgi_app.py"],
+    "wsgi-file-lazy-apps": ["--wsgi-file", "uwsgi_app.py", "--lazy-apps"],
+    "enable-threads": ["--wsgi-file", "uwsgi_app.py", "--enable-threads"],
+    "enable-threads-lazy-apps": ["--wsgi-file", "uwsgi_app.py", "--enable-threads", "--lazy-apps"],
+    "module-factory": ["--module", "uwsgi_app:create_app()"],
+    "module-lazy-apps": ["-w", "uwsgi_app", "--lazy-apps"],
+    "py-call-uwsgi-fork-hooks": ["--wsgi-file", "uwsgi_app.py", "--py-call-uwsgi-fork-hooks"],
+}
+
+
+def _hit_until_two_workers(url: str) -> tuple[set[str], int]:
+    """Concurrent GETs until two worker pids answered; (pids, requests made)."""
+    pids: set[str] = set()
+    made = 0
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(10):  # bounded: 10 rounds of 4 concurrent requests
+            answers = list(pool.map(lambda _: get(url), range(4)))
+            made += len(answers)
+            assert {status for status, _, _ in answers} == {200}
+            pids |= {pid for _, pid, _ in answers}
+            if len(pids) >= 2:
+                break
+    return pids, made
+
+
+def _worker_pid(segment: dict[str, Any]) -> str:
+    (call,) = segment["subsegments"]
+    match = re.search(r"/pid/(\d+)$", call["http"]["request"]["url"])
+    assert match, call
+    return match.group(1)
+
+
+@pytest.mark.parametrize("args", CASES.values(), ids=CASES.keys())
+def test_every_worker_emits_promptly(
+    args: list[str], receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
+) -> None:
+    port = free_port()
+    env["APP_DELAY"] = "0.05"  # keeps a worker busy, so concurrent requests reach both
+    app = launch(
+        [
+            "uwsgi",
+            "--http",
+            f"127.0.0.1:{port}",
+            "--master",
+            "--processes",
+            "2",
+            "--die-on-term",  # uWSGI 2.0 reloads on SIGTERM otherwise
+            "--disable-logging",
+            *args,
+        ],
+        env,
+    )
+    pids, made = _hit_until_two_workers(f"http://127.0.0.1:{port}/")
+    assert len(pids) == 2, app.stop()
+
+    # no more requests: every segment, the last partial batch of each worker included, arrives now
+    started = time.monotonic()
+    documents = receiver.collect(lambda docs: len(docs) >= made, timeout=PROMPTLY)
+    assert len(documents) == made, (time.monotonic() - started, app.stop())
+
+    assert {_worker_pid(doc) for doc in documents} == pids  # segments from every worker
+    assert len({doc["id"] for doc in documents}) == made  # no two workers drew the same ids
+    assert len({doc["trace_id"] for doc in documents}) == made
+    for segment in documents:
+        assert segment["name"] == "zero-code"
+        assert re.fullmatch(r"1-[0-9a-f]{8}-[0-9a-f]{24}", segment["trace_id"])
+        assert re.fullmatch(r"[0-9a-f]{16}", segment["id"])
+        assert segment["start_time"] <= segment["end_time"]
+        assert segment["http"]["request"]["method"] == "GET"
+        assert segment["http"]["request"]["url"] == f"http://127.0.0.1:{port}/"
+        assert segment["http"]["response"]["status"] == 200
+        (call,) = segment["subsegments"]
+        assert call["namespace"] == "remote"
+        # the downstream got exactly one trace header, pointing at the call's subsegment
+        expected = [f"Root={segment['trace_id']};Parent={call['id']};Sampled=1"]
+        assert expected in [header for _, header in downstream.seen]
+    errors = app.stop()
+    assert "k8sxray" not in errors, errors  # no warnings
+    assert "Traceback" not in errors, errors
