@@ -29,6 +29,8 @@ from .sampling import make_sampler
 log = logging.getLogger(__name__)
 
 _HEADER_TEXT = HEADER.decode()
+_now = time.time
+_reset = _context.current_entity.reset
 
 __all__ = [
     "Segment",
@@ -232,32 +234,29 @@ def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None
     Never raises: a failure is logged once and the request goes on untraced.
     """
     try:
-        if type(segment) is Segment:
-            if segment._sent:
+        sampled = type(segment) is Segment
+        if sampled:
+            if segment._sent:  # type: ignore[union-attr]
                 return
-            segment._sent = True
+            segment._sent = True  # type: ignore[union-attr]
+            segment.end_time = _now() if end_time is None else end_time  # type: ignore[union-attr]
         token = segment._token
         if token is not None:
             segment._token = None
             try:
-                _context.current_entity.reset(token)
+                _reset(token)
             except ValueError:  # ended in another context (a task or thread): best effort
                 _context.current_entity.set(segment._previous)
-        if type(segment) is Segment:
-            segment.end_time = time.time() if end_time is None else end_time
-            _emit(segment)
+        if sampled:
+            current_state = _state or state()
+            later = current_state.later
+            if later is not None:
+                later(segment)  # serialised later, in a batch, with the others
+            else:
+                for document in documents(segment):  # type: ignore[arg-type]
+                    current_state.emitter.send(document)
     except Exception:
         _guard.internal_error("recorder.end_segment")
-
-
-def _emit(segment: Segment) -> None:
-    current_state = _state or state()
-    later = current_state.later
-    if later is not None:
-        later(segment)  # serialised by the flusher, in a batch, off the request path
-        return
-    for document in documents(segment):
-        current_state.emitter.send(document)
 
 
 def documents(segment: Segment) -> list[bytes]:

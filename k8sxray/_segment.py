@@ -347,50 +347,46 @@ class Subsegment(Entity):
         return "".join(out)
 
 
-_PLAIN_KEYS = frozenset(
-    {
-        "static", "name", "trace_id", "id", "parent_id", "start_time", "extra", "end_time",
-        "method", "url", "user_agent", "client_ip", "status", "content_length",
-        "response_header", "_token", "_previous", "_sent",
-    }
-)  # fmt: skip
 _enc_or_fail: Callable[[Any], str] = _enc  # raises TypeError for None, which plain_json relies on
-_PLAIN = (
-    '{"name":%s,"trace_id":"%s","id":"%s","start_time":%.6f,"end_time":%.6f,"http":{"request":'
-    '{"method":%s,"url":%s,"user_agent":%s,"client_ip":%s},"response":{"status":%d,"content_length":%d}}'
-    "%s%s%s%s}"
-)
 
 
 def plain_json(segment: Segment) -> str | None:
     """The document of a segment holding only what every request's segment holds, in one step.
 
     ``None`` for any other segment (flags, a cause, annotations, subsegments, a missing
-    field...): :meth:`Segment.to_json` writes those, with the same result.
+    field...): :meth:`Segment.to_json` writes those, with the same result. Every optional
+    field is checked here (a test sets each class-level default in turn).
     """
-    if not segment.__dict__.keys() <= _PLAIN_KEYS:
+    s = segment
+    if (
+        s.cause is not None
+        or s.subsegments is not None
+        or s.annotations is not None
+        or s.metadata is not None
+        or s.aws is not None
+        or s.user is not None
+        or s.fault
+        or s.error
+        or s.throttle
+        or s.x_forwarded_for
+        or s.traced
+        or s.end_time is None
+    ):
         return None
-    static = segment.static
-    parent = segment.parent_id
-    try:
-        return _PLAIN % (
-            _enc(segment.name),
-            segment.trace_id,
-            segment.id,
-            segment.start_time,
-            segment.end_time,
-            _enc_or_fail(segment.method),  # every one of these raises TypeError when it is None
-            _enc_or_fail(segment.url),
-            _enc_or_fail(segment.user_agent),
-            _enc_or_fail(segment.client_ip),
-            segment.status,
-            segment.content_length,
-            "" if parent is None else ',"parent_id":"' + parent + '"',
-            static.metadata_json,
-            static.aws_json,
-            static.origin_json,
+    static = s.static
+    parent = s.parent_id
+    parent_json = "" if parent is None else ',"parent_id":"' + parent + '"'
+    name_json = static.name_json if s.name is static.name else _enc(s.name)
+    try:  # an f-string: no format to parse at run time; a missing field (None) raises TypeError
+        return (
+            f'{{"name":{name_json},"trace_id":"{s.trace_id}","id":"{s.id}","start_time":{s.start_time:.6f},'
+            f'"end_time":{s.end_time:.6f},"http":{{"request":{{"method":{_enc_or_fail(s.method)},'
+            f'"url":{_enc_or_fail(s.url)},"user_agent":{_enc_or_fail(s.user_agent)},'
+            f'"client_ip":{_enc_or_fail(s.client_ip)}}},"response":{{"status":{s.status:d},'
+            f'"content_length":{s.content_length:d}}}}}{parent_json}'
+            f"{static.metadata_json}{static.aws_json}{static.origin_json}}}"
         )
-    except TypeError:
+    except (TypeError, ValueError):
         return None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .._segment import Segment, scrub_url
 
-__all__ = ["SENSITIVE_HEADERS", "fill_request", "scrub_url"]
+__all__ = ["MAX_URL", "SENSITIVE_HEADERS", "fill_request", "scrub_url"]
 
 SENSITIVE_HEADERS = frozenset(
     {
@@ -23,7 +23,8 @@ SENSITIVE_HEADERS = frozenset(
 )
 """Header names (lowercase) whose values are credentials."""
 
-_MAX_URL = 2048
+MAX_URL = 2048
+"""Longer request URLs are cut to this length."""
 
 
 def fill_request(  # noqa: PLR0917  # positional: it runs on every request
@@ -43,8 +44,8 @@ def fill_request(  # noqa: PLR0917  # positional: it runs on every request
     url = scheme + "://" + host + path
     if query:
         url = scrub_url(url + "?" + query)
-    if len(url) > _MAX_URL:
-        url = url[:_MAX_URL]
+    if len(url) > MAX_URL:
+        url = url[:MAX_URL]
     segment.method = method
     segment.url = url
     segment.user_agent = user_agent

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import _context, _guard, _recorder
 from .._segment import Segment, UnsampledTrace
-from ._http import fill_request
+from ._http import MAX_URL, fill_request
 
 __all__ = ["TracedBody", "wrap"]
 
@@ -24,7 +24,7 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None,
 _HEADER = "X-Amzn-Trace-Id"
 
 
-def wrap(app: WSGIApp) -> WSGIApp:
+def wrap(app: WSGIApp) -> WSGIApp:  # noqa: PLR0915  # the request path, inlined on purpose
     """A WSGI app that traces *app*; ``wrap(wrap(app))`` traces once."""
     if getattr(app, "_k8sxray_traced", False):
         return app
@@ -41,13 +41,21 @@ def wrap(app: WSGIApp) -> WSGIApp:
         except Exception:
             _guard.internal_error("wsgi.start")
             return app(environ, start_response)
-        if trace is None:
-            return app(environ, start_response)
-        if type(trace) is UnsampledTrace:
-            return _unsampled(app, environ, start_response, trace)
-        assert type(trace) is Segment
+        if type(trace) is not Segment:
+            if trace is None:
+                return app(environ, start_response)
+            return _unsampled(app, environ, start_response, trace)  # type: ignore[arg-type]  # not a Segment
         try:
-            _fill(trace, environ, method, host, path)
+            query = environ.get("QUERY_STRING")
+            forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+            if query or forwarded or "@" in host:
+                _fill(trace, environ, method, host, path, query, forwarded)
+            else:  # the common case, inline
+                url = environ.get("wsgi.url_scheme", "http") + "://" + host + path
+                trace.method = method
+                trace.url = url if len(url) <= MAX_URL else url[:MAX_URL]
+                trace.user_agent = environ.get("HTTP_USER_AGENT")
+                trace.client_ip = environ.get("REMOTE_ADDR")
         except Exception:
             _guard.internal_error("wsgi.request")
         header = (_HEADER, trace.response_header)
@@ -87,26 +95,26 @@ def wrap(app: WSGIApp) -> WSGIApp:
     return traced
 
 
-def _fill(trace: Segment, environ: dict[str, Any], method: str, host: str, path: str) -> None:
-    query = environ.get("QUERY_STRING")
-    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
-    if query or forwarded or "@" in host:
-        fill_request(
-            trace,
-            method,
-            environ.get("wsgi.url_scheme", "http"),
-            host,
-            path,
-            query or "",
-            environ.get("HTTP_USER_AGENT"),
-            environ.get("REMOTE_ADDR"),
-            forwarded,
-        )
-    else:  # the common case, inline
-        trace.method = method
-        trace.url = environ.get("wsgi.url_scheme", "http") + "://" + host + path
-        trace.user_agent = environ.get("HTTP_USER_AGENT")
-        trace.client_ip = environ.get("REMOTE_ADDR")
+def _fill(  # noqa: PLR0917
+    trace: Segment,
+    environ: dict[str, Any],
+    method: str,
+    host: str,
+    path: str,
+    query: str | None,
+    forwarded: str | None,
+) -> None:
+    fill_request(
+        trace,
+        method,
+        environ.get("wsgi.url_scheme", "http"),
+        host,
+        path,
+        query or "",
+        environ.get("HTTP_USER_AGENT"),
+        environ.get("REMOTE_ADDR"),
+        forwarded,
+    )
 
 
 def _unsampled(

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from k8sxray._recorder import documents
-from k8sxray._segment import Segment, Static, Subsegment, plain_json, scrub_url, split
+from k8sxray._segment import Entity, Segment, Static, Subsegment, plain_json, scrub_url, split
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 
@@ -236,3 +236,30 @@ def test_anything_beyond_the_usual_takes_the_general_path(change: Callable[[Segm
     document = json.loads(seg.to_json())
     assert document["trace_id"] == ROOT  # and the general path still writes it whole
     assert documents(seg) == [seg.to_json().encode()]
+
+
+_ALWAYS_THERE = {"method", "url", "user_agent", "client_ip", "status", "content_length", "end_time"}
+_NOT_WRITTEN = {"response_header", "sampled", "late"}
+
+
+def _optional_fields() -> list[str]:
+    """Every field a segment leaves at its class-level default until something sets it."""
+    names = []
+    for cls in (Entity, Segment):
+        for name, value in vars(cls).items():
+            if name.startswith("_") or name in _ALWAYS_THERE | _NOT_WRITTEN:
+                continue
+            if value is None or value is False:
+                names.append(name)
+    return sorted(set(names))
+
+
+def test_every_optional_field_sends_a_segment_down_the_general_path() -> None:
+    fields = _optional_fields()
+    assert {"cause", "annotations", "fault", "user", "x_forwarded_for", "subsegments"} <= set(fields)
+    for name in fields:
+        seg = _plain()
+        setattr(seg, name, {"k": "v"} if name in {"annotations", "aws", "metadata", "cause"} else True)
+        if name == "subsegments":
+            seg.subsegments = [Subsegment("db", "remote", seg, 100.6)]
+        assert plain_json(seg) is None, f"plain_json ignores {name}"
