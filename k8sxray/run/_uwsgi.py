@@ -165,7 +165,7 @@ def _loaded(namespace: dict[str, Any], callable_name: str) -> None:
         else:
             app = namespace.get(callable_name)
             if callable(app):
-                namespace[callable_name] = _apps.instrument_app(app)
+                namespace[callable_name] = _served(_apps.instrument_app(app))
         _renew_in_workers()
     except Exception:
         _guard.internal_error("k8sxray-run: wrapping the uWSGI app")
@@ -173,9 +173,64 @@ def _loaded(namespace: dict[str, Any], callable_name: str) -> None:
 
 def _traced_factory(factory: Callable[[], Any]) -> Callable[[], Any]:
     def make_app() -> Any:
-        return _apps.instrument_app(factory())
+        return _served(_apps.instrument_app(factory()))
 
     return make_app
+
+
+def _served(app: Any) -> Any:
+    """*app*, made to send its segments itself when no Python thread runs between requests.
+
+    Without ``--enable-threads`` (the default of older uWSGI releases such as 2.0.21;
+    2.0.30 always runs threads), a worker holds the GIL while it waits for the next
+    request, so the emitter's flusher thread never runs then: a request's segment would
+    wait for the next request.
+    """
+    if _uwsgi_module().has_threads:
+        return app
+    log.debug("k8sxray-run: uWSGI runs without Python threads: segments are sent after each response")
+    if callable(getattr(app, "wsgi_app", None)):  # Flask: keep the app object, flush in place
+        app.wsgi_app = _flushing(app.wsgi_app)
+        return app
+    return _flushing(app)
+
+
+def _flushing(app: Any) -> Any:
+    def flushing_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            body = app(environ, start_response)
+        except BaseException:
+            _flush()
+            raise
+        return _FlushOnClose(body)
+
+    return flushing_app
+
+
+class _FlushOnClose:
+    """A response body that sends the request's segment (queued when the body closes) at once."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def __iter__(self) -> Any:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            _flush()
+
+
+def _flush() -> None:
+    from .. import _recorder
+
+    _recorder.flush(0.0)
 
 
 def _renew_in_workers() -> None:

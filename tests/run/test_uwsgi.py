@@ -28,6 +28,9 @@ pytestmark = pytest.mark.skipif(
 PROMPTLY = 2.0
 """Seconds within which every segment must arrive once requests stop (the flusher waits 5 ms)."""
 
+OLD_UWSGI = os.environ.get("K8SXRAY_TEST_OLD_UWSGI", "")
+"""Optional: an older uwsgi binary that runs no Python threads by default (such as 2.0.21)."""
+
 CASES = {
     # the default: the app is loaded in the master, the workers are forked from it
     "wsgi-file": ["--wsgi-file", "uwsgi_app.py"],
@@ -66,11 +69,26 @@ def _worker_pid(segment: dict[str, Any]) -> str:
 def test_every_worker_emits_promptly(
     args: list[str], receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
 ) -> None:
+    _serve_and_check("uwsgi", args, receiver, downstream, env, launch)
+
+
+@pytest.mark.skipif(not OLD_UWSGI, reason="K8SXRAY_TEST_OLD_UWSGI (an older uwsgi binary) is not set")
+@pytest.mark.parametrize("lazy", [[], ["--lazy-apps"]], ids=["", "lazy-apps"])
+def test_without_python_threads(
+    lazy: list[str], receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
+) -> None:
+    """An older uWSGI runs no Python thread between requests: each response sends its segment."""
+    _serve_and_check(OLD_UWSGI, ["--wsgi-file", "uwsgi_app.py", *lazy], receiver, downstream, env, launch)
+
+
+def _serve_and_check(  # noqa: PLR0917  # the test's fixtures, passed on
+    uwsgi: str, args: list[str], receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
+) -> None:
     port = free_port()
     env["APP_DELAY"] = "0.05"  # keeps a worker busy, so concurrent requests reach both
     app = launch(
         [
-            "uwsgi",
+            uwsgi,
             "--http",
             f"127.0.0.1:{port}",
             "--master",
