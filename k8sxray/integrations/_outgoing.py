@@ -157,13 +157,18 @@ class Patches:
     """The wrapt patches of one integration: applied once, removed when possible.
 
     A wrapper whose patch cannot be removed (someone wrapped the same function after
-    us) stays in place but passes every call straight through while inactive.
+    us) stays in place but passes every call straight through while inactive: a gate
+    checks :attr:`active` before each call, or, with ``self_gated=True``, each wrapper
+    checks it itself (one call less on the hot path).
     """
 
-    def __init__(self, name: str, targets: list[tuple[str, str, Wrapper]]) -> None:
+    def __init__(
+        self, name: str, targets: list[tuple[str, str, Wrapper]], *, self_gated: bool = False
+    ) -> None:
         self.name = name
         self.active = False
         self._targets = targets
+        self._self_gated = self_gated
         self._applied: list[tuple[str, str, Any]] = []  # (module, path, our FunctionWrapper)
         self._lock = threading.Lock()
 
@@ -181,7 +186,9 @@ class Patches:
             for module, path, wrapper in self._targets:
                 ours = kept.get((module, path))
                 if ours is None:
-                    wrapt.wrap_function_wrapper(module, path, self._gate(wrapper))
+                    wrapt.wrap_function_wrapper(
+                        module, path, wrapper if self._self_gated else self._gate(wrapper)
+                    )
                     ours = wrapt.resolve_path(module, path)[2]
                 self._applied.append((module, path, ours))
             self.active = True

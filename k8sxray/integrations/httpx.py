@@ -197,6 +197,8 @@ def _async_body_class() -> type:
 
 
 def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _patches.active:
+        return wrapped(*args, **kwargs)
     sub = _begin(instance, args[0] if args else kwargs.get("request"))
     if sub is None:
         return wrapped(*args, **kwargs)
@@ -209,6 +211,8 @@ def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
 
 
 async def _send_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _patches.active:
+        return await wrapped(*args, **kwargs)
     sub = _begin(instance, args[0] if args else kwargs.get("request"))
     if sub is None:
         return await wrapped(*args, **kwargs)
@@ -221,7 +225,9 @@ async def _send_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
 
 
 _patches = _outgoing.Patches(
-    "httpx", [("httpx._client", "Client.send", _send), ("httpx._client", "AsyncClient.send", _send_async)]
+    "httpx",
+    [("httpx._client", "Client.send", _send), ("httpx._client", "AsyncClient.send", _send_async)],
+    self_gated=True,
 )
 
 

@@ -258,3 +258,34 @@ def test_headers_of_another_type_use_the_public_api(traced: list[dict[str, Any]]
         [f"Root={ROOT};Parent={sub['id']};Sampled=1"],
         ["Root=1-5759e988-bd862e3fe1be46a994272793"],
     ]
+
+
+def test_wrapped_again_by_someone_else() -> None:
+    """Another wrapper above ours: uninstrument() leaves ours in place but inert; instrument() revives it."""
+    import wrapt
+
+    original = httpx.Client.__dict__["send"]
+    seen: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get_list("x-amzn-trace-id"))
+        return httpx.Response(200)
+
+    _config.configure(daemon_address="127.0.0.1:9", context_missing="IGNORE_ERROR")
+    k_httpx.instrument()
+    wrapt.wrap_function_wrapper("httpx._client", "Client.send", lambda wrapped, _, a, kw: wrapped(*a, **kw))
+    try:
+        with capture_segments() as documents, httpx.Client(transport=httpx.MockTransport(handler)) as client:
+            k_httpx.uninstrument()
+            with in_request():
+                client.get("http://svc.example/")  # inert: no header, no subsegment
+            k_httpx.instrument()
+            with in_request():
+                client.get("http://svc.example/")  # our wrapper again, only once
+        assert seen[0] == []
+        assert seen[1] == [f"Root={ROOT};Parent={documents[1]['subsegments'][0]['id']};Sampled=1"]
+        assert "subsegments" not in documents[0]
+        assert len(documents[1]["subsegments"]) == 1
+    finally:
+        k_httpx.uninstrument()
+        httpx.Client.send = original  # type: ignore[method-assign]
