@@ -43,6 +43,16 @@ CASES = {
 }
 
 
+def _command(uwsgi: str, port: int, args: list[str]) -> list[str]:
+    """A master and two workers behind uWSGI's HTTP router on *port*."""
+    return [
+        *(uwsgi, "--http", f"127.0.0.1:{port}", "--master", "--processes", "2"),
+        "--die-on-term",  # uWSGI 2.0 reloads on SIGTERM otherwise
+        "--disable-logging",
+        *args,
+    ]
+
+
 def _hit_until_two_workers(url: str) -> tuple[set[str], int]:
     """Concurrent GETs until two worker pids answered; (pids, requests made)."""
     pids: set[str] = set()
@@ -86,20 +96,7 @@ def _serve_and_check(  # noqa: PLR0917  # the test's fixtures, passed on
 ) -> None:
     port = free_port()
     env["APP_DELAY"] = "0.05"  # keeps a worker busy, so concurrent requests reach both
-    app = launch(
-        [
-            uwsgi,
-            "--http",
-            f"127.0.0.1:{port}",
-            "--master",
-            "--processes",
-            "2",
-            "--die-on-term",  # uWSGI 2.0 reloads on SIGTERM otherwise
-            "--disable-logging",
-            *args,
-        ],
-        env,
-    )
+    app = launch(_command(uwsgi, port, args), env)
     pids, made = _hit_until_two_workers(f"http://127.0.0.1:{port}/")
     assert len(pids) == 2, app.stop()
 
@@ -126,4 +123,22 @@ def _serve_and_check(  # noqa: PLR0917  # the test's fixtures, passed on
         assert expected in [header for _, header in downstream.seen]
     errors = app.stop()
     assert "k8sxray" not in errors, errors  # no warnings
+    assert "Traceback" not in errors, errors
+
+
+def test_an_active_trace_function_leaves_the_app_untraced_with_one_warning(
+    tmp_path: Any, receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
+) -> None:
+    # a debugger or coverage owns sys.settrace: k8sxray does not take it over
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.settrace(lambda *args: None)\n")
+    env["PYTHONPATH"] = str(tmp_path)
+    port = free_port()
+    app = launch(_command("uwsgi", port, ["--wsgi-file", "uwsgi_app.py"]), env)
+    assert get(f"http://127.0.0.1:{port}/")[0] == 200
+    assert receiver.collect(bool, timeout=0.5) == []
+    errors = app.stop()
+    lines = [line for line in errors.splitlines() if "not traced" in line]
+    assert lines == [
+        "k8sxray-run: the uWSGI app is not traced: a trace function (debugger, coverage) is active"
+    ], errors  # once: the master loads the app once
     assert "Traceback" not in errors, errors
