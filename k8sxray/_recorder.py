@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _HEADER_TEXT = HEADER.decode()
 _now = time.time
+_new = object.__new__
+_canonical = _header.canonical
 _reset = _context.current_entity.reset
 
 __all__ = [
@@ -198,15 +200,16 @@ def start_request(
     if not current_state.enabled:
         return None
     trace: Segment | UnsampledTrace
+    parent: str | None
     if not header:
         tid, sid = new_trace(now)
         if current_state.sampler.decide(host, method, path):
             trace = Segment(current_state.static, tid, sid, None, now)
         else:
-            trace = UnsampledTrace(tid, None)
+            trace = _unsampled(tid, None, "")
         trace.response_header = "Root=" + tid
     else:
-        match = _header.canonical(header)
+        match = _canonical(header)
         if match is not None:  # the usual form: no need for the full parser
             root, parent, flag = match.groups()
             extra = ""
@@ -219,12 +222,20 @@ def start_request(
         if sampled:
             trace = Segment(current_state.static, root, entity_id(), parent, now, extra)
         else:
-            trace = UnsampledTrace(root, parent, extra)
+            trace = _unsampled(root, parent, extra)
         trace.response_header = (
             "Root=" + root if flag != "?" else "Root=" + root + (";Sampled=1" if sampled else ";Sampled=0")
         )
     trace._previous = get_current()
     trace._token = set_current(trace)
+    return trace
+
+
+def _unsampled(trace_id: str, parent_id: str | None, extra: str) -> UnsampledTrace:
+    trace: UnsampledTrace = _new(UnsampledTrace)  # its other fields are set by start_request
+    trace.trace_id = trace_id
+    trace.parent_id = parent_id
+    trace.extra = extra
     return trace
 
 
@@ -234,12 +245,11 @@ def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None
     Never raises: a failure is logged once and the request goes on untraced.
     """
     try:
-        sampled = type(segment) is Segment
-        if sampled:
-            if segment._sent:  # type: ignore[union-attr]
+        if type(segment) is Segment:
+            if segment._sent:
                 return
-            segment._sent = True  # type: ignore[union-attr]
-            segment.end_time = _now() if end_time is None else end_time  # type: ignore[union-attr]
+            segment._sent = True
+            segment.end_time = _now() if end_time is None else end_time
         token = segment._token
         if token is not None:
             segment._token = None
@@ -247,13 +257,13 @@ def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None
                 _reset(token)
             except ValueError:  # ended in another context (a task or thread): best effort
                 _context.current_entity.set(segment._previous)
-        if sampled:
+        if type(segment) is Segment:
             current_state = _state or state()
             later = current_state.later
             if later is not None:
                 later(segment)  # serialised later, in a batch, with the others
             else:
-                for document in documents(segment):  # type: ignore[arg-type]
+                for document in documents(segment):
                     current_state.emitter.send(document)
     except Exception:
         _guard.internal_error("recorder.end_segment")
