@@ -91,11 +91,19 @@ class _ModuleFinder:
         if "uwsgi" not in sys.modules:
             return
         targets = _targets()
-        if name in targets:
+        if name in targets and _runs_python(name, path):
             _watch(lambda frame: frame.f_globals.get("__name__") == name, targets[name])
 
     def invalidate_caches(self) -> None:
         pass
+
+
+def _runs_python(name: str, path: Any) -> bool:
+    """Whether importing *name* will run its Python code (else the watch would never end)."""
+    from importlib.machinery import PathFinder, SourceFileLoader, SourcelessFileLoader
+
+    spec = PathFinder.find_spec(name, path)
+    return spec is not None and isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader))
 
 
 def _uwsgi_module() -> Any:

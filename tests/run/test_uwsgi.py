@@ -40,6 +40,7 @@ CASES = {
     "module-factory": ["--module", "uwsgi_app:create_app()"],
     "module-lazy-apps": ["-w", "uwsgi_app", "--lazy-apps"],
     "py-call-uwsgi-fork-hooks": ["--wsgi-file", "uwsgi_app.py", "--py-call-uwsgi-fork-hooks"],
+    "py-call-osafterfork": ["--wsgi-file", "uwsgi_app.py", "--py-call-osafterfork"],
     # the app sets its own uwsgi.post_fork_hook (uwsgidecorators' @postfork): both must run
     "app-postfork-hook": ["--wsgi-file", "uwsgi_postfork_app.py"],
 }
