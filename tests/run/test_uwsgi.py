@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 
 from .helpers import BIN, Receiver, free_port, get
 
-pytestmark = pytest.mark.skipif(
+needs_uwsgi = pytest.mark.skipif(
     shutil.which("uwsgi", path=BIN + os.pathsep + os.environ.get("PATH", "")) is None,
     reason="the uwsgi command is not installed (pip install pyuwsgi)",
 )
@@ -78,6 +80,7 @@ def _worker_pid(segment: dict[str, Any]) -> str:
     return match.group(1)
 
 
+@needs_uwsgi
 @pytest.mark.parametrize("args", CASES.values(), ids=CASES.keys())
 def test_every_worker_emits_promptly(
     args: list[str], receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
@@ -129,6 +132,7 @@ def _serve_and_check(  # noqa: PLR0917  # the test's fixtures, passed on
     assert "Traceback" not in errors, errors
 
 
+@needs_uwsgi
 def test_an_active_trace_function_leaves_the_app_untraced_with_one_warning(
     tmp_path: Any, receiver: Receiver, downstream: Any, env: dict[str, str], launch: Any
 ) -> None:
@@ -145,3 +149,26 @@ def test_an_active_trace_function_leaves_the_app_untraced_with_one_warning(
         "k8sxray-run: the uWSGI app is not traced: a trace function (debugger, coverage) is active"
     ], errors  # once: the master loads the app once
     assert "Traceback" not in errors, errors
+
+
+def test_the_uwsgi_hooks_are_armed_only_when_pyuwsgi_is_imported() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY", "K8SXRAY"))}
+    code = (
+        "import sys, _frozen_importlib_external as external\n"
+        "original = external._fix_up_module\n"
+        "from k8sxray.run import _boot\n"
+        "assert _boot.start()\n"
+        "def armed():\n"
+        "    finder = any(type(f).__name__ == '_ModuleFinder' for f in sys.meta_path)\n"
+        "    return (external._fix_up_module is not original, finder)\n"
+        "print(armed())\n"
+        "import pyuwsgi\n"
+        "print(armed())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=30
+    )
+    if "No module named 'pyuwsgi'" in result.stderr:
+        pytest.skip("pyuwsgi is not installed")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["(False, False)", "(True, True)"]
