@@ -31,7 +31,8 @@ PROMPTLY = 2.0
 """Seconds within which every segment must arrive once requests stop (the flusher waits 5 ms)."""
 
 OLD_UWSGI = os.environ.get("K8SXRAY_TEST_OLD_UWSGI", "")
-"""Optional: an older uwsgi binary that runs no Python threads by default (such as 2.0.21)."""
+"""Optional: an older uwsgi binary that runs no Python threads by default, such as 2.0.21
+(``pip wheel --no-deps --no-binary uwsgi uwsgi==2.0.21``, unzip, ``uwsgi-2.0.21.data/scripts/uwsgi``)."""
 
 CASES = {
     # the default: the app is loaded in the master, the workers are forked from it
