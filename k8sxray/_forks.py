@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -22,18 +23,35 @@ class Renewable(Protocol):
 
 
 _objects: weakref.WeakSet[Renewable] = weakref.WeakSet()
+_callbacks: list[Callable[[], None]] = []
 _lock = threading.Lock()
 _installed = False
 
 
 def track(obj: Renewable) -> None:
     """Renew *obj* in every forked child (held weakly; installs the fork hook on first use)."""
-    global _installed
     with _lock:
         _objects.add(obj)
-        if not _installed and hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_renew)
-            _installed = True
+        _install()
+
+
+def on_fork(callback: Callable[[], None]) -> None:
+    """Call *callback* in every forked child, before the tracked objects are renewed."""
+    with _lock:
+        _callbacks.append(callback)
+        _install()
+
+
+def _install() -> None:
+    global _installed
+    if not _installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_renew)
+        _installed = True
+
+
+def renew_in_child() -> None:
+    """Renew everything now: for servers that fork in C without Python's at-fork hooks (uWSGI)."""
+    _renew()
 
 
 def forget(obj: Renewable) -> None:
@@ -45,6 +63,11 @@ def forget(obj: Renewable) -> None:
 def _renew() -> None:
     global _lock
     _lock = threading.Lock()  # the parent's may have been held by another thread at fork time
+    for callback in list(_callbacks):
+        try:
+            callback()
+        except Exception:  # a child must start even if one renewal fails
+            log.warning("k8sxray: %r after fork failed", callback, exc_info=True)
     for obj in list(_objects):
         try:
             obj._after_fork_in_child()

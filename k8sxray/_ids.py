@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
+
+from . import _forks
 
 _random = random.Random()
 _bits = _random.getrandbits
@@ -14,7 +15,7 @@ def _reseed() -> None:
     _random.seed()
 
 
-os.register_at_fork(after_in_child=_reseed)
+_forks.on_fork(_reseed)  # also run by uWSGI's workers, which fork without Python's hooks
 
 
 def entity_id() -> str:

@@ -34,7 +34,7 @@ from typing import Any
 
 import wrapt
 
-from .. import _forks, _guard, _ids
+from .. import _forks, _guard
 from . import _apps
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,6 @@ def _renew_in_workers() -> None:
 def renew() -> None:
     """What Python's at-fork hooks would do for k8sxray in a child: fresh ids, threads, sockets."""
     try:
-        _ids._reseed()  # else every worker draws the same trace and segment ids
-        _forks._renew()  # the emitter, the sampling poller, the discovery refresher
+        _forks.renew_in_child()  # ids, the emitter, the sampling poller, the discovery refresher
     except Exception:
         _guard.internal_error("k8sxray-run: renewing after uWSGI's fork")
