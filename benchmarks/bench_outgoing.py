@@ -1,6 +1,6 @@
 """CPU cost of one traced outgoing HTTP call: k8sxray vs the official SDK vs OpenTelemetry.
 
-    python benchmarks/bench_outgoing.py [--calls 1000] [--rounds 7] [--repeat 3]
+    python benchmarks/bench_outgoing.py [--calls 1000] [--rounds 4] [--repeat 5]
                                         [--transport in-process|loopback] [--client httpx|requests]
 
 ``--transport``/``--client`` run one table or one client only (quicker while iterating; every
@@ -18,6 +18,10 @@ The loopback figures include a real socket round trip, whose CPU cost varies by 
 on a busy machine; a second table repeats the measurement with an in-process transport
 (a canned response below each library's own transport layer, where every tracer still
 sees the call), which shows the tracers' own cost with far less noise.
+
+Most of the remaining noise is between processes (one untraced process may run 10 µs per call
+slower than the next), so the default spends the time on more fresh processes (5 per variant)
+and fewer rounds in each; the last column shows how far apart they were.
 """
 
 from __future__ import annotations
@@ -203,8 +207,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--calls", type=int, default=1000, help="calls per round (multiple of 50)")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per variant (interleaved)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=5, help="fresh processes per variant (interleaved)")
     parser.add_argument("--transport", choices=tuple(TRANSPORTS), help="only this transport's table")
     parser.add_argument("--client", choices=CLIENTS, help="only this client")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
