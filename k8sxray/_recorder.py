@@ -40,6 +40,7 @@ __all__ = [
     "annotate",
     "begin_subsegment",
     "context_missing",
+    "continue_unsampled",
     "current",
     "end_segment",
     "end_subsegment",
@@ -226,6 +227,33 @@ def start_request(
         trace.response_header = (
             "Root=" + root if flag != "?" else "Root=" + root + (";Sampled=1" if sampled else ";Sampled=0")
         )
+    trace._previous = get_current()
+    trace._token = set_current(trace)
+    return trace
+
+
+def continue_unsampled(header: str) -> UnsampledTrace | None:
+    """The fast path of :func:`start_request` for an incoming ``Sampled=0`` header in the usual form:
+    the upstream decided, so no sampling rule needs the request's host, method or path.
+
+    ``None`` for anything else (another header, tracing off): ask :func:`start_request`.
+    """
+    current_state = _state
+    if current_state is None or current_state.config is not _config._current:
+        current_state = state()
+    if not current_state.enabled:
+        return None
+    match = _canonical(header)
+    if match is None:
+        return None
+    root, parent, flag = match.groups()
+    if flag != "0":
+        return None
+    trace: UnsampledTrace = _new(UnsampledTrace)  # every field set here, without an __init__ call
+    trace.trace_id = root
+    trace.parent_id = parent
+    trace.extra = ""
+    trace.response_header = "Root=" + root
     trace._previous = get_current()
     trace._token = set_current(trace)
     return trace

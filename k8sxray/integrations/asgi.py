@@ -68,9 +68,17 @@ def wrap(app: ASGIApp) -> ASGIApp:
         if trace is None:
             return await app(scope, receive, send)
         response_header = (_HEADER, trace.response_header.encode())
-        if type(trace) is UnsampledTrace:
-            await _unsampled(app, scope, receive, send, trace, response_header)
-            return None
+        if type(trace) is UnsampledTrace:  # inline: no second coroutine per request
+
+            async def unsampled_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*(message.get("headers") or ()), response_header]}
+                await send(message)
+
+            try:
+                return await app(scope, receive, unsampled_send)
+            finally:
+                _context.restore(trace._token, trace._previous)
         assert isinstance(trace, Segment)
         try:
             client = scope.get("client")
@@ -98,25 +106,6 @@ def wrap(app: ASGIApp) -> ASGIApp:
     traced._k8sxray_traced = True  # type: ignore[attr-defined]
     traced.__wrapped__ = app  # type: ignore[attr-defined]
     return traced
-
-
-async def _unsampled(  # noqa: PLR0917  # private, on the hot path
-    app: ASGIApp,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    trace: UnsampledTrace,
-    header: tuple[bytes, bytes],
-) -> None:
-    async def unsampled_send(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*(message.get("headers") or ()), header]}
-        await send(message)
-
-    try:
-        await app(scope, receive, unsampled_send)
-    finally:
-        _context.restore(trace._token, trace._previous)
 
 
 async def _websocket(  # noqa: PLR0917  # private, on the hot path

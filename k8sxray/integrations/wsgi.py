@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .. import _guard, _recorder
+from .. import _context, _guard, _recorder
 from .._segment import Segment, UnsampledTrace
 from ._http import MAX_URL, fill_request
 
@@ -28,6 +28,7 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None,
 
 _HEADER = "X-Amzn-Trace-Id"
 _new = object.__new__
+_reset = _context.current_entity.reset
 
 
 def wrap(app: WSGIApp) -> WSGIApp:
@@ -35,22 +36,29 @@ def wrap(app: WSGIApp) -> WSGIApp:
     if getattr(app, "_k8sxray_traced", False):
         return app
     start_request = _recorder.start_request
+    continue_unsampled = _recorder.continue_unsampled
     end_segment = _recorder.end_segment
     now = time.time
 
     def traced(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
-            method = environ.get("REQUEST_METHOD", "GET")
-            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-            trace = start_request(environ.get("HTTP_X_AMZN_TRACE_ID"), host, method, path, now())
+            header = environ.get("HTTP_X_AMZN_TRACE_ID")
+            trace: Segment | UnsampledTrace | None = None
+            if header and header[-1:] == "0":  # not sampled upstream: nothing else to read
+                trace = continue_unsampled(header)
             if trace is None:
-                return app(environ, start_response)
-            if type(trace) is Segment:
-                _fill(trace, environ, method, host, path)
+                method = environ.get("REQUEST_METHOD", "GET")
+                path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+                host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+                trace = start_request(header, host, method, path, now())
+                if trace is None:
+                    return app(environ, start_response)
+                if type(trace) is Segment:
+                    _fill(trace, environ, method, host, path)
             exchange = _new(Exchange)
             exchange._trace = trace
             exchange._start_response = start_response
+            exchange._done = False
         except Exception:
             _guard.internal_error("wsgi.start")
             return app(environ, start_response)
@@ -64,6 +72,8 @@ def wrap(app: WSGIApp) -> WSGIApp:
             if trace.sampled and trace.content_length is None:  # type: ignore[union-attr]
                 trace.content_length = sum(len(chunk) for chunk in result)  # type: ignore[union-attr]
             end_segment(trace)
+            return result
+        if exchange._done:  # unsampled, and its body is ready: the previous trace is current again
             return result
         exchange._result = result
         return exchange
@@ -111,6 +121,17 @@ def _record_failure(trace: Segment | UnsampledTrace, exc: BaseException) -> None
         _guard.internal_error("wsgi.exception")
 
 
+def _untrace(trace: Segment | UnsampledTrace) -> None:
+    """Make the trace that was current before *trace* current again (once)."""
+    token = trace._token
+    if token is not None:
+        trace._token = None
+        try:
+            _reset(token)
+        except ValueError:  # in another context: best effort
+            _context.current_entity.set(trace._previous)
+
+
 class Exchange:
     """One request: the ``start_response`` the app calls, then the body the server gets.
 
@@ -120,11 +141,12 @@ class Exchange:
     way out (``content_length``) and an exception raised while producing them is recorded.
     """
 
-    __slots__ = ("_result", "_start_response", "_trace")
+    __slots__ = ("_done", "_result", "_start_response", "_trace")
 
     _trace: Segment | UnsampledTrace
     _start_response: Callable[..., Any]
     _result: Iterable[bytes]
+    _done: bool
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -140,6 +162,12 @@ class Exchange:
                 for name, value in headers:
                     if len(name) == 14 and name.lower() == "content-length":
                         trace.content_length = int(value)
+            else:  # unsampled: with a Content-Length the body is ready, no outgoing call is left to make
+                for name, _ in headers:
+                    if len(name) == 14 and name.lower() == "content-length":
+                        self._done = True
+                        _untrace(trace)
+                        break
             headers = [*headers, (_HEADER, trace.response_header)]
         except Exception:
             _guard.internal_error("wsgi.start_response")
@@ -177,4 +205,8 @@ class Exchange:
             _record_failure(self._trace, exc)
             raise
         finally:
-            _recorder.end_segment(self._trace)
+            trace = self._trace
+            if type(trace) is Segment:
+                _recorder.end_segment(trace)
+            else:
+                _untrace(trace)
