@@ -48,6 +48,7 @@ def wrap(app: ASGIApp) -> ASGIApp:
     if getattr(app, "_k8sxray_traced", False):
         return app
     start_request = _recorder.start_request
+    continue_unsampled = _recorder.continue_unsampled
     now = time.time
 
     async def traced(scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,12 +57,16 @@ def wrap(app: ASGIApp) -> ASGIApp:
             return await app(scope, receive, send)
         try:
             header, host, user_agent, forwarded = _headers(scope)
-            method = scope.get("method", "GET")
-            path = scope.get("path", "")
-            root = scope.get("root_path")
-            if root and not path.startswith(root):  # servers differ on whether path includes it
-                path = root + path
-            trace = start_request(header, host, method, path, now())
+            trace: Segment | UnsampledTrace | None = None
+            if header and header[-1:] == "0":  # not sampled upstream: nothing else to read
+                trace = continue_unsampled(header)
+            if trace is None:
+                method = scope.get("method", "GET")
+                path = scope.get("path", "")
+                root = scope.get("root_path")
+                if root and not path.startswith(root):  # servers differ on whether path includes it
+                    path = root + path
+                trace = start_request(header, host, method, path, now())
         except Exception:
             _guard.internal_error("asgi.start")
             return await app(scope, receive, send)
