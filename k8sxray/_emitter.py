@@ -219,7 +219,7 @@ class UDPEmitter:
             self._mmsg_checked = True
             self._mmsg = _sendmmsg.batch(BURST)
         mmsg = self._mmsg
-        if mmsg is not None:
+        if mmsg is not None and len(datagrams) > 1:  # a lone datagram: send() costs half as much
             fd = sock.fileno()
             for start in range(0, len(datagrams), BURST):
                 sent, failed = mmsg.send(fd, datagrams[start : start + BURST])
