@@ -22,12 +22,19 @@ get = current_entity.get
 set_ = current_entity.set
 
 
-def restore(token: Token[Current] | None, previous: Current) -> None:
-    """Undo a ``set``; when the token belongs to another context, set *previous* instead."""
+def restore(token: Token[Current] | None, previous: Current = None) -> None:
+    """Undo a ``set``; when the token belongs to another context, set the value it replaced
+    (*previous* when there is no token) instead."""
     if token is not None:
         try:
             current_entity.reset(token)
             return
         except ValueError:  # ended in another context (a task or thread): best effort
-            pass
+            previous = replaced(token)
     current_entity.set(previous)
+
+
+def replaced(token: Token[Current]) -> Current:
+    """The value that the ``set`` which returned *token* replaced."""
+    old = token.old_value
+    return None if old is Token.MISSING else old

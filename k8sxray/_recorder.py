@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from . import _config, _context, _guard, _header
-from ._context import get as get_current
 from ._context import set_ as set_current
 from ._emitter import Emitter, UDPEmitter, close_all
 from ._ids import entity_id, new_trace
@@ -227,8 +226,7 @@ def start_request(
         trace.response_header = (
             "Root=" + root if flag != "?" else "Root=" + root + (";Sampled=1" if sampled else ";Sampled=0")
         )
-    trace._previous = get_current()
-    trace._token = set_current(trace)
+    trace._token = set_current(trace)  # the token remembers what was current before
     return trace
 
 
@@ -254,7 +252,6 @@ def continue_unsampled(header: str) -> UnsampledTrace | None:
     trace.parent_id = parent
     trace.extra = ""
     trace.response_header = "Root=" + root
-    trace._previous = get_current()
     trace._token = set_current(trace)
     return trace
 
@@ -284,7 +281,7 @@ def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None
             try:
                 _reset(token)
             except ValueError:  # ended in another context (a task or thread): best effort
-                _context.current_entity.set(segment._previous)
+                _context.current_entity.set(_context.replaced(token))
         if type(segment) is Segment:
             current_state = _state or state()
             later = current_state.later

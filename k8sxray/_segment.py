@@ -246,7 +246,7 @@ class Entity:
 class UnsampledTrace:
     """The current trace of a request that is not sampled: just enough to propagate it."""
 
-    __slots__ = ("_previous", "_token", "extra", "parent_id", "response_header", "trace_id")
+    __slots__ = ("_token", "extra", "parent_id", "response_header", "trace_id")
     sampled = False
 
     def __init__(self, trace_id: str, parent_id: str | None, extra: str = "") -> None:
@@ -255,7 +255,6 @@ class UnsampledTrace:
         self.extra = extra
         self.response_header = ""
         self._token: Token[Entity | UnsampledTrace | None] | None = None
-        self._previous: Entity | UnsampledTrace | None = None
 
 
 class Segment(Entity):

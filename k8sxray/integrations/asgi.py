@@ -83,7 +83,7 @@ def wrap(app: ASGIApp) -> ASGIApp:
             try:
                 return await app(scope, receive, unsampled_send)
             finally:
-                _context.restore(trace._token, trace._previous)
+                _context.restore(trace._token)
         assert isinstance(trace, Segment)
         try:
             client = scope.get("client")

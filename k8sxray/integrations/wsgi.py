@@ -129,7 +129,7 @@ def _untrace(trace: Segment | UnsampledTrace) -> None:
         try:
             _reset(token)
         except ValueError:  # in another context: best effort
-            _context.current_entity.set(trace._previous)
+            _context.current_entity.set(_context.replaced(token))
 
 
 class Exchange:
