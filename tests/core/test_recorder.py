@@ -337,3 +337,35 @@ def test_kind_of_detects_wsgi_and_asgi_callables() -> None:
 
     assert [kind_of(a) for a in (asgi_app, AsgiObject(), functools.partial(asgi_app))] == ["asgi"] * 3
     assert [kind_of(a) for a in (wsgi_app, WsgiObject(), functools.partial(wsgi_app))] == ["wsgi"] * 3
+
+
+def test_an_incoming_sampled_0_header_in_the_usual_form_continues_unsampled() -> None:
+    header = f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=0"
+    trace = _recorder.continue_unsampled(header)
+    try:
+        assert isinstance(trace, UnsampledTrace)
+        assert (trace.trace_id, trace.parent_id, trace.extra) == (ROOT, "53995c3f42cd8ad8", "")
+        assert trace.response_header == f"Root={ROOT}"
+        assert _recorder.current() is trace
+        assert _recorder.trace_header() == header
+    finally:
+        assert trace is not None
+        _recorder.end_segment(trace)
+    assert _recorder.current() is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1",
+        f"Root={ROOT.upper()};Parent=53995c3f42cd8ad8;Sampled=0",
+        f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=0;Lineage=a:1",
+        f"Root={ROOT};Sampled=0",
+        f"Parent=53995c3f42cd8ad8;Root={ROOT};Sampled=0",
+        f"Root={ROOT[:-1]}x;Parent=53995c3f42cd8ad8;Sampled=0",
+        f"Root={ROOT};Parent=53995c3f42cd8ad\n;Sampled=0",
+    ],
+)
+def test_anything_else_is_left_to_start_request(header: str) -> None:
+    assert _recorder.continue_unsampled(header) is None
+    assert _recorder.current() is None
