@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per timed run")
     parser.add_argument("--rounds", type=int, default=15, help="timed runs per variant (median reported)")
     parser.add_argument(
-        "--emitter", default="batched", help="k8sxray emitter modes to compare: batched, inline (comma-separated)"
+        "--emitter", default="batched", help="k8sxray emitter modes, comma-separated: batched, inline"
     )
     args = parser.parse_args(argv)
     receiver = Receiver()
