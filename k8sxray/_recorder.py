@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _HEADER_TEXT = HEADER.decode()
 _now = time.time
+_get = _context.current_entity.get
 _new = object.__new__
 _canonical = _header.canonical
 _reset = _context.current_entity.reset
@@ -347,14 +348,17 @@ def current() -> Entity | UnsampledTrace | None:
 def begin_subsegment(name: str, namespace: str | None = "remote") -> Subsegment | None:
     """Begin a subsegment of the current sampled entity and make it current; ``None`` otherwise."""
     try:
-        parent = _context.get()
+        parent = _get()
         if parent is None or not parent.sampled:
             return None
-        assert isinstance(parent, Entity)
-        sub = Subsegment(name, namespace, parent, time.time())
-        parent._add_child(sub)
+        sub = Subsegment(name, namespace, parent, _now())  # type: ignore[arg-type]  # sampled: an Entity
+        children = parent.subsegments  # type: ignore[union-attr]
+        if children is None:
+            parent.subsegments = [sub]  # type: ignore[union-attr]
+        else:
+            children.append(sub)
         sub._previous = parent
-        sub._token = _context.set_(sub)
+        sub._token = set_current(sub)
         return sub
     except Exception:
         _guard.internal_error("recorder.begin_subsegment")
@@ -366,9 +370,16 @@ def end_subsegment(sub: Subsegment, *, end_time: float | None = None) -> None:
     try:
         if sub.end_time is not None:
             return
-        sub.end_time = time.time() if end_time is None else end_time
-        if _context.get() is sub:
-            _context.restore(sub._token, sub._previous)
+        sub.end_time = _now() if end_time is None else end_time
+        if _get() is sub:
+            token = sub._token
+            if token is not None:
+                try:
+                    _reset(token)
+                except ValueError:  # ended in another context: best effort
+                    token = None
+            if token is None:
+                _context.current_entity.set(sub._previous)
         sub._token = None
         if sub.segment._sent:  # the request ended first: send it on its own
             sub.late = True

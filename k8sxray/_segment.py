@@ -322,7 +322,7 @@ class Subsegment(Entity):
         self.start_time = start_time
         self.namespace = namespace
         self.parent = parent
-        self.segment = parent.segment
+        self.segment = parent if type(parent) is Segment else parent.segment
 
     def to_json(self, children: bool = True, streaming: bool = False) -> str:
         """The subsegment as nested in its parent, or on its own (``streaming``)."""
