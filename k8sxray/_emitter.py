@@ -110,6 +110,7 @@ class UDPEmitter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._first_at = 0.0  # when the oldest queued document was queued (monotonic)
+        self._extra = 0  # the queued items' weight beyond one each
         self._gso_limit = 0  # the largest datagram a GSO send may carry (0: no GSO)
         self._thread: threading.Thread | None = None
         self._mmsg: _sendmmsg.Batch | None = None  # made on first send (and again in a child)
@@ -119,12 +120,19 @@ class UDPEmitter:
     def send(self, document: bytes) -> None:
         self.send_later(document)
 
-    def send_later(self, item: Any) -> None:
-        """Queue a document, or an object for *serialise* (never blocks, never raises)."""
+    def send_later(self, item: Any, weight: int = 1) -> None:
+        """Queue a document, or an object for *serialise* (never blocks, never raises).
+
+        *weight* counts an item that is a batch in itself (a segment with many subsegments) as
+        that many: a batch that heavy is serialised and sent by the thread that fills it, rather
+        than by the flusher, which would have to win the GIL from a busy thread to do that work.
+        """
         queue = self._queue
         queue.append(item)
         queued = len(queue)
-        if queued >= self._batch:
+        if weight > 1:
+            self._extra += weight - 1
+        if queued + self._extra >= self._batch:
             self._drain()  # a full batch (or inline mode): send it now, from this thread
         elif queued == 1:
             self._arm()
@@ -173,6 +181,7 @@ class UDPEmitter:
                 return
             if sock is None:
                 return
+            self._extra = 0
             while queue:
                 # serialise a burst first, then send it back to back: the receiver, woken by the
                 # first datagram, finds the rest queued instead of being woken for each

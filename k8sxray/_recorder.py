@@ -90,7 +90,7 @@ class _State:
         self.sampler: Sampler = make_sampler(config, origin=data.origin)
         self.own_emitter = UDPEmitter(_address_of(config), serialise=datagrams)  # opens nothing yet
         self.emitter: Emitter = self.own_emitter
-        self.later: Callable[[Any], None] | None = None
+        self.later: Callable[..., None] | None = None
         self.use(emitter)
 
     def use(self, emitter: Emitter | None) -> None:
@@ -283,8 +283,9 @@ def end_segment(segment: Segment | UnsampledTrace, end_time: float | None = None
         if type(segment) is Segment:
             current_state = _state or state()
             later = current_state.later
-            if later is not None:
-                later(segment)  # serialised later, in a batch, with the others
+            if later is not None:  # serialised later, in a batch, with the others
+                children = segment.subsegments
+                later(segment, 1 + len(children)) if children else later(segment)
             else:
                 for document in documents(segment):
                     current_state.emitter.send(document)

@@ -112,3 +112,24 @@ def test_unreachable_daemon_never_raises_and_logs_once(caplog: pytest.LogCapture
     assert emitter.dropped >= 1
     assert emitter.sent + emitter.dropped == 21
     assert len([r for r in caplog.records if "sending a segment" in r.getMessage()]) <= 1
+
+
+def test_heavy_items_fill_a_batch_sooner_and_are_sent_by_the_thread_that_fills_it() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter = UDPEmitter(lambda: address, delay=10.0, batch=10)  # the flusher would wait 10 s
+    try:
+        emitter.send_later(b'{"n":0}', 4)
+        emitter.send_later(b'{"n":1}', 4)
+        assert emitter.sent == 0  # 8 of 10: still queued
+        emitter.send_later(b'{"n":2}', 4)
+        assert emitter.sent == 3  # 12: sent at once, from this thread
+        emitter.send_later(b'{"n":3}')  # the weight was reset with the batch
+        assert emitter.sent == 3
+        emitter.send_later(b'{"n":4}', 10)  # a batch in itself
+        assert emitter.sent == 5
+        received = [rx.recv(70000) for _ in range(5)]
+    finally:
+        emitter.close()
+        rx.close()
+    assert sorted(received) == sorted(HEADER + b'{"n":%d}' % i for i in range(5))
