@@ -60,6 +60,8 @@ class Config:
     disabled_integrations: frozenset[str]
     context_missing: ContextMissing
     daemon_service: str
+    udp_gso: bool = True
+    """Send bursts of datagrams with UDP segmentation offload (Linux), padded with spaces."""
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False)
     daemon: _discovery.DaemonEndpoint | None = field(default=None, compare=False, repr=False)
     """Live, resolved daemon addresses (re-resolved in the background when found by DNS)."""
@@ -90,6 +92,7 @@ _SETTINGS = (
     "disabled_integrations",
     "context_missing",
     "daemon_service",
+    "udp_gso",
 )
 
 _lock = threading.Lock()
@@ -109,6 +112,7 @@ def configure(
     disabled_integrations: Iterable[str] | None = None,
     context_missing: str | None = None,
     daemon_service: str | None = None,
+    udp_gso: bool | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Resolve the configuration and make it current; calling it again reconfigures.
@@ -129,6 +133,7 @@ def configure(
         disabled_integrations=disabled_integrations,
         context_missing=context_missing,
         daemon_service=daemon_service,
+        udp_gso=udp_gso,
     )
     with _lock:
         previous, _current = _current, config
@@ -190,6 +195,7 @@ def build(
     disabled_integrations: Iterable[str] | None = None,
     context_missing: str | None = None,
     daemon_service: str | None = None,
+    udp_gso: bool | None = None,
     namespace_file: str = _discovery.NAMESPACE_FILE,
 ) -> Config:
     """Resolve a :class:`Config` without making it current (no side effects but DNS)."""
@@ -239,6 +245,8 @@ def build(
             + ", ".join(CONTEXT_MISSING_VALUES)
         )
 
+    gso = pick.flag("udp_gso", udp_gso, _env.K8SXRAY_UDP_GSO, default=True, default_detail="on (Linux)")
+
     service = pick.text("daemon_service", daemon_service, _env.K8SXRAY_DAEMON_SERVICE) or "xray-service"
     _check_dns_label(service, sources["daemon_service"], _env.K8SXRAY_DAEMON_SERVICE)
 
@@ -272,6 +280,7 @@ def build(
         disabled_integrations=frozenset(disabled or ()),
         context_missing=missing,
         daemon_service=service,
+        udp_gso=gso,
         sources=sources,
         daemon=endpoint,
     )

@@ -88,7 +88,9 @@ class _State:
             metadata=data.metadata,
         )
         self.sampler: Sampler = make_sampler(config, origin=data.origin)
-        self.own_emitter = UDPEmitter(_address_of(config), serialise=datagrams)  # opens nothing yet
+        self.own_emitter = UDPEmitter(  # opens nothing yet
+            _address_of(config), serialise=datagrams, gso=config.udp_gso
+        )
         self.emitter: Emitter = self.own_emitter
         self.later: Callable[..., None] | None = None
         self.use(emitter)

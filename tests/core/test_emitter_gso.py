@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import sys
@@ -122,3 +123,33 @@ def test_the_limit_is_the_path_mtu_less_the_headers() -> None:
     finally:
         tx.close()
         rx.close()
+
+
+@pytest.mark.parametrize(("setting", "padded"), [("true", True), ("false", False)])
+def test_k8sxray_udp_gso_turns_it_on_and_off(setting: str, padded: bool) -> None:
+    import k8sxray
+    from k8sxray import _recorder
+
+    rx = _receiver()
+    host, port = rx.getsockname()
+    environ = {"K8SXRAY_UDP_GSO": setting, "K8SXRAY_SAMPLING_RATE": "1", "K8SXRAY_PLUGINS": "none"}
+    config = k8sxray.configure(service_name="gso", daemon_address=f"{host}:{port}", environ=environ)
+    assert config.udp_gso is padded
+    assert config.sources["udp_gso"].kind == "env"
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])  # type: ignore[operator]
+        return [b"ok"]
+
+    traced = k8sxray.instrument(app)
+    try:
+        for path in ("/a", "/" + "b" * 40, "/" + "c" * 80):  # three sizes in one burst
+            traced({"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "h"}, lambda *a: None)
+        assert k8sxray.flush(1.0)
+        received = _receive(rx, 3)
+    finally:
+        rx.close()
+    urls = sorted(json.loads(d[len(HEADER) :])["http"]["request"]["url"] for d in received)
+    assert [url[-1] for url in urls] == ["a", "b", "c"]
+    assert any(d.endswith(b" ") for d in received) is padded
+    assert _recorder.state().own_emitter.gso_sends == (3 if padded else 0)
