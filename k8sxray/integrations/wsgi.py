@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .. import _context, _guard, _recorder
+from .. import _config, _context, _guard, _header, _recorder
 from .._segment import Segment, UnsampledTrace
 from ._http import MAX_URL, fill_request
 
@@ -36,7 +36,8 @@ def wrap(app: WSGIApp) -> WSGIApp:
     if getattr(app, "_k8sxray_traced", False):
         return app
     start_request = _recorder.start_request
-    continue_unsampled = _recorder.continue_unsampled
+    canonical = _header.canonical
+    set_current = _context.current_entity.set
     end_segment = _recorder.end_segment
     now = time.time
 
@@ -44,8 +45,19 @@ def wrap(app: WSGIApp) -> WSGIApp:
         try:
             header = environ.get("HTTP_X_AMZN_TRACE_ID")
             trace: Segment | UnsampledTrace | None = None
-            if header and header[-1:] == "0":  # not sampled upstream: nothing else to read
-                trace = continue_unsampled(header)
+            if header and len(header) == 74 and header[73] == "0":
+                # not sampled upstream: nothing else to read. _recorder.continue_unsampled, inline
+                # (a call costs ~0.3 µs inside a framework): the usual form, checked whole by the
+                # regular expression, read at fixed offsets
+                state = _recorder._state
+                usable = state is not None and state.config is _config._current and state.enabled
+                if usable and canonical(header) is not None:
+                    trace = _new(UnsampledTrace)
+                    trace.trace_id = header[5:40]
+                    trace.parent_id = header[48:64]
+                    trace.extra = ""
+                    trace.response_header = header[:40]
+                    trace._token = set_current(trace)
             if trace is None:
                 method = environ.get("REQUEST_METHOD", "GET")
                 path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")

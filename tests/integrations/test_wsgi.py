@@ -455,3 +455,19 @@ def test_an_unsampled_trace_is_current_until_its_body_is_ready(configure_to: Any
     incoming = f"Root={ROOT};Parent={PARENT};Sampled=0"
     assert seen == {"in the app": incoming, "while iterating": None, "at close": None}
     assert ("X-Amzn-Trace-Id", f"Root={ROOT}") in headers
+
+
+def test_an_unsampled_header_does_nothing_when_tracing_is_off(configure_to: Any) -> None:
+    configure_to(enabled=False)
+    headers: list[tuple[str, str]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        assert k8sxray.trace_header() is None
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "h", "SERVER_PORT": "80"}
+    environ["HTTP_X_AMZN_TRACE_ID"] = f"Root={ROOT};Parent={PARENT};Sampled=0"
+    body = k8sxray.instrument(app)(environ, lambda status, h, exc_info=None: headers.extend(h))
+    assert list(body) == [b"ok"]
+    assert headers == [("Content-Length", "2")]  # no trace header added
