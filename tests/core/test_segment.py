@@ -11,7 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from k8sxray._recorder import documents
-from k8sxray._segment import Entity, Segment, Static, Subsegment, plain_json, scrub_url, split
+from k8sxray._segment import (
+    Entity,
+    Segment,
+    Static,
+    Subsegment,
+    plain_json,
+    plain_subsegment_json,
+    scrub_url,
+    split,
+)
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 
@@ -263,3 +272,106 @@ def test_every_optional_field_sends_a_segment_down_the_general_path() -> None:
         if name == "subsegments":
             seg.subsegments = [Subsegment("db", "remote", seg, 100.6)]
         assert plain_json(seg) is None, f"plain_json ignores {name}"
+
+
+# --- the one-step subsegment document ----------------------------------------------------------
+def _call(status: int | None = 200, length: int | None = 2) -> Subsegment:
+    sub = Subsegment("api.example.com", "remote", _segment(), 100.6)
+    sub.set_http_request("GET", "http://api.example.com/orders")
+    if status is not None:
+        sub.set_http_response(status, length)
+    sub.end_time = 100.75
+    return sub
+
+
+@given(
+    st.text(),
+    st.one_of(st.none(), st.text()),
+    st.text(),
+    st.one_of(st.none(), st.integers(100, 599)),
+    st.one_of(st.none(), st.integers(0, 2**40)),
+    st.one_of(st.none(), st.sampled_from(["remote", "aws", "local", ""]), st.text()),
+    st.booleans(),
+)
+def test_the_one_step_subsegment_document_is_the_general_one(  # noqa: PLR0917
+    name: str,
+    method: str | None,
+    url: str,
+    status: int | None,
+    length: int | None,
+    namespace: str | None,
+    traced: bool,
+) -> None:
+    for _ in range(2):  # written, then from the kept tail
+        sub = Subsegment(name, namespace, _segment(), 100.6)
+        if method is not None:
+            sub.set_http_request(method, url, traced=traced)
+        if status is not None:
+            sub.set_http_response(status, length)
+        sub.end_time = 100.75
+        fast = plain_subsegment_json(sub)
+        assert fast is not None
+        assert fast == sub._document(children=True, streaming=False)
+        assert json.loads(fast)["name"] == name
+
+
+def test_calls_that_differ_after_their_times_do_not_share_a_tail() -> None:
+    ok, missing, failed = _call(200, 2), _call(404, 9), _call(503, None)
+    documents = [json.loads(plain_subsegment_json(sub) or "") for sub in (ok, missing, failed, _call(200, 2))]
+    assert [d["http"]["response"] for d in documents] == [
+        {"status": 200, "content_length": 2},
+        {"status": 404, "content_length": 9},
+        {"status": 503},
+        {"status": 200, "content_length": 2},
+    ]
+    assert [(d.get("error"), d.get("fault")) for d in documents] == [
+        (None, None), (True, None), (None, True), (None, None)
+    ]  # fmt: skip
+    assert documents[0]["id"] != documents[3]["id"]
+
+
+def _sub_with_cause(sub: Subsegment) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        sub.add_exception(exc)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda sub: sub.put_annotation("k", "v"),
+        lambda sub: sub.put_metadata("k", "v"),
+        lambda sub: sub.set_aws({"operation": "GetItem"}),
+        lambda sub: sub._add_child(Subsegment("inner", "local", sub, 100.7)),
+        _sub_with_cause,
+        lambda sub: setattr(sub, "end_time", None),
+        lambda sub: setattr(sub, "user_agent", "curl/8"),
+        lambda sub: setattr(sub, "client_ip", "10.0.0.1"),
+        lambda sub: setattr(sub, "x_forwarded_for", True),
+    ],
+)
+def test_anything_beyond_a_call_takes_the_general_subsegment_path(
+    change: Callable[[Subsegment], None],
+) -> None:
+    sub = _call()
+    change(sub)
+    assert plain_subsegment_json(sub) is None
+    parent = _segment()
+    parent._add_child(sub)
+    assert json.loads(parent.to_json())["subsegments"][0]["id"] == sub.id  # still written whole
+
+
+def test_every_optional_subsegment_field_is_checked() -> None:
+    """A field added to Entity later must be handled by plain_subsegment_json (or listed here)."""
+    in_the_key = {"method", "url", "status", "content_length", "traced", "fault", "error", "throttle"}
+    checked = {"cause", "subsegments", "annotations", "metadata", "aws", "user_agent", "client_ip"}
+    checked |= {"x_forwarded_for", "end_time"}
+    not_written = {"sampled"}
+    fields = {
+        name
+        for cls in (Entity, Subsegment)
+        for name, value in vars(cls).items()
+        if not name.startswith("_") and not callable(value) and not isinstance(value, property)
+    }
+    assert fields - {"late"} == in_the_key | checked | not_written
