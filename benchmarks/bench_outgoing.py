@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-VARIANTS = ("bare", "k8sxray", "xray-sdk", "otel")
+VARIANTS = ("k8sxray", "xray-sdk", "otel")
 CLIENTS = ("requests", "httpx")
 TRANSPORTS = {
     "loopback": "a real HTTP server in another process",
@@ -79,20 +79,28 @@ def serve() -> None:
 
 
 # --- one variant, in its own process -------------------------------------------------------
-def _setup(variant: str, udp: str) -> Callable[[], Any]:
-    """Instrument for *variant*; returns a context-manager factory for a sampled parent."""
+class Tracer:
+    """One tracer in this process, which can be switched off and on between timed rounds."""
+
+    def __init__(self, parent: Callable[[], Any], on: Callable[[], None], off: Callable[[], None]) -> None:
+        self.parent = parent  # a context manager factory: a sampled parent segment or span
+        self.on = on
+        self.off = off
+
+
+def _setup(variant: str, udp: str, client_name: str, inproc: bool) -> tuple[Tracer, Any, Any]:
+    """Set up *variant*; returns it with the untraced and the traced client (often one object)."""
     import contextlib
 
-    if variant == "bare":
-        return contextlib.nullcontext
     if variant == "k8sxray":
         import k8sxray
-        from k8sxray import _autoinstrument, _recorder
+        from k8sxray import _recorder, integrations
 
         k8sxray.configure(
             daemon_address=udp, sampling_rate=1.0, plugins=[], sampling_central=False, service_name="bench"
         )
-        _autoinstrument.instrument_integrations(["requests", "httpx"])
+        integration = integrations.load(client_name)
+        integration.instrument()
 
         @contextlib.contextmanager
         def k8s_parent() -> Any:
@@ -103,14 +111,27 @@ def _setup(variant: str, udp: str) -> Callable[[], Any]:
                 if segment is not None:
                     _recorder.end_segment(segment)
 
-        return k8s_parent
+        client = _client(client_name, inproc)
+        return Tracer(k8s_parent, integration.instrument, integration.uninstrument), client, client
     if variant == "xray-sdk":
+        import requests
         from aws_xray_sdk.core import patch, xray_recorder
 
         xray_recorder.configure(
             daemon_address=udp, sampling=False, context_missing="LOG_ERROR", plugins=(), service="bench"
         )
-        patch(["requests", "httpx"])
+        bare_client = _client(client_name, inproc)  # made before patch(): httpx's patch swaps the class
+        names = ("request", "prepare_request")
+        originals = {name: vars(requests.Session)[name] for name in names}
+        patch([client_name])
+        patched = {name: vars(requests.Session)[name] for name in names}
+
+        def sdk_switch(functions: dict[str, Any]) -> Callable[[], None]:
+            def switch() -> None:  # requests is patched on its class; httpx by its traced client
+                for name, function in functions.items():
+                    setattr(requests.Session, name, function)
+
+            return switch
 
         @contextlib.contextmanager
         def sdk_parent() -> Any:
@@ -120,7 +141,8 @@ def _setup(variant: str, udp: str) -> Callable[[], Any]:
             finally:
                 xray_recorder.end_segment()
 
-        return sdk_parent
+        tracer = Tracer(sdk_parent, sdk_switch(patched), sdk_switch(originals))
+        return tracer, bare_client, _client(client_name, inproc)
     from opentelemetry import trace
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
@@ -133,10 +155,16 @@ def _setup(variant: str, udp: str) -> Callable[[], Any]:
 
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(_NoOp()))
-    RequestsInstrumentor().instrument(tracer_provider=provider)
-    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    instrumentor: Any = RequestsInstrumentor() if client_name == "requests" else HTTPXClientInstrumentor()
     tracer = trace.get_tracer("bench", tracer_provider=provider)
-    return lambda: tracer.start_as_current_span("parent")
+    otel = Tracer(
+        lambda: tracer.start_as_current_span("parent"),
+        lambda: instrumentor.instrument(tracer_provider=provider),
+        instrumentor.uninstrument,
+    )
+    otel.on()
+    client = _client(client_name, inproc)
+    return otel, client, client
 
 
 def _client(client_name: str, inproc: bool) -> Any:
@@ -184,21 +212,42 @@ def _canned_adapter() -> Any:
 
 def run_variant(
     variant: str, client_name: str, url: str, udp: str, *, calls: int, rounds: int, inproc: bool
-) -> list[float]:
-    parent = _setup(variant, udp)
-    client = _client(client_name, inproc)
-    get = client.get
-    for _ in range(200):  # warm up: connection, caches
-        get(url)
-    per_call: list[float] = []
-    for _ in range(rounds):
+) -> list[tuple[float, float]]:
+    """``rounds`` pairs of (untraced, traced) CPU µs per call, measured back to back in this
+    process (the order alternates), so that a slower process or a slower minute cancels out."""
+    import contextlib
+
+    tracer, bare_client, traced_client = _setup(variant, udp, client_name, inproc)
+
+    def timed(traced: bool) -> float:
+        if traced:
+            tracer.on()
+        else:
+            tracer.off()
+        parent = tracer.parent if traced else contextlib.nullcontext
+        get = (traced_client if traced else bare_client).get
+        for _ in range(50):  # warm up after the switch
+            get(url)
         start = time.process_time()
         for _ in range(calls // BATCH):
             with parent():
                 for _ in range(BATCH):
                     get(url)
-        per_call.append((time.process_time() - start) / calls * 1e6)
-    return per_call
+        return (time.process_time() - start) / calls * 1e6
+
+    for _ in range(4):  # warm up: connections, caches, both paths
+        timed(False)
+        timed(True)
+    pairs = []
+    for index in range(rounds):
+        if index % 2:
+            traced = timed(True)
+            bare = timed(False)
+        else:
+            bare = timed(False)
+            traced = timed(True)
+        pairs.append((bare, traced))
+    return pairs
 
 
 # --- the orchestrator ------------------------------------------------------------------------
@@ -206,9 +255,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--calls", type=int, default=1000, help="calls per round (multiple of 50)")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=5, help="fresh processes per variant (interleaved)")
+    parser.add_argument("--calls", type=int, default=250, help="calls per timed round (multiple of 50)")
+    parser.add_argument("--rounds", type=int, default=16, help="pairs of rounds in each process")
+    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per variant (interleaved)")
     parser.add_argument("--transport", choices=tuple(TRANSPORTS), help="only this transport's table")
     parser.add_argument("--client", choices=CLIENTS, help="only this client")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -246,8 +295,8 @@ def main() -> None:
         assert server.stdout is not None
         http_port, udp_port = server.stdout.readline().split()
         url, udp = f"http://127.0.0.1:{http_port}/", f"127.0.0.1:{udp_port}"
-        results: dict[tuple[str, str, str], list[float]] = {}
-        per_process: dict[tuple[str, str, str], list[float]] = {}  # each fresh process's median
+        results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+        per_process: dict[tuple[str, str, str], list[float]] = {}  # each process's added median
         for repeat in range(args.repeat):
             order = VARIANTS if repeat % 2 == 0 else tuple(reversed(VARIANTS))
             for transport in transports:
@@ -258,43 +307,46 @@ def main() -> None:
                         command += ["--calls", str(args.calls * (3 if transport == "in-process" else 1))]
                         command += ["--inproc"] if transport == "in-process" else []
                         out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-                        rounds = json.loads(out.stdout.splitlines()[-1])
-                        results.setdefault((transport, client, variant), []).extend(rounds)
-                        per_process.setdefault((transport, client, variant), []).append(
-                            statistics.median(rounds)
-                        )
+                        pairs = [tuple(pair) for pair in json.loads(out.stdout.splitlines()[-1])]
+                        key = (transport, client, variant)
+                        results.setdefault(key, []).extend(pairs)  # type: ignore[arg-type]
+                        per_process.setdefault(key, []).append(statistics.median(t - b for b, t in pairs))
     finally:
         server.terminate()
         server.wait()
 
-    print(f"CPU µs per outgoing call, median of {args.rounds * args.repeat} rounds ({os.cpu_count()} CPUs)")
-    print(f"added per process: the lowest and highest of the {args.repeat} fresh processes' added medians")
+    print(
+        f"CPU µs per outgoing call ({os.cpu_count()} CPUs); each process times {args.rounds} pairs of"
+        " rounds, untraced and traced back to back;"
+    )
+    print(
+        f"added: the median of all {args.rounds * args.repeat} pairs' differences; per process: the"
+        f" lowest and highest of the {args.repeat} processes' added medians"
+    )
     for transport in transports:
         print(f"\n{transport}: {TRANSPORTS[transport]}")
         print(
-            f"{'client':<9} {'variant':<9} {'µs/call':>8} {'added':>8} {'x k8sxray':>10}  added per process"
+            f"{'client':<9} {'variant':<9} {'untraced':>9} {'traced':>8} {'added':>8} {'x k8sxray':>10}"
+            "  added per process"
         )
         for client in clients:
-            medians = {v: statistics.median(results[(transport, client, v)]) for v in VARIANTS}
-            added = {v: medians[v] - medians["bare"] for v in VARIANTS}
+            added = {}
             for variant in VARIANTS:
+                pairs = results[(transport, client, variant)]
+                added[variant] = statistics.median(t - b for b, t in pairs)
+            for variant in VARIANTS:
+                pairs = results[(transport, client, variant)]
+                bare = statistics.median(b for b, _ in pairs)
+                traced = statistics.median(t for _, t in pairs)
                 ratio = ""
-                if variant not in ("bare", "k8sxray"):
+                if variant != "k8sxray":
                     # a ratio to an added cost within the noise (or below zero) would mean nothing
                     ratio = (
                         f"{added[variant] / added['k8sxray']:.1f}x" if added["k8sxray"] >= 2.0 else "(noise)"
                     )
-                spread = ""
-                if variant != "bare":  # each repeat's process against the bare process of that repeat
-                    pairs = zip(
-                        per_process[(transport, client, variant)],
-                        per_process[(transport, client, "bare")],
-                        strict=True,
-                    )
-                    each = sorted(mine - bare for mine, bare in pairs)
-                    spread = f"{each[0]:+.1f} .. {each[-1]:+.1f}"
-                row = f"{client:<9} {variant:<9} {medians[variant]:>8.1f} {added[variant]:>+8.1f}"
-                print(f"{row} {ratio:>10}  {spread}")
+                each = sorted(per_process[(transport, client, variant)])
+                row = f"{client:<9} {variant:<9} {bare:>9.1f} {traced:>8.1f} {added[variant]:>+8.1f}"
+                print(f"{row} {ratio:>10}  {each[0]:+.1f} .. {each[-1]:+.1f}")
 
 
 if __name__ == "__main__":

@@ -360,7 +360,6 @@ def begin_subsegment(name: str, namespace: str | None = "remote") -> Subsegment 
             parent.subsegments = [sub]  # type: ignore[union-attr]
         else:
             children.append(sub)
-        sub._previous = parent
         sub._token = set_current(sub)
         return sub
     except Exception:
@@ -382,7 +381,7 @@ def end_subsegment(sub: Subsegment, *, end_time: float | None = None) -> None:
                 except ValueError:  # ended in another context: best effort
                     token = None
             if token is None:
-                _context.current_entity.set(sub._previous)
+                _context.current_entity.set(sub.parent)  # what was current when it began
         sub._token = None
         if sub.segment._sent:  # the request ended first: send it on its own
             sub.late = True

@@ -93,7 +93,6 @@ class Entity:
     aws: dict[str, Any] | None = None
     subsegments: list[Subsegment] | None = None
     _token: Token[Entity | UnsampledTrace | None] | None = None
-    _previous: Entity | UnsampledTrace | None = None
     name: str
     id: str
     start_time: float

@@ -57,18 +57,20 @@ def content_length(headers: Any) -> int | None:
 def begin_http(
     what: str, method: str, url: str, headers: MutableMapping[str, str], host: str | None = None
 ) -> _recorder.Subsegment | None:
-    """Begin the ``remote`` subsegment of an HTTP call and inject the trace header.
+    """Begin the ``remote`` subsegment of an HTTP call and inject the trace header, which the
+    caller has found missing from *headers* (one that is there already means another tracer,
+    the official SDK's patchers or an outer hop of ours got there first: leave it alone).
 
-    Returns ``None`` (nothing to finish) when the request already carries the header,
-    outside a trace (after applying ``AWS_XRAY_CONTEXT_MISSING``), or in an unsampled
-    trace (the header with ``Sampled=0`` is still sent so downstream agrees).
+    Returns ``None`` (nothing to finish) outside a trace (after applying
+    ``AWS_XRAY_CONTEXT_MISSING``), or in an unsampled trace (the header with ``Sampled=0`` is
+    still sent so downstream agrees).
     """
     try:
-        if HEADER in headers:
-            return None
         sub = _recorder.begin_subsegment(host or host_of(url), "remote")
         if sub is None:
-            inject_unsampled(what, headers)
+            header = unsampled_header(what)
+            if header is not None:
+                headers[HEADER] = header
             return None
         try:
             sub.set_http_request(method, url)  # the recorder removes credentials
@@ -100,13 +102,6 @@ def unsampled_header(what: str) -> str | None:
     return header
 
 
-def inject_unsampled(what: str, headers: MutableMapping[str, str]) -> None:
-    """No subsegment was begun: pass an unsampled trace on, or report a missing context."""
-    header = unsampled_header(what)
-    if header is not None and HEADER not in headers:
-        headers[HEADER] = header
-
-
 def finish_http(what: str, sub: _recorder.Subsegment, status: int, length: int | None) -> None:
     """End *sub* with the response's status (which sets error/throttle/fault)."""
     try:
@@ -133,7 +128,7 @@ def detach(sub: _recorder.Subsegment) -> None:
     """
     try:
         if _context.get() is sub:
-            _context.restore(sub._token, sub._previous)
+            _context.restore(sub._token, sub.parent)
             sub._token = None
     except Exception:
         _guard.internal_error("outgoing (detach)")

@@ -46,7 +46,7 @@ def _begin(client: Any, request: Any) -> Any:
             sub.set_http_request(request.method, str(url))  # the recorder removes credentials
             value = _outgoing.header_for(sub)
             if type(headers) is _fast_headers:
-                headers._list.append((_NAME, _KEY, value.encode(headers._encoding or "utf-8")))
+                headers._list.append((_NAME, _KEY, value.encode()))  # ASCII: the same in any encoding
             else:
                 headers[_outgoing.HEADER] = value
         except Exception:
@@ -77,7 +77,7 @@ def _add_header(headers: Any, value: str) -> None:
 
 
 def _append(headers: Any, value: str) -> None:
-    headers._list.append((_NAME, _KEY, value.encode(headers._encoding or "utf-8")))
+    headers._list.append((_NAME, _KEY, value.encode()))  # a trace header is ASCII
 
 
 def _listed(headers: Any) -> bool:
@@ -122,9 +122,12 @@ def _end(sub: Any, response: Any) -> None:
     response, else ``Content-Length``); never raises."""
     try:
         read = response.num_bytes_downloaded  # public, and cheaper than a header lookup
-        sub.set_http_response(
-            response.status_code, read if read else _outgoing.content_length(response.headers)
-        )
+        status = response.status_code
+        if type(status) is int and status < 400:  # the usual call: no flag to set
+            sub.status = status
+        else:
+            sub.set_status(status)
+        sub.content_length = read if read else _outgoing.content_length(response.headers)
     except Exception:
         _guard.internal_error(f"{_WHAT} (response)")
     _recorder.end_subsegment(sub)

@@ -21,9 +21,17 @@ _WHAT = "a requests call"
 
 
 def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _patches.active:
+        return wrapped(*args, **kwargs)
     request: Any = args[0] if args else kwargs.get("request")
     try:
-        sub = _outgoing.begin_http(_WHAT, request.method or "GET", request.url or "", request.headers)
+        headers = request.headers
+        # the usual case: one look in its dict, no KeyError
+        fast = type(headers) is _fast_headers
+        if (_KEY in headers._store) if fast else (_outgoing.HEADER in headers):
+            sub = None  # already carries it: another tracer, or the caller
+        else:
+            sub = _outgoing.begin_http(_WHAT, request.method or "GET", request.url or "", headers)
     except Exception:  # a request object we do not understand: leave it alone
         sub = None
     if sub is None:
@@ -63,13 +71,38 @@ def _end_with_body(response: Any, done: _outgoing.Once) -> bool:
         return False
 
 
-_patches = _outgoing.Patches("requests", [("requests.sessions", "Session.send", _send)])
+# ``"x-amzn-trace-id" in headers`` on requests' CaseInsensitiveDict goes through Mapping's
+# __contains__, which raises and catches a KeyError when the header is missing (every call).
+# When instrument() has checked that it keeps lowercased names as the keys of its ``_store``
+# dict (every release since 2012), that dict is asked instead.
+_KEY = _outgoing.HEADER.lower()
+_fast_headers: Any = None
+"""``requests.structures.CaseInsensitiveDict`` when its layout passed :func:`_check_fast_headers`."""
+
+
+def _check_fast_headers() -> Any:
+    from requests.structures import CaseInsensitiveDict
+
+    try:
+        headers: Any = CaseInsensitiveDict({"Accept": "*/*"})
+        missing = _KEY not in headers._store
+        headers[_outgoing.HEADER] = "x"
+        works = missing and _KEY in headers._store and headers[_KEY.upper()] == "x"
+    except Exception:
+        return None
+    return CaseInsensitiveDict if works else None
+
+
+_patches = _outgoing.Patches("requests", [("requests.sessions", "Session.send", _send)], self_gated=True)
 
 
 def instrument() -> bool:
     """Trace every ``requests`` call; ``False`` when it already was (harmless)."""
+    global _fast_headers
     import requests.sessions  # noqa: F401  # the patch target must be imported
 
+    if _fast_headers is None:
+        _fast_headers = _check_fast_headers()
     return _patches.apply()
 
 

@@ -169,7 +169,7 @@ def _plain(static: Static | None = None, parent: str | None = None) -> Segment:
     seg = Segment(static or Static("svc", sdk_version="1.0"), ROOT, "0123456789abcdef", parent, 100.5)
     seg.method, seg.url, seg.user_agent, seg.client_ip = "GET", "http://h/p", "curl/8", "10.0.0.1"
     seg.status, seg.content_length, seg.end_time = 200, 5, 101.25
-    seg.response_header, seg._token, seg._previous, seg._sent = "Root=" + ROOT, None, None, True
+    seg.response_header, seg._token, seg._sent = "Root=" + ROOT, None, True
     return seg
 
 

@@ -65,10 +65,14 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-@pytest.fixture
-def traced() -> Iterator[list[dict[str, Any]]]:
+@pytest.fixture(params=["fast", "public"])
+def traced(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Instrumented, with the header looked up in CaseInsensitiveDict's own dict or through its
+    public API (a headers layout that instrument() does not recognise)."""
     _config.configure(daemon_address="127.0.0.1:9", context_missing="LOG_ERROR")
     k_requests.instrument()
+    if request.param == "public":
+        monkeypatch.setattr(k_requests, "_fast_headers", None)
     with capture_segments() as documents:
         yield documents
     k_requests.uninstrument()
@@ -234,3 +238,32 @@ def test_custom_adapter(traced: list[dict[str, Any]]) -> None:
     assert seen == [f"Root={ROOT};Parent={sub['id']};Sampled=1"]
     assert sub["name"] == "inventory"
     assert sub["fault"] is True
+
+
+def test_fast_header_lookup_is_checked() -> None:
+    from requests.structures import CaseInsensitiveDict
+
+    k_requests.instrument()
+    try:
+        assert k_requests._fast_headers is CaseInsensitiveDict  # the installed requests' layout
+    finally:
+        k_requests.uninstrument()
+
+    class Flat(CaseInsensitiveDict):  # type: ignore[type-arg]  # a layout the fast path does not know
+        def __setitem__(self, key: str, value: Any) -> None:
+            self._store[key] = (key, value)
+
+        def __getitem__(self, key: str) -> Any:
+            return next(v for k, v in self._store.values() if k.lower() == key.lower())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("requests.structures.CaseInsensitiveDict", Flat)
+        assert k_requests._check_fast_headers() is None
+
+
+def test_a_header_in_any_case_is_left_alone(server: str, traced: list[dict[str, Any]]) -> None:
+    mine = f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
+    with in_request():
+        answer = requests.get(f"{server}/status/200", headers={"X-AMZN-TRACE-ID": mine}).json()
+    assert answer["trace"] == [mine]  # sent once, as the caller wrote it
+    assert "subsegments" not in traced[0]
