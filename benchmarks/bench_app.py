@@ -9,6 +9,8 @@ when every datagram it sent has ARRIVED there (OpenTelemetry's runs end after
 Prints the median µs per request of each variant, the added cost over the bare app
 (wall clock, paired with a bare run just before), how many times more the peers add
 than k8sxray, and the added CPU time of this process (all its threads; not the receiver).
+A last table paces the WSGI requests at ``--rate`` per second (1,000 by default), where what a
+tracer's background work and datagrams cost is shared by fewer requests than at full speed.
 """
 
 from __future__ import annotations
@@ -336,6 +338,39 @@ def measure(variant: Variant, receiver: Receiver, n: int) -> float:
     return sample
 
 
+def measure_paced(variant: Variant, receiver: Receiver, rate: float, seconds: float) -> float:
+    """CPU µs per request (this process, all threads) with requests arriving *rate* per second:
+    the app is idle between them, as a real service mostly is, so each batch of datagrams (and
+    each wake-up of a background thread) is shared by fewer requests than at full speed."""
+    n = max(1, int(rate * seconds))
+    gap = 1.0 / rate
+    start_count = receiver.counter.value
+    start_cpu = time.process_time()
+    due = time.perf_counter()
+    for _ in range(n):
+        variant.run(1)
+        due += gap
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    if variant.finish is not None:
+        variant.finish()
+    if variant.datagrams:
+        receiver.wait_for(start_count + n * variant.datagrams)
+    return (time.process_time() - start_cpu) / n * 1e6
+
+
+def report_paced(title: str, variants: list[Variant], added: dict[str, list[float]]) -> None:
+    ours = [statistics.median(added[v.name]) for v in variants if v.name.startswith("k8sxray sampled")]
+    best = min(ours) if ours else 0.0
+    print(f"\n{title}")
+    print(f"{'variant':34} {'added CPU µs':>13} {'peer adds x k8sxray':>20}")
+    for v in variants[1:]:
+        cpu = statistics.median(added[v.name])
+        ratio = f"{cpu / best:.1f}x" if best > 0 and not v.name.startswith("k8sxray") else ""
+        print(f"{v.name:34} {cpu:13.1f} {ratio:>20}")
+
+
 def report(title: str, variants: list[Variant]) -> None:
     """Medians; "added" is the median of (variant - the bare run just before it)."""
     ours = [v for v in variants if v.name.startswith("k8sxray sampled")]
@@ -361,6 +396,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--emitter", default="batched", help="k8sxray emitter modes, comma-separated: batched, inline"
     )
+    parser.add_argument(
+        "--rate", type=float, default=1000.0, help="requests/s of the paced WSGI table (0: skip it)"
+    )
+    parser.add_argument("--paced-rounds", type=int, default=5, help="paced runs per variant, 0.5 s each")
     args = parser.parse_args(argv)
     receiver = Receiver()
     _pin(0)
@@ -376,9 +415,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                     before = measure(bare, receiver, args.requests)
                     variant.added.append(measure(variant, receiver, args.requests) - before)
                     variant.added_cpu.append(variant.cpu[-1] - bare.cpu[-1])
+        paced: dict[str, list[float]] = {v.name: [] for v in wsgi}
+        for _ in range(args.paced_rounds if args.rate > 0 else 0):
+            for variant in wsgi[1:]:
+                before = measure_paced(wsgi[0], receiver, args.rate, 0.5)
+                paced[variant.name].append(measure_paced(variant, receiver, args.rate, 0.5) - before)
         print(f"{args.requests} requests x {args.rounds} rounds, medians; datagrams to a receiver process")
         report("WSGI (Flask hello)", wsgi)
         report("ASGI (Starlette hello)", asgi)
+        if args.rate > 0:
+            report_paced(f"WSGI at a steady {args.rate:,.0f} requests/s (added CPU per request)", wsgi, paced)
     finally:
         receiver.stop()
 

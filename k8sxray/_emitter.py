@@ -3,12 +3,12 @@
 :class:`UDPEmitter` sends each document as one datagram (``_protocol.HEADER`` +
 document) to the daemon's resolved address, read from the live ``DaemonEndpoint``
 on every batch (never resolved per send). It never blocks and never raises: a
-failed send is counted and logged once. Documents are batched: the first one
-queued into an empty queue wakes a flusher thread that sends whatever is queued once
-that first one is ``delay`` old, and the thread that queues the ``batch``-th document
-sends the full batch itself at once (no hand-off to the flusher, which would have to
-win the GIL back from a busy request thread once per datagram), so the receiver is
-woken once per batch rather than once per request. On Linux a burst leaves with UDP
+failed send is counted and logged once. Documents are batched: the thread that
+queues the ``batch``-th document, or one that queues a document when the oldest is
+``delay`` old, sends the queue itself (no hand-off to another thread, which would have
+to win the GIL back from a busy request thread), so the receiver is woken once per
+batch rather than once per request. A flusher thread sends what is left when requests
+stop; it is woken only from idle, never per batch. On Linux a burst leaves with UDP
 segmentation offload (see :mod:`._gso`: one pass through the kernel's stack for up to
 64 datagrams), or else in one ``sendmmsg(2)`` call (see :mod:`._sendmmsg`), elsewhere
 datagram by datagram. ``delay=0`` sends inline. It is fork-safe: a child gets a fresh
@@ -31,11 +31,14 @@ from . import _forks, _gso, _guard, _sendmmsg
 from ._protocol import HEADER
 
 log = logging.getLogger(__name__)
+_monotonic = time.monotonic
 
 SockAddr = tuple[str, int] | tuple[str, int, int, int]
 
-DEFAULT_DELAY = 0.005
-"""Seconds a queued document may wait for others before the flusher sends them."""
+DEFAULT_DELAY = 0.05
+"""Seconds a queued document may wait for others: then the next thread that queues one, or the
+flusher, sends the queue. Fewer, fuller bursts wake the daemon less often (each wake-up of a
+sleeping receiver costs the sender more than the datagram); X-Ray itself takes seconds."""
 DEFAULT_BATCH = 64
 """Queued documents that the thread queueing the last of them sends at once, without waiting."""
 BURST = 64
@@ -110,6 +113,7 @@ class UDPEmitter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._first_at = 0.0  # when the oldest queued document was queued (monotonic)
+        self._idle = True  # the flusher waits for a wake-up (no thread, or an empty queue)
         self._extra = 0  # the queued items' weight beyond one each
         self._gso_limit = 0  # the largest datagram a GSO send may carry (0: no GSO)
         self._thread: threading.Thread | None = None
@@ -123,9 +127,10 @@ class UDPEmitter:
     def send_later(self, item: Any, weight: int = 1) -> None:
         """Queue a document, or an object for *serialise* (never blocks, never raises).
 
-        *weight* counts an item that is a batch in itself (a segment with many subsegments) as
-        that many: a batch that heavy is serialised and sent by the thread that fills it, rather
-        than by the flusher, which would have to win the GIL from a busy thread to do that work.
+        The thread that queues the document completing a batch, or one arriving when the oldest
+        queued is ``delay`` old, sends the queue itself: under load, batches leave without
+        waking the flusher (waking a thread costs more than a datagram). *weight* counts an item
+        that is a batch in itself (a segment with many subsegments) as that many.
         """
         queue = self._queue
         queue.append(item)
@@ -136,17 +141,23 @@ class UDPEmitter:
             self._drain()  # a full batch (or inline mode): send it now, from this thread
         elif queued == 1:
             self._arm()
+        elif _monotonic() - self._first_at >= self._delay:
+            self._drain()  # old enough: this thread sends it rather than the flusher
 
     def _arm(self) -> None:
-        """The first document of a batch: the flusher sends the batch ``delay`` from now.
+        """The first document of a batch: it leaves at the latest ``delay`` from now.
 
-        Two threads queueing at once may both see a longer queue and neither arm: the
-        flusher's periodic look (every half second) still sends their documents.
+        The flusher is woken only when it is idle (an empty queue when it last looked); it
+        sleeps ``delay`` past the oldest document otherwise. Two threads queueing at once may
+        both see a longer queue and neither arm: the flusher's periodic look (every half
+        second) still sends their documents.
         """
-        self._first_at = time.monotonic()
-        if self._thread is None:
-            self._start_thread()
-        self._wake.set()
+        self._first_at = _monotonic()
+        if self._idle:
+            self._idle = False
+            if self._thread is None:
+                self._start_thread()
+            self._wake.set()
 
     # --- sending --------------------------------------------------------------------------
     def _socket(self) -> socket.socket | None:
@@ -259,14 +270,19 @@ class UDPEmitter:
         thread.start()
 
     def _run(self) -> None:
+        """Send what request threads left behind: a queue whose oldest document is ``delay``
+        old when no further document came to send it. While documents keep coming this
+        thread looks only every ``4 * delay`` (the next request usually sends the queue);
+        after a quiet spell it sleeps until the next document wakes it."""
         wake = self._wake
         queue = self._queue
         delay = self._delay
+        tail = 4 * delay
         clock = time.monotonic
         while not self._closed:
-            wait = 0.5
-            if queue:  # send once the oldest queued document is *delay* old
-                wait = self._first_at + delay - clock()
+            now = clock()
+            if queue:
+                wait = self._first_at + delay - now
                 if wait <= 0:
                     try:
                         self._drain()
@@ -275,7 +291,16 @@ class UDPEmitter:
                     if queue:  # could not be sent: try again one delay later, not in a busy loop
                         self._first_at = clock()
                     continue
-            wake.wait(wait)  # queueing into an empty queue, or close(), ends the wait early
+                wait = max(wait, tail)
+            elif now - self._first_at < tail:
+                wait = tail  # documents came a moment ago: more will come, look again then
+            else:
+                self._idle = True  # the next document queued wakes this thread
+                if queue:  # queued just now, by a thread that saw it busy: look again
+                    self._idle = False
+                    continue
+                wait = 0.5
+            wake.wait(wait)  # arming an idle flusher, or close(), ends the wait early
             wake.clear()
 
     # --- lifecycle ------------------------------------------------------------------------

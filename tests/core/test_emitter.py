@@ -34,6 +34,41 @@ def test_batched_documents_arrive_without_a_flush() -> None:
     assert emitter.sent == 3
 
 
+def test_a_document_queued_when_the_oldest_is_delay_old_sends_the_queue_at_once() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter = UDPEmitter(lambda: address, delay=0.05, batch=100)  # the flusher looks after 0.2 s
+    try:
+        emitter.send(b"0")
+        time.sleep(0.06)
+        emitter.send(b"1")  # the oldest is older than the delay: this call sends both
+        assert not emitter._queue
+        rx.settimeout(0)  # queued at the receiver already, when send() returned
+        assert [rx.recv(100) for _ in range(2)] == [HEADER + b"0", HEADER + b"1"]
+    finally:
+        emitter.close()
+        rx.close()
+
+
+def test_the_flusher_is_woken_from_idle_only_not_per_batch() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter = UDPEmitter(lambda: address, delay=0.05, batch=2)
+    wakes = []
+    set_event = emitter._wake.set
+    emitter._wake.set = lambda: (wakes.append(1), set_event())[1]  # type: ignore[method-assign]
+    try:
+        for i in range(20):  # ten batches, each sent by the call that fills it
+            emitter.send(b"%d" % i)
+        assert [rx.recv(100) for _ in range(20)] == [HEADER + b"%d" % i for i in range(20)]
+        assert len(wakes) == 1  # the first document started the flusher; no batch woke it again
+        emitter.send(b"last")  # a lone document: the flusher sends it
+        assert rx.recv(100) == HEADER + b"last"
+    finally:
+        emitter.close()
+        rx.close()
+
+
 def test_a_full_batch_is_sent_at_once_and_flush_empties_the_queue() -> None:
     rx = _receiver()
     address = rx.getsockname()
