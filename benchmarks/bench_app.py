@@ -228,6 +228,23 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
     def k8s_finish() -> None:
         _recorder.flush(1.0)
 
+    def never_sampled(run: Callable[[int], None]) -> Callable[[int], None]:
+        # a request without a trace header that the sampler turns down (most requests, with
+        # X-Ray's default rule): a new trace id, the sampler's decision, the response header
+        from k8sxray.sampling.sampler import RateSampler
+
+        sampler = RateSampler(0, 0.0)
+
+        def wrapped(n: int) -> None:
+            state = _recorder.state()
+            previous, state.sampler = state.sampler, sampler
+            try:
+                run(n)
+            finally:
+                state.sampler = previous
+
+        return wrapped
+
     def with_emitter(mode: str, run: Callable[[int], None]) -> Callable[[int], None]:
         # "inline", "batched" (the defaults), or "batched-<delay ms>-<batch>"; a "+inline-json"
         # suffix serialises on the request thread instead of in the flusher
@@ -289,6 +306,12 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
         Variant(
             "k8sxray unsampled (Sampled=0)",
             wsgi_runner(k8sxray.instrument(_flask_app()), SAMPLED_ROOT[:-1] + "0"),
+        )
+    )
+    wsgi.append(
+        Variant(
+            "k8sxray unsampled (sampler: no)",
+            never_sampled(wsgi_runner(k8sxray.instrument(_flask_app()), None)),
         )
     )
     sdk_app = _flask_app()
@@ -399,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--rate", type=float, default=1000.0, help="requests/s of the paced WSGI table (0: skip it)"
     )
-    parser.add_argument("--paced-rounds", type=int, default=5, help="paced runs per variant, 0.5 s each")
+    parser.add_argument("--paced-rounds", type=int, default=7, help="paced runs per variant, 0.5 s each")
     args = parser.parse_args(argv)
     receiver = Receiver()
     _pin(0)
@@ -416,10 +439,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                     variant.added.append(measure(variant, receiver, args.requests) - before)
                     variant.added_cpu.append(variant.cpu[-1] - bare.cpu[-1])
         paced: dict[str, list[float]] = {v.name: [] for v in wsgi}
-        for _ in range(args.paced_rounds if args.rate > 0 else 0):
+        for index in range(args.paced_rounds if args.rate > 0 else 0):
             for variant in wsgi[1:]:
-                before = measure_paced(wsgi[0], receiver, args.rate, 0.5)
-                paced[variant.name].append(measure_paced(variant, receiver, args.rate, 0.5) - before)
+                pair = (wsgi[0], variant) if index % 2 == 0 else (variant, wsgi[0])  # alternate the order
+                first, second = (measure_paced(v, receiver, args.rate, 0.5) for v in pair)
+                bare, traced = (first, second) if index % 2 == 0 else (second, first)
+                paced[variant.name].append(traced - bare)
         print(f"{args.requests} requests x {args.rounds} rounds, medians; datagrams to a receiver process")
         report("WSGI (Flask hello)", wsgi)
         report("ASGI (Starlette hello)", asgi)
