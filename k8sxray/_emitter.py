@@ -147,10 +147,10 @@ class UDPEmitter:
     def _arm(self) -> None:
         """The first document of a batch: it leaves at the latest ``delay`` from now.
 
-        The flusher is woken only when it is idle (an empty queue when it last looked); it
-        sleeps ``delay`` past the oldest document otherwise. Two threads queueing at once may
-        both see a longer queue and neither arm: the flusher's periodic look (every half
-        second) still sends their documents.
+        The flusher is woken only when it is idle (it found the queue empty after a quiet
+        spell); otherwise it looks again within ``4 * delay`` anyway. Two threads queueing at
+        once may both see a longer queue and neither arm: the flusher's periodic look (every
+        half second at the most) still sends their documents.
         """
         self._first_at = _monotonic()
         if self._idle:

@@ -196,14 +196,7 @@ class Entity:
             if end is not None
             else ',"id":"%s","start_time":%.6f,"in_progress":true' % (self.id, self.start_time)  # noqa: UP031
         )
-        if self.method is not None or self.status is not None:
-            self._append_http(out)
-        if self.fault:
-            out.append(',"fault":true')
-        if self.error:
-            out.append(',"error":true')
-        if self.throttle:
-            out.append(',"throttle":true')
+        self._append_http_and_flags(out)
         if self.cause is not None:
             out += (',"cause":', _enc(self.cause) if isinstance(self.cause, str) else dumps(self.cause))
         if self.annotations:
@@ -212,6 +205,16 @@ class Entity:
             nested = [s.to_json() for s in self.subsegments if not s.late]  # late ones went on their own
             if nested:
                 out += (',"subsegments":[', ",".join(nested), "]")
+
+    def _append_http_and_flags(self, out: list[str]) -> None:
+        if self.method is not None or self.status is not None:
+            self._append_http(out)
+        if self.fault:
+            out.append(',"fault":true')
+        if self.error:
+            out.append(',"error":true')
+        if self.throttle:
+            out.append(',"throttle":true')
 
     def _append_http(self, out: list[str]) -> None:
         method = self.method
@@ -443,14 +446,7 @@ _MAX_TAILS = 256
 def _tail(s: Subsegment) -> str:
     """What follows the times in :func:`plain_subsegment_json`'s document."""
     out: list[str] = []
-    if s.method is not None or s.status is not None:
-        s._append_http(out)
-    if s.fault:
-        out.append(',"fault":true')
-    if s.error:
-        out.append(',"error":true')
-    if s.throttle:
-        out.append(',"throttle":true')
+    s._append_http_and_flags(out)
     if s.namespace:
         out += (',"namespace":', _enc(s.namespace))
     out.append("}")

@@ -226,7 +226,7 @@ def _with_aws(seg: Segment) -> None:
     seg.set_aws({"operation": "x"})
 
 
-def _with_cause(seg: Segment) -> None:
+def _with_cause(seg: Entity) -> None:
     try:
         raise ValueError("boom")
     except ValueError as exc:
@@ -330,13 +330,6 @@ def test_calls_that_differ_after_their_times_do_not_share_a_tail() -> None:
     assert documents[0]["id"] != documents[3]["id"]
 
 
-def _sub_with_cause(sub: Subsegment) -> None:
-    try:
-        raise ValueError("boom")
-    except ValueError as exc:
-        sub.add_exception(exc)
-
-
 @pytest.mark.parametrize(
     "change",
     [
@@ -344,7 +337,7 @@ def _sub_with_cause(sub: Subsegment) -> None:
         lambda sub: sub.put_metadata("k", "v"),
         lambda sub: sub.set_aws({"operation": "GetItem"}),
         lambda sub: sub._add_child(Subsegment("inner", "local", sub, 100.7)),
-        _sub_with_cause,
+        _with_cause,
         lambda sub: setattr(sub, "end_time", None),
         lambda sub: setattr(sub, "user_agent", "curl/8"),
         lambda sub: setattr(sub, "client_ip", "10.0.0.1"),
