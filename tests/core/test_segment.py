@@ -368,3 +368,14 @@ def test_every_optional_subsegment_field_is_checked() -> None:
         if not name.startswith("_") and not callable(value) and not isinstance(value, property)
     }
     assert fields - {"late"} == in_the_key | checked | not_written
+
+
+def test_the_kept_tails_stay_bounded_with_a_new_url_per_call() -> None:
+    from k8sxray import _segment
+
+    for n in range(3 * _segment._MAX_TAILS):
+        sub = _call()
+        sub.set_http_request("GET", f"http://api.example.com/orders/{n}")
+        document = json.loads(plain_subsegment_json(sub) or "")
+        assert document["http"]["request"]["url"].endswith(f"/orders/{n}")
+        assert len(_segment._TAILS) <= _segment._MAX_TAILS
