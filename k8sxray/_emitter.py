@@ -92,6 +92,7 @@ class UDPEmitter:
         self.serialises = serialise is not None
         self._delay = delay
         self._batch = max(1, batch) if delay > 0 else 1
+        self._inline = delay <= 0  # every document is sent by the thread that queues it
         self.sent = 0
         self.dropped = 0
         self._closed = False
@@ -138,11 +139,11 @@ class UDPEmitter:
         if weight > 1:
             self._extra += weight - 1
         if queued + self._extra >= self._batch:
-            self._drain()  # a full batch (or inline mode): send it now, from this thread
+            self._drain(self._inline)  # a full batch (or inline mode): send it now, from this thread
         elif queued == 1:
             self._arm()
         elif _monotonic() - self._first_at >= self._delay:
-            self._drain()  # old enough: this thread sends it rather than the flusher
+            self._drain(False)  # old enough: this thread sends it rather than the flusher
 
     def _arm(self) -> None:
         """The first document of a batch: it leaves at the latest ``delay`` from now.
@@ -177,11 +178,18 @@ class UDPEmitter:
         self._gso_limit = _gso.max_datagram(sock) if self._use_gso else 0
         return sock
 
-    def _drain(self) -> None:
+    def _drain(self, wait: bool = True) -> None:
+        """Send what is queued. A request thread (``wait=False``) never waits for another one
+        that is sending (that one may take its document along; else the next send or the
+        flusher does), and sends only what was queued when it began, however fast others
+        queue more: a request never turns into the sender for everyone else."""
         queue = self._queue
         if not queue:
             return
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(wait):
+            return
+        try:
             try:
                 sock = self._socket()
             except OSError:
@@ -193,11 +201,15 @@ class UDPEmitter:
             if sock is None:
                 return
             self._extra = 0
-            while queue:
+            pending = len(queue)
+            while queue and (wait or pending > 0):
                 # serialise a burst first, then send it back to back: the receiver, woken by the
                 # first datagram, finds the rest queued instead of being woken for each
                 datagrams = self._take_batch(queue, BURST)
                 self._send_all(sock, datagrams)
+                pending -= BURST
+        finally:
+            lock.release()
 
     def _take_batch(self, queue: deque[Any], limit: int) -> list[bytes]:
         popleft = queue.popleft

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 
 import pytest
@@ -168,3 +169,45 @@ def test_heavy_items_fill_a_batch_sooner_and_are_sent_by_the_thread_that_fills_i
         emitter.close()
         rx.close()
     assert sorted(received) == sorted(HEADER + b'{"n":%d}' % i for i in range(5))
+
+
+def test_a_request_thread_never_waits_for_another_that_is_sending() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter = UDPEmitter(lambda: address, delay=10.0, batch=2)
+    try:
+        with emitter._lock:  # another thread is sending
+            worker = threading.Thread(target=lambda: [emitter.send(b"%d" % i) for i in range(2)])
+            worker.start()
+            worker.join(2.0)
+            assert not worker.is_alive()  # a full batch, and yet it returned at once
+            assert len(emitter._queue) == 2  # left for the sender (or the next send) to take
+        assert emitter.flush(1.0)
+        assert [rx.recv(100) for _ in range(2)] == [HEADER + b"0", HEADER + b"1"]
+    finally:
+        emitter.close()
+        rx.close()
+
+
+def test_a_request_thread_sends_only_what_was_queued_when_it_began() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter: UDPEmitter
+
+    def serialise(item: object) -> bytes:
+        if item == "first":  # others queue 200 more while this thread sends
+            emitter._queue.extend(f"more-{n}" for n in range(200))
+        return HEADER + str(item).encode()
+
+    emitter = UDPEmitter(lambda: address, delay=10.0, batch=2, serialise=serialise)
+    try:
+        emitter.send_later("first")
+        emitter.send_later("second")  # fills the batch: this call sends it
+        received = sorted(rx.recv(100).rstrip() for _ in range(2))  # a GSO burst: any order, padded
+        assert received == [HEADER + b"first", HEADER + b"second"]
+        assert len(emitter._queue) == 200  # not this request's job
+        assert emitter.flush(1.0)
+        assert len([rx.recv(100) for _ in range(200)]) == 200
+    finally:
+        emitter.close()
+        rx.close()
