@@ -36,9 +36,10 @@ _monotonic = time.monotonic
 SockAddr = tuple[str, int] | tuple[str, int, int, int]
 
 DEFAULT_DELAY = 0.05
-"""Seconds a queued document may wait for others: then the next thread that queues one, or the
-flusher, sends the queue. Fewer, fuller bursts wake the daemon less often (each wake-up of a
-sleeping receiver costs the sender more than the datagram); X-Ray itself takes seconds."""
+"""Seconds a queued document may wait for others: then the next thread that queues one sends the
+queue (when none comes, the flusher does, within four times that). Fewer, fuller bursts wake the
+daemon less often (each wake-up of a sleeping receiver costs the sender more than the datagram);
+X-Ray itself takes seconds to show a trace."""
 DEFAULT_BATCH = 64
 """Queued documents that the thread queueing the last of them sends at once, without waiting."""
 BURST = 64
