@@ -47,8 +47,12 @@ def host_of(url: str) -> str:
 
 def content_length(headers: Any) -> int | None:
     """The ``Content-Length`` header of a response as an int, or ``None``."""
+    return as_length(headers.get("content-length"))
+
+
+def as_length(value: Any) -> int | None:
+    """A ``Content-Length`` value as an int, or ``None`` when missing or malformed."""
     try:
-        value = headers.get("content-length")
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
@@ -105,7 +109,12 @@ def unsampled_header(what: str) -> str | None:
 def finish_http(what: str, sub: _recorder.Subsegment, status: int, length: int | None) -> None:
     """End *sub* with the response's status (which sets error/throttle/fault)."""
     try:
-        sub.set_http_response(status, length)
+        if type(status) is int and status < 400:  # the usual call: no flag to set
+            sub.status = status
+            if length is not None:
+                sub.content_length = length
+        else:
+            sub.set_http_response(status, length)
     except Exception:
         _guard.internal_error(f"{what} (response)")
     _recorder.end_subsegment(sub)

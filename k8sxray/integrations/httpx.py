@@ -123,14 +123,12 @@ def _end(sub: Any, response: Any) -> None:
     try:
         read = response.num_bytes_downloaded  # public, and cheaper than a header lookup
         status = response.status_code
-        if type(status) is int and status < 400:  # the usual call: no flag to set
-            sub.status = status
-        else:
-            sub.set_status(status)
-        sub.content_length = read if read else _outgoing.content_length(response.headers)
+        length = read if read else _outgoing.content_length(response.headers)
     except Exception:
         _guard.internal_error(f"{_WHAT} (response)")
-    _recorder.end_subsegment(sub)
+        _recorder.end_subsegment(sub)
+        return
+    _outgoing.finish_http(_WHAT, sub, status, length)
 
 
 def _end_on_close(response: Any, done: _outgoing.Once) -> bool:

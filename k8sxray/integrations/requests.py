@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _guard, _recorder
 from . import _outgoing
 
 LIBRARY = "requests"
@@ -41,13 +42,24 @@ def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     except BaseException as exc:
         _outgoing.finish_error(_WHAT, sub, exc)
         raise
-    length = _outgoing.content_length(response.headers)
+    try:
+        status = response.status_code
+        found = response.headers
+        if type(found) is _fast_headers:  # its own dict: no KeyError when there is no length
+            item = found._store.get("content-length")
+            length = _outgoing.as_length(item[1] if item is not None else None)
+        else:
+            length = _outgoing.content_length(found)
+    except Exception:  # a response object we do not understand: end the call here
+        _guard.internal_error(f"{_WHAT} (response)")
+        _recorder.end_subsegment(sub)
+        return response
     if kwargs.get("stream"):
-        done = _outgoing.Once(lambda: _outgoing.finish_http(_WHAT, sub, response.status_code, length))
+        done = _outgoing.Once(lambda: _outgoing.finish_http(_WHAT, sub, status, length))
         if _end_with_body(response, done):
             _outgoing.detach(sub)
             return response
-    _outgoing.finish_http(_WHAT, sub, response.status_code, length)
+    _outgoing.finish_http(_WHAT, sub, status, length)
     return response
 
 

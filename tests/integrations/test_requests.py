@@ -267,3 +267,25 @@ def test_a_header_in_any_case_is_left_alone(server: str, traced: list[dict[str, 
         answer = requests.get(f"{server}/status/200", headers={"X-AMZN-TRACE-ID": mine}).json()
     assert answer["trace"] == [mine]  # sent once, as the caller wrote it
     assert "subsegments" not in traced[0]
+
+
+def test_a_response_we_do_not_understand_reaches_the_caller_unchanged(traced: list[dict[str, Any]]) -> None:
+    odd = requests.Response()
+    odd.status_code = 204
+    odd.headers = frozenset()  # type: ignore[assignment]  # what a home-made adapter might hand back
+
+    class Adapter(requests.adapters.BaseAdapter):
+        def send(self, request: Any, **kwargs: Any) -> requests.Response:
+            odd.request = request
+            return odd
+
+        def close(self) -> None:
+            pass
+
+    session = requests.Session()
+    session.mount("svc://", Adapter())
+    with in_request():
+        assert session.get("svc://odd/x") is odd
+    sub = only_subsegment(traced)
+    assert sub["name"] == "odd"
+    assert "end_time" in sub  # ended, though without a status
