@@ -359,6 +359,18 @@ class Subsegment(Entity):
 _enc_or_fail: Callable[[Any], str] = _enc  # raises TypeError for None, which plain_json relies on
 
 
+def _holds_more(s: Entity) -> bool:
+    """Whether *s* holds what no one-step document writes (a cause, annotations, metadata, aws,
+    children)."""
+    return (
+        s.cause is not None
+        or s.subsegments is not None
+        or s.annotations is not None
+        or s.metadata is not None
+        or s.aws is not None
+    )
+
+
 def plain_json(segment: Segment) -> str | None:
     """The document of a segment holding only what every request's segment holds, in one step.
 
@@ -368,11 +380,7 @@ def plain_json(segment: Segment) -> str | None:
     """
     s = segment
     if (
-        s.cause is not None
-        or s.subsegments is not None
-        or s.annotations is not None
-        or s.metadata is not None
-        or s.aws is not None
+        _holds_more(s)
         or s.user is not None
         or s.fault
         or s.error
@@ -410,11 +418,7 @@ def plain_subsegment_json(sub: Subsegment) -> str | None:
     """
     s = sub
     if (
-        s.cause is not None
-        or s.subsegments is not None
-        or s.annotations is not None
-        or s.metadata is not None
-        or s.aws is not None
+        _holds_more(s)
         or s.user_agent is not None
         or s.client_ip is not None
         or s.x_forwarded_for

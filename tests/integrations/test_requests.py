@@ -215,23 +215,33 @@ def test_streaming_body_read_after_the_request_ended(server: str, traced: list[d
     assert late["http"]["response"]["status"] == 200
 
 
-def test_custom_adapter(traced: list[dict[str, Any]]) -> None:
-    seen: list[str | None] = []
+def _session_with(answer: Any) -> requests.Session:
+    """A session whose ``svc://`` adapter (not urllib3) answers every request with *answer*."""
 
     class Adapter(requests.adapters.BaseAdapter):
         def send(self, request: Any, **kwargs: Any) -> requests.Response:
-            seen.append(request.headers.get("X-Amzn-Trace-Id"))
-            response = requests.Response()
-            response.status_code = 500
-            response._content = b"boom"
-            response.request = request
-            return response
+            return answer(request)  # type: ignore[no-any-return]
 
         def close(self) -> None:
             pass
 
     session = requests.Session()
     session.mount("svc://", Adapter())
+    return session
+
+
+def test_custom_adapter(traced: list[dict[str, Any]]) -> None:
+    seen: list[str | None] = []
+
+    def answer(request: Any) -> requests.Response:
+        seen.append(request.headers.get("X-Amzn-Trace-Id"))
+        response = requests.Response()
+        response.status_code = 500
+        response._content = b"boom"
+        response.request = request
+        return response
+
+    session = _session_with(answer)
     with in_request():
         assert session.get("svc://inventory/items").status_code == 500
     sub = only_subsegment(traced)
@@ -274,16 +284,11 @@ def test_a_response_we_do_not_understand_reaches_the_caller_unchanged(traced: li
     odd.status_code = 204
     odd.headers = frozenset()  # type: ignore[assignment]  # what a home-made adapter might hand back
 
-    class Adapter(requests.adapters.BaseAdapter):
-        def send(self, request: Any, **kwargs: Any) -> requests.Response:
-            odd.request = request
-            return odd
+    def answer(request: Any) -> requests.Response:
+        odd.request = request
+        return odd
 
-        def close(self) -> None:
-            pass
-
-    session = requests.Session()
-    session.mount("svc://", Adapter())
+    session = _session_with(answer)
     with in_request():
         assert session.get("svc://odd/x") is odd
     sub = only_subsegment(traced)
