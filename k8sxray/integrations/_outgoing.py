@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import wrapt
 
 from .. import _context, _guard, _recorder
+from .._segment import scrub_url
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,32 @@ def host_of(url: str) -> str:
     except ValueError:
         return "unknown"
     return host or "unknown"
+
+
+# --- what a call records of its URL, cached -------------------------------------------------
+# A service calls the same few URLs again and again: the subsegment name (the host) and the
+# URL as recorded (credentials removed) are worked out once per URL and kept, in a dict that
+# starts over when it is full. Long URLs are not kept (the memory stays small).
+_TARGETS: dict[Any, tuple[str, str]] = {}
+MAX_TARGETS = 256
+"""How many URLs :func:`target` remembers before it starts over."""
+_MAX_KEPT_URL = 2048
+
+
+def target(url: str) -> tuple[str, str]:
+    """The subsegment name and the recorded URL of a call to *url*."""
+    return _TARGETS.get(url) or remember(url, url)
+
+
+def remember(key: Any, url: str, host: str | None = None) -> tuple[str, str]:
+    """Work out (and keep, under *key*: the URL or what identifies it) the subsegment name
+    and the recorded URL of a call to *url*; *host* is its host name when already known."""
+    found = (host or host_of(url), scrub_url(url))
+    if len(url) <= _MAX_KEPT_URL:
+        if len(_TARGETS) >= MAX_TARGETS:
+            _TARGETS.clear()
+        _TARGETS[key] = found
+    return found
 
 
 def content_length(headers: Any) -> int | None:
@@ -70,14 +97,16 @@ def begin_http(
     still sent so downstream agrees).
     """
     try:
-        sub = _recorder.begin_subsegment(host or host_of(url), "remote")
+        name, recorded = (host, scrub_url(url)) if host else target(url)
+        sub = _recorder.begin_subsegment(name, "remote")
         if sub is None:
             header = unsampled_header(what)
             if header is not None:
                 headers[HEADER] = header
             return None
         try:
-            sub.set_http_request(method, url)  # the recorder removes credentials
+            sub.method = method
+            sub.url = recorded  # credentials removed
             headers[HEADER] = header_for(sub)
         except Exception:
             _recorder.end_subsegment(sub)

@@ -36,14 +36,19 @@ def _begin(client: Any, request: Any) -> Any:
         elif _outgoing.HEADER in headers:
             return None
         url = request.url
-        sub = _recorder.begin_subsegment(url.host or "unknown", "remote")
+        key = url._uri_reference if _parts_key else None  # the parts: cheaper than str(url)
+        found = _outgoing._TARGETS.get(key) if key is not None else None
+        if found is None:
+            found = _outgoing.remember(key, str(url), url.host or "unknown")
+        sub = _recorder.begin_subsegment(found[0], "remote")
         if sub is None:
             header = _outgoing.unsampled_header(_WHAT)
             if header is not None:
                 _add_header(headers, header)
             return None
         try:
-            sub.set_http_request(request.method, str(url))  # the recorder removes credentials
+            sub.method = request.method
+            sub.url = found[1]  # credentials removed
             value = _outgoing.header_for(sub)
             if type(headers) is _fast_headers:
                 headers._list.append((_NAME, _KEY, value.encode()))  # ASCII: the same in any encoding
@@ -105,6 +110,26 @@ def _check_fast_headers() -> Any:
     except Exception:
         return None
     return httpx.Headers if works else None
+
+
+_parts_key = False
+"""Whether ``httpx.URL`` keeps its parts as a hashable tuple that makes its string
+(:func:`_check_parts_key`): then the recorded URL is looked up by those parts."""
+
+
+def _check_parts_key() -> bool:
+    import httpx
+
+    try:
+        urls = [httpx.URL("http://user:pw@Example.com:8080/a?token=x"), httpx.URL("http://example.com/a")]
+        parts = [url._uri_reference for url in urls]
+        return all(type(p) is not tuple and isinstance(p, tuple) for p in parts) and (
+            hash(parts[0]) != hash(parts[1])
+            and str(urls[0]) == str(httpx.URL(str(urls[0])))
+            and httpx.URL(str(urls[1]))._uri_reference == parts[1]
+        )
+    except Exception:
+        return False
 
 
 def _finish(sub: Any, response: Any, kwargs: dict[str, Any]) -> Any:
@@ -234,11 +259,12 @@ _patches = _outgoing.Patches(
 
 def instrument() -> bool:
     """Trace every ``httpx`` call; ``False`` when it already was (harmless)."""
-    global _fast_headers
+    global _fast_headers, _parts_key
     import httpx  # noqa: F401  # the patch targets must be imported
 
     if _fast_headers is None:
         _fast_headers = _check_fast_headers()
+        _parts_key = _check_parts_key()
     return _patches.apply()
 
 

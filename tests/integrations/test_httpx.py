@@ -93,6 +93,9 @@ def test_client_created_before_instrument(server: str) -> None:
         try:
             with capture_segments() as documents, in_request():
                 answer = client.get(f"{server}/status/404?api_key=k&x=1").json()
+            with capture_segments() as again, in_request():  # the same URL: its recording is reused
+                client.get(f"{server}/status/404?api_key=k&x=1")
+                client.get(f"{server}/status/404?api_key=k&x=2")
         finally:
             k_httpx.uninstrument()
     sub = only_subsegment(documents)
@@ -102,6 +105,8 @@ def test_client_created_before_instrument(server: str) -> None:
     assert sub["http"]["request"] == {"method": "GET", "url": f"{server}/status/404?api_key=REDACTED&x=1"}
     assert sub["http"]["response"]["status"] == 404
     assert sub["error"] is True
+    urls = [s["http"]["request"]["url"] for s in again[0]["subsegments"]]
+    assert urls == [f"{server}/status/404?api_key=REDACTED&x=1", f"{server}/status/404?api_key=REDACTED&x=2"]
 
 
 def test_async_client(server: str, traced: list[dict[str, Any]]) -> None:

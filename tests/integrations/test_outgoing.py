@@ -31,6 +31,19 @@ def test_host_and_content_length() -> None:
     assert _outgoing.content_length({}) is None
 
 
+def test_targets_are_scrubbed_remembered_and_bounded() -> None:
+    url = "http://u:p@Example.COM:8080/a?token=s3cret&page=2"
+    first = _outgoing.target(url)
+    assert first == ("example.com", "http://Example.COM:8080/a?token=REDACTED&page=2")
+    assert _outgoing.target(url) is first  # remembered: the same answer, not worked out again
+    for n in range(_outgoing.MAX_TARGETS + 1):  # the dict starts over instead of growing
+        _outgoing.target(f"http://h{n}/")
+    assert len(_outgoing._TARGETS) <= _outgoing.MAX_TARGETS
+    long = "http://h/" + "x" * 5000 + "?password=p"
+    assert _outgoing.target(long)[1].endswith("?password=REDACTED")
+    assert long not in _outgoing._TARGETS  # long URLs are not kept
+
+
 def test_instrument_is_idempotent_and_uninstrument_restores() -> None:
     original = requests.Session.__dict__["send"]
     assert k_requests.instrument() is True
