@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from . import _config, _context, _guard, _header
 from ._context import set_ as set_current
 from ._emitter import Emitter, UDPEmitter, close_all
-from ._ids import entity_id, new_trace
+from ._ids import _bits, entity_id, new_trace
 from ._protocol import HEADER, MAX_DOCUMENT
 from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, plain_json, split
 from .sampling import make_sampler
@@ -38,6 +38,7 @@ __all__ = [
     "Segment",
     "Subsegment",
     "annotate",
+    "begin_call",
     "begin_subsegment",
     "context_missing",
     "continue_unsampled",
@@ -367,14 +368,67 @@ def begin_subsegment(name: str, namespace: str | None = "remote") -> Subsegment 
         return None
 
 
-def end_subsegment(sub: Subsegment, *, end_time: float | None = None) -> None:
-    """End *sub* (once) and make its parent current again."""
+def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment | None, str | None]:
+    """Begin an outgoing HTTP call to *url* (already scrubbed): its ``remote`` subsegment, made
+    current, and the ``X-Amzn-Trace-Id`` value to send with it.
+
+    In an unsampled trace there is no subsegment, and the header passes ``Sampled=0`` on;
+    outside any trace there is neither, and ``AWS_XRAY_CONTEXT_MISSING`` is applied (once per
+    *what*). :func:`begin_subsegment` and :func:`trace_header` in one step and one frame: it
+    runs on every outgoing call, in the middle of the client library's work, where each
+    further function it went through cost more than it does alone. Never raises.
+    """
+    try:
+        parent = _get()
+        if parent is None or not parent.sampled:
+            header = trace_header()
+            if header is None:
+                context_missing(what)
+            return None, header
+        owner: Entity = parent  # type: ignore[assignment]  # sampled: an Entity
+        sub: Subsegment = _new(Subsegment)  # what Subsegment.__init__ does, without the call
+        sub.name = name
+        sub.id = _bits(64).to_bytes(8, "big").hex()
+        sub.start_time = _now()
+        sub.namespace = "remote"
+        sub.parent = owner
+        segment = sub.segment = owner if type(owner) is Segment else owner.segment
+        sub.method = method
+        sub.url = url
+        children = owner.subsegments
+        if children is None:
+            owner.subsegments = [sub]
+        else:
+            children.append(sub)
+        sub._token = set_current(sub)
+        extra = segment.extra
+        if extra:
+            return sub, f"Root={segment.trace_id};Parent={sub.id};Sampled=1;{extra}"
+        return sub, f"Root={segment.trace_id};Parent={sub.id};Sampled=1"
+    except Exception:
+        _guard.internal_error("recorder.begin_call")
+        return None, None
+
+
+def end_subsegment(
+    sub: Subsegment, status: int | None = None, length: int | None = None, *, end_time: float | None = None
+) -> None:
+    """End *sub* (once) and make its parent current again; an outgoing call's subsegment with its
+    response's *status* (which sets ``error``/``throttle``/``fault``) and body *length*."""
     try:
         if sub.end_time is not None:
             return
         sub.end_time = _now() if end_time is None else end_time
+        if type(status) is int:  # anything else is no status: left out
+            if status < 400:  # the usual call: no flag to set
+                sub.status = status
+            else:
+                sub.set_status(status)
+        if length is not None:
+            sub.content_length = length
+        token = sub._token
+        sub._token = None
         if _get() is sub:
-            token = sub._token
             if token is not None:
                 try:
                     _reset(token)
@@ -382,7 +436,6 @@ def end_subsegment(sub: Subsegment, *, end_time: float | None = None) -> None:
                     token = None
             if token is None:
                 _context.current_entity.set(sub.parent)  # what was current when it began
-        sub._token = None
         if sub.segment._sent:  # the request ended first: send it on its own
             sub.late = True
             (_state or state()).emitter.send(sub.to_json(streaming=True).encode())

@@ -5,7 +5,8 @@ everything static (service name, ``aws.xray``, plugin data, origin) is serialise
 once per configuration (:class:`Static`) and joined by concatenation; strings that
 come from requests are escaped with the C JSON string encoder. The usual request's
 segment (:func:`plain_json`) is written in one formatting step. Times are written
-with microsecond precision (``%.6f``: a float's shortest ``repr`` costs more).
+with microsecond precision, as the digits of the integer microseconds with a point put
+in (:func:`time_json`): float formatting costs more than half as much again.
 """
 
 from __future__ import annotations
@@ -191,10 +192,11 @@ class Entity:
     def _append_common(self, out: list[str], children: bool) -> None:
         """Append everything but the name and the kind-specific fields to *out*."""
         end = self.end_time
+        start = time_json(self.start_time)
         out.append(
-            ',"id":"%s","start_time":%.6f,"end_time":%.6f' % (self.id, self.start_time, end)  # noqa: UP031
+            f',"id":"{self.id}","start_time":{start},"end_time":{time_json(end)}'
             if end is not None
-            else ',"id":"%s","start_time":%.6f,"in_progress":true' % (self.id, self.start_time)  # noqa: UP031
+            else f',"id":"{self.id}","start_time":{start},"in_progress":true'
         )
         self._append_http_and_flags(out)
         if self.cause is not None:
@@ -202,7 +204,9 @@ class Entity:
         if self.annotations:
             out += (',"annotations":', dumps(self.annotations))
         if children and self.subsegments:
-            nested = [s.to_json() for s in self.subsegments if not s.late]  # late ones went on their own
+            nested = [  # late ones went on their own
+                plain_subsegment_json(s) or s._document(True, False) for s in self.subsegments if not s.late
+            ]
             if nested:
                 out += (',"subsegments":[', ",".join(nested), "]")
 
@@ -356,6 +360,19 @@ class Subsegment(Entity):
         return "".join(out)
 
 
+_ONE_SECOND = 1000000  # in microseconds
+
+
+def time_json(t: float) -> str:
+    """Epoch seconds *t* as a JSON number rounded to the microsecond: the digits of the integer
+    microseconds with a point put in, which costs a third less than ``"%.6f" % t`` (the one-step
+    writers below inline these steps)."""
+    if not 1.0 <= t < 1e12:  # never a clock's time (nor NaN): float formatting says what it is
+        return "%.6f" % t  # noqa: UP031
+    digits = str(int(t * 1e6 + 0.5))
+    return digits[:-6] + "." + digits[-6:]
+
+
 _enc_or_fail: Callable[[Any], str] = _enc  # raises TypeError for None, which plain_json relies on
 
 
@@ -395,15 +412,22 @@ def plain_json(segment: Segment) -> str | None:
     parent_json = "" if parent is None else ',"parent_id":"' + parent + '"'
     name_json = static.name_json if s.name is static.name else _enc(s.name)
     try:  # an f-string: no format to parse at run time; a missing field (None) raises TypeError
+        start = int(s.start_time * 1e6 + 0.5)  # time_json's steps, inline
+        end = int(s.end_time * 1e6 + 0.5)
+        if start < _ONE_SECOND or end < _ONE_SECOND:
+            return None
+        start_text = str(start)
+        end_text = str(end)
         return (
-            f'{{"name":{name_json},"trace_id":"{s.trace_id}","id":"{s.id}","start_time":{s.start_time:.6f},'
-            f'"end_time":{s.end_time:.6f},"http":{{"request":{{"method":{_enc_or_fail(s.method)},'
+            f'{{"name":{name_json},"trace_id":"{s.trace_id}","id":"{s.id}",'
+            f'"start_time":{start_text[:-6]}.{start_text[-6:]},"end_time":{end_text[:-6]}.{end_text[-6:]},'
+            f'"http":{{"request":{{"method":{_enc_or_fail(s.method)},'
             f'"url":{_enc_or_fail(s.url)},"user_agent":{_enc_or_fail(s.user_agent)},'
             f'"client_ip":{_enc_or_fail(s.client_ip)}}},"response":{{"status":{s.status:d},'
             f'"content_length":{s.content_length:d}}}}}{parent_json}'
             f"{static.metadata_json}{static.aws_json}{static.origin_json}}}"
         )
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -435,11 +459,17 @@ def plain_subsegment_json(sub: Subsegment) -> str | None:
             if len(_TAILS) >= _MAX_TAILS:
                 _TAILS.clear()
             _TAILS[key] = tail
+        start = int(s.start_time * 1e6 + 0.5)  # time_json's steps, inline
+        end = int(s.end_time * 1e6 + 0.5)
+        if start < _ONE_SECOND or end < _ONE_SECOND:
+            return None
+        start_text = str(start)
+        end_text = str(end)
         return (
-            f'{{"name":{_enc(s.name)},"id":"{s.id}","start_time":{s.start_time:.6f},'
-            f'"end_time":{s.end_time:.6f}{tail}'
+            f'{{"name":{_enc(s.name)},"id":"{s.id}","start_time":{start_text[:-6]}.{start_text[-6:]},'
+            f'"end_time":{end_text[:-6]}.{end_text[-6:]}{tail}'
         )
-    except (TypeError, ValueError):  # a field of an unexpected type: the general path decides
+    except (TypeError, ValueError, OverflowError):  # a field of an unexpected type: the general path
         return None
 
 

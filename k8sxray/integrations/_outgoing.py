@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, MutableMapping
+from types import FunctionType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,55 +99,18 @@ def begin_http(
     """
     try:
         name, recorded = (host, scrub_url(url)) if host else target(url)
-        sub = _recorder.begin_subsegment(name, "remote")
-        if sub is None:
-            header = unsampled_header(what)
-            if header is not None:
+        sub, header = _recorder.begin_call(what, name, method, recorded)
+        if header is not None:
+            try:
                 headers[HEADER] = header
-            return None
-        try:
-            sub.method = method
-            sub.url = recorded  # credentials removed
-            headers[HEADER] = header_for(sub)
-        except Exception:
-            _recorder.end_subsegment(sub)
-            raise
+            except Exception:
+                if sub is not None:
+                    _recorder.end_subsegment(sub)
+                raise
         return sub
     except Exception:
         _guard.internal_error(f"{what} (begin)")
         return None
-
-
-def header_for(sub: _recorder.Subsegment) -> str:
-    """The ``X-Amzn-Trace-Id`` value that makes *sub* the downstream's parent."""
-    segment = sub.segment
-    extra = segment.extra
-    if extra:
-        return f"Root={segment.trace_id};Parent={sub.id};Sampled=1;{extra}"
-    return f"Root={segment.trace_id};Parent={sub.id};Sampled=1"
-
-
-def unsampled_header(what: str) -> str | None:
-    """No subsegment was begun: the header of the current unsampled trace, or ``None``
-    outside any trace (a missing context is reported as ``AWS_XRAY_CONTEXT_MISSING`` says)."""
-    header = _recorder.trace_header()
-    if header is None:
-        _recorder.context_missing(what)
-    return header
-
-
-def finish_http(what: str, sub: _recorder.Subsegment, status: int, length: int | None) -> None:
-    """End *sub* with the response's status (which sets error/throttle/fault)."""
-    try:
-        if type(status) is int and status < 400:  # the usual call: no flag to set
-            sub.status = status
-            if length is not None:
-                sub.content_length = length
-        else:
-            sub.set_http_response(status, length)
-    except Exception:
-        _guard.internal_error(f"{what} (response)")
-    _recorder.end_subsegment(sub)
 
 
 def finish_error(what: str, sub: _recorder.Subsegment, exc: BaseException, *, remote: bool = False) -> None:
@@ -161,8 +125,8 @@ def finish_error(what: str, sub: _recorder.Subsegment, exc: BaseException, *, re
 def detach(sub: _recorder.Subsegment) -> None:
     """Make *sub*'s parent current again while *sub* stays open (a streamed body is still unread).
 
-    The caller goes on in its own trace context; :func:`finish_http` ends *sub* later, when
-    the body has been read or the response closed.
+    The caller goes on in its own trace context; ``_recorder.end_subsegment`` ends *sub* later,
+    when the body has been read or the response closed.
     """
     try:
         if _context.get() is sub:
@@ -186,23 +150,46 @@ class Once:
             action()
 
 
-class Patches:
-    """The wrapt patches of one integration: applied once, removed when possible.
+Factory = Callable[[Any], Any]
+"""Given the original attribute, returns what replaces it (its ``__wrapped__`` is the original)."""
 
-    A wrapper whose patch cannot be removed (someone wrapped the same function after
-    us) stays in place but passes every call straight through while inactive: a gate
-    checks :attr:`active` before each call, or, with ``self_gated=True``, each wrapper
-    checks it itself (one call less on the hot path).
+
+def wrapper(function: Wrapper) -> Factory:
+    """A factory of wrapt ``FunctionWrapper`` s around *function* (``wrapped, instance, args,
+    kwargs``), for the patches that are not on a hot path."""
+    return lambda original: wrapt.FunctionWrapper(original, function)
+
+
+def caller(original: Any) -> Callable[..., Any]:
+    """*original* (an attribute found in a class's ``__dict__``) as a function that takes the
+    instance first: a plain function is that already; anything else (another tracer's wrapper,
+    a descriptor) is bound to the instance on each call, as attribute access would."""
+    if isinstance(original, FunctionType):
+        return original
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return original.__get__(self, type(self))(*args, **kwargs)
+
+    return call
+
+
+class Patches:
+    """The patches of one integration, applied with wrapt once, removed when possible.
+
+    Each target is ``(module, "Class.method", factory)``: the factory is given the original
+    and returns what replaces it, a plain function whose ``__wrapped__`` is the original (on
+    the hot paths a plain function costs a call about half of what a wrapt
+    ``FunctionWrapper``, bound anew on every attribute access, does) or a wrapt wrapper
+    (:func:`wrapper`). A replacement that cannot be removed (someone wrapped the same
+    function after us) stays in place but passes every call straight through while
+    :attr:`active` is false: every replacement checks it.
     """
 
-    def __init__(
-        self, name: str, targets: list[tuple[str, str, Wrapper]], *, self_gated: bool = False
-    ) -> None:
+    def __init__(self, name: str, targets: list[tuple[str, str, Factory]]) -> None:
         self.name = name
         self.active = False
         self._targets = targets
-        self._self_gated = self_gated
-        self._applied: list[tuple[str, str, Any]] = []  # (module, path, our FunctionWrapper)
+        self._applied: list[tuple[str, str, Any]] = []  # (module, path, what replaced the original)
         self._lock = threading.Lock()
 
     def apply(self) -> bool:
@@ -211,43 +198,35 @@ class Patches:
             if self.active:  # harmless: k8sxray.instrument() and k8sxray-run both ask
                 log.debug("k8sxray: the %s integration is already instrumented", self.name)
                 return False
-            # a wrapper left in place by remove() is reused if it is still reachable
+            # a replacement left in place by remove() is reused if it is still reachable
             kept = {
                 (module, path): ours for module, path, ours in self._applied if _reachable(module, path, ours)
             }
             self._applied = []
-            for module, path, wrapper in self._targets:
+            for module, path, factory in self._targets:
                 ours = kept.get((module, path))
                 if ours is None:
-                    wrapt.wrap_function_wrapper(
-                        module, path, wrapper if self._self_gated else self._gate(wrapper)
-                    )
-                    ours = wrapt.resolve_path(module, path)[2]
+                    parent, attribute, original = wrapt.resolve_path(module, path)
+                    ours = factory(original)
+                    if not isinstance(ours, wrapt.FunctionWrapper):  # a wrapt wrapper knows it already
+                        ours.__wrapped__ = original
+                    wrapt.apply_patch(parent, attribute, ours)
                 self._applied.append((module, path, ours))
             self.active = True
             return True
 
     def remove(self) -> None:
-        """Restore the originals where our wrapper is still the outermost one."""
+        """Restore the originals where our replacement is still the outermost one."""
         with self._lock:
             self.active = False
             kept = []
             for module, path, ours in self._applied:
                 parent, attribute, current = wrapt.resolve_path(module, path)
-                current_wrapper: Any = current
-                if current_wrapper is ours:
-                    setattr(parent, attribute, ours.__wrapped__)  # a wrapt FunctionWrapper
+                if current is ours:
+                    setattr(parent, attribute, getattr(ours, "__wrapped__"))  # noqa: B009  # Any
                 else:
                     kept.append((module, path, ours))
             self._applied = kept
-
-    def _gate(self, wrapper: Wrapper) -> Wrapper:
-        def gated(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            if not self.active:
-                return wrapped(*args, **kwargs)
-            return wrapper(wrapped, instance, args, kwargs)
-
-        return gated
 
 
 def _reachable(module: str, path: str, ours: Any) -> bool:

@@ -179,6 +179,8 @@ def _sdk_patched() -> bool:
 
 
 def _make_api_call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _patches.active:
+        return wrapped(*args, **kwargs)
     operation = args[0] if args else kwargs.get("operation_name", "")
     params = args[1] if len(args) > 1 else kwargs.get("api_params", {})
     if _sdk_patched():  # the official SDK's patch traces this call (into our trace, via the bridge)
@@ -198,6 +200,8 @@ def _make_api_call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: d
 
 def _prepare_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     prepared = wrapped(*args, **kwargs)
+    if not _patches.active:
+        return prepared
     try:
         # the prepared request's headers are a case-insensitive dict: set once, never appended,
         # whether another patcher added the header before us or not
@@ -214,8 +218,8 @@ def _prepare_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs:
 _patches = _outgoing.Patches(
     "botocore",
     [
-        ("botocore.client", "BaseClient._make_api_call", _make_api_call),
-        ("botocore.endpoint", "Endpoint.prepare_request", _prepare_request),
+        ("botocore.client", "BaseClient._make_api_call", _outgoing.wrapper(_make_api_call)),
+        ("botocore.endpoint", "Endpoint.prepare_request", _outgoing.wrapper(_prepare_request)),
     ],
 )
 

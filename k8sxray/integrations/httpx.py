@@ -40,23 +40,17 @@ def _begin(client: Any, request: Any) -> Any:
         found = _outgoing._TARGETS.get(key) if key is not None else None
         if found is None:
             found = _outgoing.remember(key, str(url), url.host or "unknown")
-        sub = _recorder.begin_subsegment(found[0], "remote")
-        if sub is None:
-            header = _outgoing.unsampled_header(_WHAT)
-            if header is not None:
-                _add_header(headers, header)
-            return None
-        try:
-            sub.method = request.method
-            sub.url = found[1]  # credentials removed
-            value = _outgoing.header_for(sub)
-            if type(headers) is _fast_headers:
-                headers._list.append((_NAME, _KEY, value.encode()))  # ASCII: the same in any encoding
-            else:
-                headers[_outgoing.HEADER] = value
-        except Exception:
-            _recorder.end_subsegment(sub)
-            raise
+        sub, header = _recorder.begin_call(_WHAT, found[0], request.method, found[1])
+        if header is not None:
+            try:
+                if type(headers) is _fast_headers:
+                    headers._list.append((_NAME, _KEY, header.encode()))  # ASCII: the same in any encoding
+                else:
+                    headers[_outgoing.HEADER] = header
+            except Exception:
+                if sub is not None:
+                    _recorder.end_subsegment(sub)
+                raise
         return sub
     except Exception:
         _guard.internal_error(f"{_WHAT} (begin)")
@@ -153,7 +147,7 @@ def _end(sub: Any, response: Any) -> None:
         _guard.internal_error(f"{_WHAT} (response)")
         _recorder.end_subsegment(sub)
         return
-    _outgoing.finish_http(_WHAT, sub, status, length)
+    _recorder.end_subsegment(sub, status, length)
 
 
 def _end_on_close(response: Any, done: _outgoing.Once) -> bool:
@@ -222,38 +216,52 @@ def _async_body_class() -> type:
     return cls
 
 
-def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _patches.active:
-        return wrapped(*args, **kwargs)
-    sub = _begin(instance, args[0] if args else kwargs.get("request"))
-    if sub is None:
-        return wrapped(*args, **kwargs)
-    try:
-        response = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _outgoing.finish_error(_WHAT, sub, exc)
-        raise
-    return _finish(sub, response, kwargs)
+def _patched_send(original: Any) -> Any:
+    """What replaces ``Client.send``: a plain function, so a call costs no wrapper object."""
+    call = _outgoing.caller(original)
+
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        if not _patches.active:
+            return call(self, request, **kwargs)
+        sub = _begin(self, request)
+        if sub is None:
+            return call(self, request, **kwargs)
+        try:
+            response = call(self, request, **kwargs)
+        except BaseException as exc:
+            _outgoing.finish_error(_WHAT, sub, exc)
+            raise
+        return _finish(sub, response, kwargs)
+
+    return send
 
 
-async def _send_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _patches.active:
-        return await wrapped(*args, **kwargs)
-    sub = _begin(instance, args[0] if args else kwargs.get("request"))
-    if sub is None:
-        return await wrapped(*args, **kwargs)
-    try:
-        response = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _outgoing.finish_error(_WHAT, sub, exc)
-        raise
-    return _finish(sub, response, kwargs)
+def _patched_send_async(original: Any) -> Any:
+    """What replaces ``AsyncClient.send``."""
+    call = _outgoing.caller(original)
+
+    async def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        if not _patches.active:
+            return await call(self, request, **kwargs)
+        sub = _begin(self, request)
+        if sub is None:
+            return await call(self, request, **kwargs)
+        try:
+            response = await call(self, request, **kwargs)
+        except BaseException as exc:
+            _outgoing.finish_error(_WHAT, sub, exc)
+            raise
+        return _finish(sub, response, kwargs)
+
+    return send
 
 
 _patches = _outgoing.Patches(
     "httpx",
-    [("httpx._client", "Client.send", _send), ("httpx._client", "AsyncClient.send", _send_async)],
-    self_gated=True,
+    [
+        ("httpx._client", "Client.send", _patched_send),
+        ("httpx._client", "AsyncClient.send", _patched_send_async),
+    ],
 )
 
 

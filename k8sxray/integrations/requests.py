@@ -21,46 +21,65 @@ LIBRARY = "requests"
 _WHAT = "a requests call"
 
 
-def _send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _patches.active:
-        return wrapped(*args, **kwargs)
-    request: Any = args[0] if args else kwargs.get("request")
-    try:
-        headers = request.headers
-        # the usual case: one look in its dict, no KeyError
-        fast = type(headers) is _fast_headers
-        if (_KEY in headers._store) if fast else (_outgoing.HEADER in headers):
-            sub = None  # already carries it: another tracer, or the caller
-        else:
-            sub = _outgoing.begin_http(_WHAT, request.method or "GET", request.url or "", headers)
-    except Exception:  # a request object we do not understand: leave it alone
+def _patched_send(original: Any) -> Any:
+    """What replaces ``Session.send``: a plain function (a call costs no wrapper object), with
+    the usual call's steps inline (each further function it went through, in the middle of
+    requests' own work, cost more than it does alone)."""
+    call = _outgoing.caller(original)
+    begin_call = _recorder.begin_call
+    end_subsegment = _recorder.end_subsegment
+    targets = _outgoing._TARGETS
+    remember = _outgoing.remember
+
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        if not _patches.active:
+            return call(self, request, **kwargs)
         sub = None
-    if sub is None:
-        return wrapped(*args, **kwargs)
-    try:
-        response = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _outgoing.finish_error(_WHAT, sub, exc)
-        raise
-    try:
-        status = response.status_code
-        found = response.headers
-        if type(found) is _fast_headers:  # its own dict: no KeyError when there is no length
-            item = found._store.get("content-length")
-            length = _outgoing.as_length(item[1] if item is not None else None)
-        else:
-            length = _outgoing.content_length(found)
-    except Exception:  # a response object we do not understand: end the call here
-        _guard.internal_error(f"{_WHAT} (response)")
-        _recorder.end_subsegment(sub)
-        return response
-    if kwargs.get("stream"):
-        done = _outgoing.Once(lambda: _outgoing.finish_http(_WHAT, sub, status, length))
-        if _end_with_body(response, done):
-            _outgoing.detach(sub)
+        try:
+            headers = request.headers
+            if type(headers) is _fast_headers:  # the usual case: its own dict, no KeyError
+                store = headers._store
+                if _KEY not in store:  # else it carries one already: another tracer, or the caller
+                    url = request.url or ""
+                    found = targets.get(url) or remember(url, url)
+                    sub, header = begin_call(_WHAT, found[0], request.method or "GET", found[1])
+                    if header is not None:  # set as CaseInsensitiveDict.__setitem__ does
+                        store[_KEY] = (_outgoing.HEADER, header)
+            elif _outgoing.HEADER not in headers:
+                sub = _outgoing.begin_http(_WHAT, request.method or "GET", request.url or "", headers)
+        except Exception:  # a request object we do not understand: leave it alone
+            pass
+        if sub is None:
+            return call(self, request, **kwargs)
+        try:
+            response = call(self, request, **kwargs)
+        except BaseException as exc:
+            _outgoing.finish_error(_WHAT, sub, exc)
+            raise
+        try:
+            status = response.status_code
+            length = _length(response.headers)
+        except Exception:  # a response object we do not understand: end the call here
+            _guard.internal_error(f"{_WHAT} (response)")
+            end_subsegment(sub)
             return response
-    _outgoing.finish_http(_WHAT, sub, status, length)
-    return response
+        if kwargs.get("stream"):
+            done = _outgoing.Once(lambda: end_subsegment(sub, status, length))
+            if _end_with_body(response, done):
+                _outgoing.detach(sub)
+                return response
+        end_subsegment(sub, status, length)
+        return response
+
+    return send
+
+
+def _length(headers: Any) -> int | None:
+    """A response's ``Content-Length``."""
+    if type(headers) is _fast_headers:  # its own dict: no KeyError when there is no length
+        item = headers._store.get("content-length")
+        return _outgoing.as_length(item[1]) if item is not None else None
+    return _outgoing.content_length(headers)
 
 
 def _end_with_body(response: Any, done: _outgoing.Once) -> bool:
@@ -99,13 +118,15 @@ def _check_fast_headers() -> Any:
         headers: Any = CaseInsensitiveDict({"Accept": "*/*"})
         missing = _KEY not in headers._store
         headers[_outgoing.HEADER] = "x"
-        works = missing and _KEY in headers._store and headers[_KEY.upper()] == "x"
+        found = _KEY in headers._store and headers[_KEY.upper()] == "x"
+        headers._store[_KEY] = (_outgoing.HEADER, "y")  # what _begin does instead of setting it
+        works = missing and found and headers[_KEY] == "y" and (_outgoing.HEADER, "y") in headers.items()
     except Exception:
         return None
     return CaseInsensitiveDict if works else None
 
 
-_patches = _outgoing.Patches("requests", [("requests.sessions", "Session.send", _send)], self_gated=True)
+_patches = _outgoing.Patches("requests", [("requests.sessions", "Session.send", _patched_send)])
 
 
 def instrument() -> bool:
