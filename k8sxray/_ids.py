@@ -32,15 +32,24 @@ _second = -1
 _prefix = ""
 
 
+def _renew_prefix(now: float) -> str:
+    global _second, _prefix
+    _second = second = int(now)
+    _prefix = f"1-{second:08x}-"
+    return _prefix
+
+
 def new_trace(now: float) -> tuple[str, str]:
     """A new trace id and a new segment id, from one random draw."""
-    global _second, _prefix
-    second = int(now)
-    if second != _second:
-        _prefix = f"1-{second:08x}-"
-        _second = second
+    prefix = _prefix if int(now) == _second else _renew_prefix(now)
     digits = _bits(160).to_bytes(20, "big").hex()  # one draw, formatted in one C call
-    return _prefix + digits[:24], digits[24:]
+    return prefix + digits[:24], digits[24:]
+
+
+def new_root(now: float) -> str:
+    """A new trace id alone (a request that is not sampled needs no segment id)."""
+    prefix = _prefix if int(now) == _second else _renew_prefix(now)
+    return prefix + _bits(96).to_bytes(12, "big").hex()
 
 
 def exception_id() -> str:

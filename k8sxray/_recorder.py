@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from . import _config, _context, _guard, _header
 from ._context import set_ as set_current
 from ._emitter import Emitter, UDPEmitter, close_all
-from ._ids import _bits, entity_id, new_trace
+from ._ids import _bits, entity_id, new_root, new_trace
 from ._protocol import HEADER, MAX_DOCUMENT
 from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, plain_json, split
 from .sampling import make_sampler
@@ -206,11 +206,14 @@ def start_request(
     trace: Segment | UnsampledTrace
     parent: str | None
     if not header:
-        tid, sid = new_trace(now)
         if current_state.sampler.decide(host, method, path):
+            tid, sid = new_trace(now)
             trace = Segment(current_state.static, tid, sid, None, now)
-        else:
-            trace = _unsampled(tid, None, "")
+        else:  # most requests: just a trace id to answer with
+            trace = _new(UnsampledTrace)
+            trace.trace_id = tid = new_root(now)
+            trace.parent_id = None
+            trace.extra = ""
         trace.response_header = "Root=" + tid
     else:
         match = _canonical(header)

@@ -222,8 +222,9 @@ class Patches:
             kept = []
             for module, path, ours in self._applied:
                 parent, attribute, current = wrapt.resolve_path(module, path)
-                if current is ours:
-                    setattr(parent, attribute, getattr(ours, "__wrapped__"))  # noqa: B009  # Any
+                found: Any = current
+                if found is ours:
+                    setattr(parent, attribute, ours.__wrapped__)
                 else:
                     kept.append((module, path, ours))
             self._applied = kept

@@ -144,6 +144,20 @@ def test_unsampled_trace_propagates_sampled_0_and_records_nothing() -> None:
     assert docs == []
 
 
+def test_a_request_the_sampler_turns_down_gets_a_new_trace_to_answer_with() -> None:
+    from k8sxray.sampling.sampler import RateSampler
+
+    _recorder.state().sampler = RateSampler(fixed_target=0, rate=0.0)  # says no to every request
+    with capture_segments() as docs:
+        trace = _request()
+        assert isinstance(trace, UnsampledTrace)
+        assert trace.response_header == "Root=" + trace.trace_id
+        assert len(trace.trace_id) == 35
+        assert _recorder.trace_header() == f"Root={trace.trace_id};Sampled=0"  # downstream agrees
+        _recorder.end_segment(trace)
+    assert docs == []
+
+
 def test_subsegment_ended_after_its_segment_is_sent_on_its_own() -> None:
     with capture_segments() as docs:
         seg = _request()
@@ -369,3 +383,22 @@ def test_an_incoming_sampled_0_header_in_the_usual_form_continues_unsampled() ->
 def test_anything_else_is_left_to_start_request(header: str) -> None:
     assert _recorder.continue_unsampled(header) is None
     assert _recorder.current() is None
+
+
+def test_new_ids_have_x_rays_form_and_follow_the_clock() -> None:
+    from k8sxray import _ids
+
+    now = 1_700_000_000.25
+    trace, segment = _ids.new_trace(now)
+    root = _ids.new_root(now)
+    later = _ids.new_root(now + 1)
+    for value in (trace, root, later):
+        assert len(value) == 35
+        assert value[:2] == "1-"
+        assert value[10] == "-"
+        int(value[2:10] + value[11:], 16)  # hex throughout
+    assert trace[2:10] == root[2:10] == f"{int(now):08x}"
+    assert later[2:10] == f"{int(now) + 1:08x}"
+    assert len(segment) == 16
+    int(segment, 16)
+    assert len({_ids.new_root(now) for _ in range(100)}) == 100

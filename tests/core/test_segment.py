@@ -20,6 +20,7 @@ from k8sxray._segment import (
     plain_subsegment_json,
     scrub_url,
     split,
+    time_json,
 )
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
@@ -379,3 +380,28 @@ def test_the_kept_tails_stay_bounded_with_a_new_url_per_call() -> None:
         document = json.loads(plain_subsegment_json(sub) or "")
         assert document["http"]["request"]["url"].endswith(f"/orders/{n}")
         assert len(_segment._TAILS) <= _segment._MAX_TAILS
+
+
+@given(st.floats(min_value=1.0, max_value=1e11), st.floats(min_value=0.0, max_value=3600.0))
+def test_times_are_json_numbers_rounded_to_the_microsecond(start: float, took: float) -> None:
+    text = time_json(start)
+    assert abs(json.loads(text) - start) <= 5.1e-7 + start * 1e-15  # rounded, within float precision
+    assert len(text.partition(".")[2]) == 6
+    # the one-step writers inline the same steps: both writers give the same digits
+    sub = Subsegment("call", "remote", _segment(), start)
+    sub.end_time = start + took
+    sub.method, sub.url, sub.status = "GET", "http://h/", 200
+    fast = plain_subsegment_json(sub)
+    assert fast is not None
+    assert fast == sub._document(True, False)
+    assert json.loads(fast)["start_time"] == json.loads(text)
+
+
+def test_times_that_no_clock_gives_are_still_written() -> None:
+    assert time_json(0.5) == "0.500000"
+    assert time_json(1e12) == "1000000000000.000000"
+    assert time_json(float("nan")) == "nan"  # as float formatting writes it
+    sub = Subsegment("call", "remote", _segment(), 0.5)
+    sub.end_time = 0.75
+    assert plain_subsegment_json(sub) is None  # the general writer takes it
+    assert '"start_time":0.500000,"end_time":0.750000' in sub.to_json()
