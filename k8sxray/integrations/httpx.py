@@ -12,6 +12,7 @@ current again.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from .. import _guard, _recorder
@@ -29,10 +30,9 @@ def _begin(client: Any, request: Any) -> Any:
         return None  # a client of the official SDK's httpx patch: it traces the call itself
     try:
         headers = request.headers
-        if type(headers) is _fast_headers:  # the usual case: one pass over httpx's own list
-            for item in headers._list:
-                if item[1] == _KEY:
-                    return None  # already carries the header (another tracer, or the caller)
+        if type(headers) is _fast_headers:  # the usual case: httpx's own list, scanned in C
+            if _KEY in map(_lowercase_name, headers._list):
+                return None  # already carries the header (another tracer, or the caller)
         elif _outgoing.HEADER in headers:
             return None
         url = request.url
@@ -63,6 +63,7 @@ def _begin(client: Any, request: Any) -> Any:
 # (name, lowercase name, value) byte triples (every release since 0.18), the header is appended
 # to that list; any other headers object, or a release laid out otherwise, uses the public API.
 _KEY = _outgoing.HEADER.lower().encode()
+_lowercase_name = itemgetter(1)  # of httpx.Headers' (name, lowercase name, value) triples
 _NAME = _outgoing.HEADER.encode()
 _fast_headers: Any = None
 """``httpx.Headers`` when its private layout passed :func:`_check_fast_headers`, else ``None``."""
@@ -80,7 +81,7 @@ def _append(headers: Any, value: str) -> None:
 
 
 def _listed(headers: Any) -> bool:
-    return any(item[1] == _KEY for item in headers._list)
+    return _KEY in map(_lowercase_name, headers._list)
 
 
 def _check_fast_headers() -> Any:
