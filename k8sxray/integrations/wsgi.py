@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +28,9 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 _HEADER = "X-Amzn-Trace-Id"
+_LENGTH = "Content-Length"
+_LENGTH_LOWER = "content-length"
+_name = itemgetter(0)  # of a (name, value) header
 _new = object.__new__
 _reset = _context.current_entity.reset
 
@@ -174,12 +178,11 @@ class Exchange:
                 for name, value in headers:
                     if len(name) == 14 and name.lower() == "content-length":
                         trace.content_length = int(value)
-            else:  # unsampled: with a Content-Length the body is ready, no outgoing call is left to make
-                for name, _ in headers:
-                    if len(name) == 14 and name.lower() == "content-length":
-                        self._done = True
-                        _untrace(trace)
-                        break
+            elif _LENGTH in map(_name, headers) or _LENGTH_LOWER in map(_name, headers):  # scanned in C
+                # unsampled, and with a Content-Length the body is ready: no outgoing call is left to make
+                # (a Content-Length spelt otherwise only leaves the trace current until the body is closed)
+                self._done = True
+                _untrace(trace)
             headers = [*headers, (_HEADER, trace.response_header)]
         except Exception:
             _guard.internal_error("wsgi.start_response")

@@ -426,9 +426,15 @@ def test_trace_stays_current_while_the_body_is_produced(
     assert ROOT.encode() not in after.body
 
 
-def test_an_unsampled_trace_is_current_until_its_body_is_ready(configure_to: Any) -> None:
+@pytest.mark.parametrize(
+    ("length_header", "ready"), [("Content-Length", True), ("content-length", True), ("CONTENT-LENGTH", False)]
+)
+def test_an_unsampled_trace_is_current_until_its_body_is_ready(
+    configure_to: Any, length_header: str, ready: bool
+) -> None:
     """With a Content-Length the app has produced its body: the previous context comes back at once
-    (a streamed body keeps the trace current until it is closed: the test above)."""
+    (a streamed body keeps the trace current until it is closed: the test above). A Content-Length
+    spelt in neither usual way is not looked for: the trace stays current until the body is closed."""
     configure_to()
     seen: dict[str, str | None] = {}
 
@@ -442,18 +448,20 @@ def test_an_unsampled_trace_is_current_until_its_body_is_ready(configure_to: Any
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         seen["in the app"] = k8sxray.trace_header()
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        start_response("200 OK", [("Content-Type", "text/plain"), (length_header, "2")])
         return Body()
 
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "h", "SERVER_PORT": "80"}
     environ["HTTP_X_AMZN_TRACE_ID"] = f"Root={ROOT};Parent={PARENT};Sampled=0"
     headers: list[tuple[str, str]] = []
     body = k8sxray.instrument(app)(environ, lambda status, h, exc_info=None: headers.extend(h))
-    assert k8sxray.trace_header() is None  # nothing left current once the app has returned
+    incoming = f"Root={ROOT};Parent={PARENT};Sampled=0"
+    assert k8sxray.trace_header() == (None if ready else incoming)  # nothing left current when ready
     assert b"".join(body) == b"ok"
     body.close()  # type: ignore[attr-defined]
-    incoming = f"Root={ROOT};Parent={PARENT};Sampled=0"
-    assert seen == {"in the app": incoming, "while iterating": None, "at close": None}
+    after = None if ready else incoming
+    assert seen == {"in the app": incoming, "while iterating": after, "at close": after}
+    assert k8sxray.trace_header() is None
     assert ("X-Amzn-Trace-Id", f"Root={ROOT}") in headers
 
 
