@@ -127,8 +127,9 @@ def _check_parts_key() -> bool:
         return False
 
 
-def _finish(sub: Any, response: Any, kwargs: dict[str, Any]) -> Any:
-    if kwargs.get("stream") and not response.is_closed:
+def _finish_stream(sub: Any, response: Any) -> Any:
+    """A streamed response: its subsegment ends when the response is closed."""
+    if not response.is_closed:
         done = _outgoing.Once(lambda: _end(sub, response))
         if _end_on_close(response, done):
             _outgoing.detach(sub)
@@ -232,7 +233,10 @@ def _patched_send(original: Any) -> Any:
         except BaseException as exc:
             _outgoing.finish_error(_WHAT, sub, exc)
             raise
-        return _finish(sub, response, kwargs)
+        if kwargs.get("stream"):
+            return _finish_stream(sub, response)
+        _end(sub, response)
+        return response
 
     return send
 
@@ -252,7 +256,10 @@ def _patched_send_async(original: Any) -> Any:
         except BaseException as exc:
             _outgoing.finish_error(_WHAT, sub, exc)
             raise
-        return _finish(sub, response, kwargs)
+        if kwargs.get("stream"):
+            return _finish_stream(sub, response)
+        _end(sub, response)
+        return response
 
     return send
 
