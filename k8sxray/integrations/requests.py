@@ -31,7 +31,7 @@ def _patched_send(original: Any) -> Any:
     targets = _outgoing._TARGETS
     remember = _outgoing.remember
 
-    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:  # noqa: PLR0912  # one frame on purpose
         if not _patches.active:
             return call(self, request, **kwargs)
         sub = None
@@ -58,11 +58,20 @@ def _patched_send(original: Any) -> Any:
             raise
         try:
             status = response.status_code
-            length = _length(response.headers)
+            found = response.headers
+            if type(found) is _fast_headers:  # its own dict: no KeyError when there is no length
+                item = found._store.get("content-length")
+                value = item[1] if item is not None else None
+            else:
+                value = found.get("content-length")
         except Exception:  # a response object we do not understand: end the call here
             _guard.internal_error(f"{_WHAT} (response)")
             end_subsegment(sub)
             return response
+        try:
+            length = int(value) if value is not None else None
+        except (TypeError, ValueError):  # a malformed Content-Length is left out
+            length = None
         if kwargs.get("stream"):
             done = _outgoing.Once(lambda: end_subsegment(sub, status, length))
             if _end_with_body(response, done):
@@ -72,14 +81,6 @@ def _patched_send(original: Any) -> Any:
         return response
 
     return send
-
-
-def _length(headers: Any) -> int | None:
-    """A response's ``Content-Length``."""
-    if type(headers) is _fast_headers:  # its own dict: no KeyError when there is no length
-        item = headers._store.get("content-length")
-        return _outgoing.as_length(item[1]) if item is not None else None
-    return _outgoing.content_length(headers)
 
 
 def _end_with_body(response: Any, done: _outgoing.Once) -> bool:

@@ -294,3 +294,24 @@ def test_a_response_we_do_not_understand_reaches_the_caller_unchanged(traced: li
     sub = only_subsegment(traced)
     assert sub["name"] == "odd"
     assert "end_time" in sub  # ended, though without a status
+
+
+@pytest.mark.parametrize(("given", "recorded"), [("17", 17), ("not a number", None), (None, None)])
+def test_content_length_is_recorded_when_it_is_a_number(
+    traced: list[dict[str, Any]], given: str | None, recorded: int | None
+) -> None:
+    def answer(request: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        if given is not None:
+            response.headers["Content-Length"] = given
+        response._content = b""
+        response.request = request
+        return response
+
+    with in_request():
+        assert _session_with(answer).get("svc://lengths/x").status_code == 200
+    expected: dict[str, int] = {"status": 200}
+    if recorded is not None:
+        expected["content_length"] = recorded
+    assert only_subsegment(traced)["http"]["response"] == expected

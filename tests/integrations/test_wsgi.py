@@ -427,7 +427,8 @@ def test_trace_stays_current_while_the_body_is_produced(
 
 
 @pytest.mark.parametrize(
-    ("length_header", "ready"), [("Content-Length", True), ("content-length", True), ("CONTENT-LENGTH", False)]
+    ("length_header", "ready"),
+    [("Content-Length", True), ("content-length", True), ("CONTENT-LENGTH", False)],
 )
 def test_an_unsampled_trace_is_current_until_its_body_is_ready(
     configure_to: Any, length_header: str, ready: bool
