@@ -164,7 +164,7 @@ def caller(original: Any) -> Callable[..., Any]:
     """*original* (an attribute found in a class's ``__dict__``) as a function that takes the
     instance first: a plain function is that already; anything else (another tracer's wrapper,
     a descriptor) is bound to the instance on each call, as attribute access would."""
-    if isinstance(original, FunctionType):
+    if type(original) is FunctionType:  # not isinstance(): a wrapt proxy claims its function's class
         return original
 
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:

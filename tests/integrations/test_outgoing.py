@@ -78,6 +78,42 @@ def test_uninstrument_under_a_later_wrapper_passes_through() -> None:
     requests.Session.send = original  # undo `outer` (test hygiene)
 
 
+def test_a_wrapper_applied_before_ours_is_still_called_with_its_instance() -> None:
+    import requests.adapters
+    import wrapt
+
+    original = requests.Session.__dict__["send"]
+    seen: list[object] = []
+
+    def earlier(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
+        seen.append(instance)
+        return wrapped(*args, **kwargs)
+
+    class Adapter(requests.adapters.BaseAdapter):
+        def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+            response = requests.Response()
+            response.status_code = 204
+            response.request = request
+            return response
+
+        def close(self) -> None:
+            pass
+
+    wrapt.wrap_function_wrapper("requests.sessions", "Session.send", earlier)
+    try:
+        theirs = requests.Session.__dict__["send"]
+        k_requests.instrument()
+        assert requests.Session.__dict__["send"].__wrapped__ is theirs
+        session = requests.Session()
+        session.mount("svc://", Adapter())
+        assert session.get("svc://inventory/").status_code == 204
+        assert seen == [session]  # bound to the session, as attribute access would have done
+        k_requests.uninstrument()
+        assert requests.Session.__dict__["send"] is theirs
+    finally:
+        requests.Session.send = original  # undo `earlier` (test hygiene)
+
+
 def test_load_unknown_and_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="unknown integration 'nope'"):
         _autoinstrument.load("nope")
