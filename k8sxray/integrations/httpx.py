@@ -43,10 +43,7 @@ def _begin(client: Any, request: Any) -> Any:
         sub, header = _recorder.begin_call(_WHAT, found[0], request.method, found[1])
         if header is not None:
             try:
-                if type(headers) is _fast_headers:
-                    headers._list.append((_NAME, _KEY, header.encode()))  # ASCII: the same in any encoding
-                else:
-                    headers[_outgoing.HEADER] = header
+                _add_header(headers, header)
             except Exception:
                 if sub is not None:
                     _recorder.end_subsegment(sub)

@@ -120,7 +120,7 @@ def _check_fast_headers() -> Any:
         missing = _KEY not in headers._store
         headers[_outgoing.HEADER] = "x"
         found = _KEY in headers._store and headers[_KEY.upper()] == "x"
-        headers._store[_KEY] = (_outgoing.HEADER, "y")  # what _begin does instead of setting it
+        headers._store[_KEY] = (_outgoing.HEADER, "y")  # what the patch does instead of setting it
         works = missing and found and headers[_KEY] == "y" and (_outgoing.HEADER, "y") in headers.items()
     except Exception:
         return None
