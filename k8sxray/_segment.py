@@ -320,6 +320,9 @@ class Subsegment(Entity):
 
     late = False
     """Ended after its segment was handed to the emitter: it was sent on its own."""
+    wire: Any = None
+    """An outgoing call's trace header, for a client's transport to send on each hop (httpx's
+    own transport does: then the header never sits on the request object), else ``None``."""
     segment: Segment  # a plain attribute here (a property on Segment)
 
     def __init__(self, name: str, namespace: str | None, parent: Entity, start_time: float) -> None:

@@ -8,6 +8,14 @@ round-trips of one ``send`` are part of its subsegment. A streamed response
 (``client.stream(...)``, ``send(..., stream=True)``) ends its subsegment when the response
 is closed (reading it to the end closes it); until then the caller's own trace context is
 current again.
+
+The trace header goes on the wire, not on the request, when the client sends through httpx's
+own ``HTTPTransport`` (the usual client: no mounts, no proxies): that transport's
+``handle_request`` adds it just before the request is written and takes it off again after, on
+every hop. httpx's work around the transport (its cookie handling looks every request header
+up by scanning them all) never sees it, and a traced call adds a quarter fewer instructions;
+``response.request.headers`` does not show it. Any other client (a custom transport, mounts)
+gets it on the request, in ``Client.send``.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from operator import itemgetter
 from typing import Any
 
 from .. import _guard, _recorder
+from .._context import current_entity
+from .._segment import Subsegment
 from . import _outgoing
 
 LIBRARY = "httpx"
@@ -25,16 +35,16 @@ _WHAT = "an httpx call"
 
 
 def _begin(client: Any, request: Any) -> Any:
-    """Begin the call's subsegment and add the trace header; ``None`` when there is nothing to end."""
+    """Begin the call's subsegment and see to its trace header: on the request, or, for a client
+    that sends through httpx's own transport, on the wire (:func:`_patched_handle`, which finds
+    it on the subsegment). ``None`` when there is nothing to end."""
     if hasattr(client, "_original_transport"):
         return None  # a client of the official SDK's httpx patch: it traces the call itself
     try:
         headers = request.headers
-        if type(headers) is _fast_headers:  # the usual case: httpx's own list, scanned in C
-            if _KEY in map(_lowercase_name, headers._list):
-                return None  # already carries the header (another tracer, or the caller)
-        elif _outgoing.HEADER in headers:
-            return None
+        fast = type(headers) is _fast_headers  # the usual case: httpx's own list, scanned in C
+        if (_KEY in map(_lowercase_name, headers._list)) if fast else (_outgoing.HEADER in headers):
+            return None  # already carries the header (another tracer, or the caller)
         url = request.url
         key = url._uri_reference if _parts_key else None  # the parts: cheaper than str(url)
         found = _outgoing._TARGETS.get(key) if key is not None else None
@@ -42,6 +52,14 @@ def _begin(client: Any, request: Any) -> Any:
             found = _outgoing.remember(key, str(url), url.host or "unknown")
         sub, header = _recorder.begin_call(_WHAT, found[0], request.method, found[1])
         if header is not None:
+            if (
+                sub is not None
+                and fast
+                and type(client._transport) in _plain_transports
+                and not client._mounts
+            ):
+                sub.wire = (_NAME, _KEY, header.encode())  # a trace header is ASCII
+                return sub
             try:
                 _add_header(headers, header)
             except Exception:
@@ -52,6 +70,91 @@ def _begin(client: Any, request: Any) -> Any:
     except Exception:
         _guard.internal_error(f"{_WHAT} (begin)")
         return None
+
+
+# --- the header on the wire -------------------------------------------------------------------
+Header = tuple[bytes, bytes, bytes]
+"""A header as httpx.Headers keeps it: (name, lowercase name, value)."""
+_current = current_entity.get
+_plain_transports: tuple[type, ...] = ()
+"""``(httpx.HTTPTransport, httpx.AsyncHTTPTransport)`` once :func:`_check_plain_transports` has
+found that a client without mounts sends through its ``_transport``."""
+
+
+def _check_plain_transports() -> tuple[type, ...]:
+    import httpx
+
+    try:
+        transport = httpx.HTTPTransport(verify=False)  # no certificates to load
+        with httpx.Client(transport=transport, trust_env=False) as client:
+            works = (
+                client._transport is transport
+                and not client._mounts
+                and client._transport_for_url(httpx.URL("http://example/")) is transport
+            )
+    except Exception:
+        return ()
+    return (httpx.HTTPTransport, httpx.AsyncHTTPTransport) if works else ()
+
+
+def _hop_headers(headers: Any, item: Header) -> list[Header] | None:
+    """The list of this hop's headers to add *item* to; ``None`` when it carries a trace header
+    already. Headers of another kind (never seen: a hop's headers are httpx's own) get it through
+    the public API, for good."""
+    if type(headers) is _fast_headers:
+        found: list[Header] = headers._list
+        return None if _KEY in map(_lowercase_name, found) else found
+    if _outgoing.HEADER not in headers:
+        headers[_outgoing.HEADER] = item[2].decode()
+    return None
+
+
+def _patched_handle(original: Any) -> Any:
+    """What replaces ``HTTPTransport.handle_request``: the call's trace header on this hop only."""
+    call = _outgoing.caller(original)
+
+    def handle_request(self: Any, request: Any) -> Any:
+        call_ = _current()  # the call's subsegment, current from Client.send to its last hop
+        item = call_.wire if type(call_) is Subsegment else None
+        if item is None or not _patches.active:
+            return call(self, request)
+        found = _hop_headers(request.headers, item)
+        if found is None:
+            return call(self, request)
+        found.append(item)
+        try:
+            return call(self, request)
+        finally:
+            if found and found[-1] is item:
+                found.pop()
+            elif item in found:
+                found.remove(item)
+
+    return handle_request
+
+
+def _patched_handle_async(original: Any) -> Any:
+    """What replaces ``AsyncHTTPTransport.handle_async_request``."""
+    call = _outgoing.caller(original)
+
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        call_ = _current()  # the call's subsegment, current from Client.send to its last hop
+        item = call_.wire if type(call_) is Subsegment else None
+        if item is None or not _patches.active:
+            return await call(self, request)
+        found = _hop_headers(request.headers, item)
+        if found is None:
+            return await call(self, request)
+        found.append(item)
+        try:
+            return await call(self, request)
+        finally:
+            if found and found[-1] is item:
+                found.pop()
+            elif item in found:
+                found.remove(item)
+
+    return handle_async_request
 
 
 # --- adding the header ------------------------------------------------------------------------
@@ -266,23 +369,26 @@ _patches = _outgoing.Patches(
     [
         ("httpx._client", "Client.send", _patched_send),
         ("httpx._client", "AsyncClient.send", _patched_send_async),
+        ("httpx._transports.default", "HTTPTransport.handle_request", _patched_handle),
+        ("httpx._transports.default", "AsyncHTTPTransport.handle_async_request", _patched_handle_async),
     ],
 )
 
 
 def instrument() -> bool:
     """Trace every ``httpx`` call; ``False`` when it already was (harmless)."""
-    global _fast_headers, _parts_key
+    global _fast_headers, _parts_key, _plain_transports
     import httpx  # noqa: F401  # the patch targets must be imported
 
     if _fast_headers is None:
         _fast_headers = _check_fast_headers()
         _parts_key = _check_parts_key()
+        _plain_transports = _check_plain_transports()
     return _patches.apply()
 
 
 def uninstrument() -> None:
-    """Restore ``httpx.Client.send`` and ``httpx.AsyncClient.send``."""
+    """Restore ``Client.send``, ``AsyncClient.send`` and the two transports' methods."""
     _patches.remove()
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -216,12 +216,67 @@ def test_header_present_or_unsampled_or_outside(server: str, traced: list[dict[s
 
 
 def test_uninstrument_restores() -> None:
-    originals = (httpx.Client.__dict__["send"], httpx.AsyncClient.__dict__["send"])
+    def patched() -> tuple[Any, ...]:
+        return (
+            httpx.Client.__dict__["send"],
+            httpx.AsyncClient.__dict__["send"],
+            httpx.HTTPTransport.__dict__["handle_request"],
+            httpx.AsyncHTTPTransport.__dict__["handle_async_request"],
+        )
+
+    originals = patched()
     assert k_httpx.instrument() is True
     assert k_httpx.instrument() is False
-    assert httpx.Client.__dict__["send"] is not originals[0]
+    assert all(now is not before for now, before in zip(patched(), originals, strict=True))
     k_httpx.uninstrument()
-    assert (httpx.Client.__dict__["send"], httpx.AsyncClient.__dict__["send"]) == originals
+    assert patched() == originals
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """``/hop`` redirects to ``/end``; both answer with the trace headers they were sent."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[list[str]]] = []
+
+    def do_GET(self) -> None:
+        _Redirecting.seen.append(self.headers.get_all("X-Amzn-Trace-Id") or [])
+        self.send_response(302 if self.path == "/hop" else 200)
+        if self.path == "/hop":
+            self.send_header("Location", "/end")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_plain_client_sends_the_header_on_every_hop_and_keeps_it_off_the_request(
+    traced: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    monkeypatch.setattr(_Redirecting, "seen", [])
+    on_the_wire = k_httpx._fast_headers is not None  # the "public" run sets it on the request instead
+    try:
+        with httpx.Client(follow_redirects=True) as client, in_request():
+            response = client.get(f"http://127.0.0.1:{httpd.server_port}/hop")
+
+        async def main() -> httpx.Response:
+            async with httpx.AsyncClient() as client:
+                with in_request():
+                    return await client.get(f"http://127.0.0.1:{httpd.server_port}/end")
+
+        async_response = asyncio.run(main())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    sync_sub, async_sub = (only_subsegment([doc]) for doc in traced)
+    sent = f"Root={ROOT};Parent={sync_sub['id']};Sampled=1"
+    assert _Redirecting.seen == [[sent], [sent], [f"Root={ROOT};Parent={async_sub['id']};Sampled=1"]]
+    assert sync_sub["http"]["response"]["status"] == 200  # the redirect was followed inside one call
+    for answer in (response, async_response):
+        carried = answer.request.headers.get("x-amzn-trace-id")
+        assert carried is None if on_the_wire else carried is not None
 
 
 def test_fast_header_path_is_checked() -> None:
