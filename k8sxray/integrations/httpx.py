@@ -97,16 +97,12 @@ def _check_plain_transports() -> tuple[type, ...]:
     return (httpx.HTTPTransport, httpx.AsyncHTTPTransport) if works else ()
 
 
-def _hop_headers(headers: Any, item: Header) -> list[Header] | None:
-    """The list of this hop's headers to add *item* to; ``None`` when it carries a trace header
-    already. Headers of another kind (never seen: a hop's headers are httpx's own) get it through
-    the public API, for good."""
-    if type(headers) is _fast_headers:
-        found: list[Header] = headers._list
-        return None if _KEY in map(_lowercase_name, found) else found
-    if _outgoing.HEADER not in headers:
-        headers[_outgoing.HEADER] = item[2].decode()
-    return None
+def _with_header(request: Any, item: Header) -> Any:
+    """A hop whose headers are not httpx's own (an event hook replaced them) gets the header
+    through the public API, for good."""
+    if _outgoing.HEADER not in request.headers:
+        request.headers[_outgoing.HEADER] = item[2].decode()
+    return request
 
 
 def _patched_handle(original: Any) -> Any:
@@ -118,8 +114,11 @@ def _patched_handle(original: Any) -> Any:
         item = call_.wire if type(call_) is Subsegment else None
         if item is None or not _patches.active:
             return call(self, request)
-        found = _hop_headers(request.headers, item)
-        if found is None:
+        headers = request.headers
+        if type(headers) is not _fast_headers:
+            return call(self, _with_header(request, item))
+        found = headers._list
+        if _KEY in map(_lowercase_name, found):
             return call(self, request)
         found.append(item)
         try:
@@ -142,8 +141,11 @@ def _patched_handle_async(original: Any) -> Any:
         item = call_.wire if type(call_) is Subsegment else None
         if item is None or not _patches.active:
             return await call(self, request)
-        found = _hop_headers(request.headers, item)
-        if found is None:
+        headers = request.headers
+        if type(headers) is not _fast_headers:
+            return await call(self, _with_header(request, item))
+        found = headers._list
+        if _KEY in map(_lowercase_name, found):
             return await call(self, request)
         found.append(item)
         try:

@@ -349,3 +349,18 @@ def test_wrapped_again_by_someone_else() -> None:
     finally:
         k_httpx.uninstrument()
         httpx.Client.send = original  # type: ignore[method-assign]
+
+
+def test_a_hop_whose_headers_were_replaced_still_carries_the_header(
+    server: str, traced: list[dict[str, Any]]
+) -> None:
+    class OwnHeaders(httpx.Headers):
+        pass
+
+    def replace(request: httpx.Request) -> None:  # an event hook runs before each hop
+        request.headers = OwnHeaders(request.headers)
+
+    with httpx.Client(event_hooks={"request": [replace]}) as client, in_request():
+        answer = client.get(f"{server}/").json()
+    sub = only_subsegment(traced)
+    assert answer["trace"] == [f"Root={ROOT};Parent={sub['id']};Sampled=1"]  # once, on the wire
