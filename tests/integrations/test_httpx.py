@@ -364,3 +364,10 @@ def test_a_hop_whose_headers_were_replaced_still_carries_the_header(
         answer = client.get(f"{server}/").json()
     sub = only_subsegment(traced)
     assert answer["trace"] == [f"Root={ROOT};Parent={sub['id']};Sampled=1"]  # once, on the wire
+
+
+def test_the_transport_path_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert k_httpx._check_plain_transports() == (httpx.HTTPTransport, httpx.AsyncHTTPTransport)
+    # a release that routed a client without mounts elsewhere: the header stays on the request
+    monkeypatch.setattr(httpx.Client, "_transport_for_url", lambda self, url: None)
+    assert k_httpx._check_plain_transports() == ()
