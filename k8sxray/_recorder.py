@@ -210,10 +210,8 @@ def start_request(
             tid, sid = new_trace(now)
             trace = Segment(current_state.static, tid, sid, None, now)
         else:  # most requests: just a trace id to answer with
-            trace = _new(UnsampledTrace)
-            trace.trace_id = tid = new_root(now)
-            trace.parent_id = None
-            trace.extra = ""
+            tid = new_root(now)
+            trace = _unsampled(tid, None, "")
         trace.response_header = "Root=" + tid
     else:
         match = _canonical(header)
