@@ -209,6 +209,10 @@ class UDPEmitter:
                 datagrams = self._take_batch(queue, BURST)
                 self._send_all(sock, datagrams)
                 pending -= BURST
+            if self._closed:  # a document sent after close() (a late subsegment) leaves no socket open
+                sock.close()
+                self._sock = None
+                self._connected = None
         finally:
             lock.release()
 

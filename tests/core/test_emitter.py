@@ -211,3 +211,21 @@ def test_a_request_thread_sends_only_what_was_queued_when_it_began() -> None:
     finally:
         emitter.close()
         rx.close()
+
+
+def test_a_document_sent_after_close_still_arrives_and_leaves_no_socket_open() -> None:
+    rx = _receiver()
+    address = rx.getsockname()
+    emitter = UDPEmitter(lambda: address, delay=0.005)
+    try:
+        emitter.send(b'{"n":1}')
+        assert rx.recv(70000) == HEADER + b'{"n":1}'
+        emitter.close()
+        assert emitter._sock is None
+        emitter.send(b'{"late":true}')  # e.g. a subsegment that ended after the app shut down
+        emitter.flush(1.0)
+        assert rx.recv(70000) == HEADER + b'{"late":true}'
+        assert emitter._sock is None  # sent, then closed again: nothing for the GC to warn about
+    finally:
+        emitter.close()
+        rx.close()
