@@ -191,12 +191,13 @@ def set_emitter(emitter: Emitter | None) -> Emitter | None:
 
 
 # --- segments ------------------------------------------------------------------------------
-def start_request(
-    header: str | None, host: str, method: str, path: str, now: float
+def start_request(  # noqa: PLR0917  # on the hot path: positional is faster
+    header: str | None, host: str, method: str, path: str, now: float, decided: bool = False
 ) -> Segment | UnsampledTrace | None:
     """Begin a request's trace (and make it current); ``None`` when tracing is off.
 
-    An incoming ``Sampled=1``/``0`` decides; ``?`` or no header asks the sampler.
+    An incoming ``Sampled=1``/``0`` decides; ``?`` or no header asks the sampler, unless
+    *decided* says it was asked already and said yes (the native WSGI entry asks it).
     """
     current_state = _state
     if current_state is None or current_state.config is not _config._current:
@@ -206,7 +207,7 @@ def start_request(
     trace: Segment | UnsampledTrace
     parent: str | None
     if not header:
-        if current_state.sampler.decide(host, method, path):
+        if decided or current_state.sampler.decide(host, method, path):
             tid, sid = new_trace(now)
             trace = Segment(current_state.static, tid, sid, None, now)
         else:  # most requests: just a trace id to answer with

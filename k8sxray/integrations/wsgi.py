@@ -8,6 +8,11 @@ their trace stays current, for outgoing calls, until the body is closed).
 Each request allocates one :class:`Exchange`: its bound ``start_response`` is what the
 app calls, and the object itself is the body handed to the server, so the request path
 creates no closure and no second wrapper.
+
+When k8sxray's C module (``k8sxray._native``) is built, the app is served by its
+``Entry``: unsampled requests (an incoming ``Sampled=0`` in the usual form, or no header
+and the sampler says no) are served in C, everything else by the Python entry below,
+which is the reference; ``wrap(app, native=False)`` serves everything in Python.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
-from .. import _config, _context, _guard, _header, _recorder
+from .. import _config, _context, _guard, _header, _ids, _recorder
 from .._segment import Segment, UnsampledTrace
 from ._http import MAX_URL, fill_request
 
-__all__ = ["Exchange", "wrap"]
+try:
+    from .. import _native
+except ImportError:  # built without a C compiler: the Python entry serves every request
+    _native = None  # type: ignore[assignment]
+
+__all__ = ["NATIVE", "Exchange", "wrap"]
+
+NATIVE: bool = _native is not None
+"""Whether :func:`wrap` serves unsampled requests in C by default."""
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
@@ -35,8 +48,11 @@ _new = object.__new__
 _reset = _context.current_entity.reset
 
 
-def wrap(app: WSGIApp) -> WSGIApp:
-    """A WSGI app that traces *app*; ``wrap(wrap(app))`` traces once."""
+def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:
+    """A WSGI app that traces *app*; ``wrap(wrap(app))`` traces once.
+
+    *native*: serve unsampled requests in C (the default when the C module is built).
+    """
     if getattr(app, "_k8sxray_traced", False):
         return app
     start_request = _recorder.start_request
@@ -45,7 +61,10 @@ def wrap(app: WSGIApp) -> WSGIApp:
     end_segment = _recorder.end_segment
     now = time.time
 
-    def traced(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def traced(
+        environ: dict[str, Any], start_response: Callable[..., Any], decided: bool = False
+    ) -> Iterable[bytes]:
+        # decided: the native entry asked the sampler about a request without a header: yes
         try:
             header = environ.get("HTTP_X_AMZN_TRACE_ID")
             trace: Segment | UnsampledTrace | None = None
@@ -66,7 +85,7 @@ def wrap(app: WSGIApp) -> WSGIApp:
                 method = environ.get("REQUEST_METHOD", "GET")
                 path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
                 host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-                trace = start_request(header, host, method, path, now())
+                trace = start_request(header, host, method, path, now(), decided)
                 if trace is None:
                     return app(environ, start_response)
                 if type(trace) is Segment:
@@ -94,9 +113,49 @@ def wrap(app: WSGIApp) -> WSGIApp:
         exchange._result = result
         return exchange
 
-    traced._k8sxray_traced = True  # type: ignore[attr-defined]
-    traced.__wrapped__ = app  # type: ignore[attr-defined]
-    return traced
+    return _entry(app, traced, NATIVE if native is None else native)
+
+
+_hooked = False
+
+
+def _entry(app: WSGIApp, traced: Callable[..., Iterable[bytes]], native: bool) -> WSGIApp:
+    """What serves *app*: the C entry (its other requests going to *traced*), or *traced*."""
+    global _hooked
+    if not native or _native is None:
+        traced._k8sxray_traced = True  # type: ignore[attr-defined]
+        traced.__wrapped__ = app  # type: ignore[attr-defined]
+        return traced
+    if not _hooked:
+        _native.hooks(
+            recorder_globals=vars(_recorder),
+            config_globals=vars(_config),
+            context_var=_context.current_entity,
+            unsampled_type=UnsampledTrace,
+            random_bits=_ids._bits,
+            streaming_body=_unsampled_body,
+            failed=_native_failed,
+        )
+        _hooked = True
+    return _native.Entry(app, traced)
+
+
+def _unsampled_body(trace: UnsampledTrace, result: Iterable[bytes]) -> Exchange:
+    """The body of an unsampled request served in C whose body is still to be produced:
+    its trace stays current until the server closes it."""
+    exchange = _new(Exchange)
+    exchange._trace = trace
+    exchange._result = result
+    exchange._done = False
+    return exchange
+
+
+def _native_failed(where: str, exc: BaseException) -> None:
+    """The C entry failed at *where*: logged once, as the Python entry's failures are."""
+    try:
+        raise exc
+    except BaseException:
+        _guard.internal_error(where)
 
 
 def _fill(trace: Segment, environ: dict[str, Any], method: str, host: str, path: str) -> None:

@@ -162,3 +162,15 @@ def http() -> Callable[..., Response]:
 def configure_to(daemon: UDPDaemon) -> Callable[..., k8sxray.Config]:
     """``configure_to(**options)``: configure k8sxray to send to the ``daemon`` fixture."""
     return lambda **options: configure_for(daemon, **options)
+
+
+@pytest.fixture(params=["native", "python"])
+def wsgi_entry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a WSGI test with each entry ``instrument()`` can choose: the C one
+    (``k8sxray._native``, the default when it is built) and the Python one."""
+    from k8sxray.integrations import wsgi
+
+    if request.param == "native" and wsgi._native is None:
+        pytest.skip("k8sxray._native is not built (no C compiler at install time)")
+    monkeypatch.setattr(wsgi, "NATIVE", request.param == "native")
+    return str(request.param)

@@ -13,6 +13,8 @@ from django.conf import settings  # noqa: E402  # after the importorskip
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("wsgi_entry")  # each test with the C entry and the Python one
+
 
 def hello(request: HttpRequest) -> HttpResponse:
     k8sxray.annotate("framework", "django")

@@ -20,6 +20,9 @@ from k8sxray.integrations import xray_sdk
 pytest.importorskip("aws_xray_sdk")
 from aws_xray_sdk.core import xray_recorder  # after the importorskip
 
+pytestmark = pytest.mark.usefixtures("wsgi_entry")  # each test with the C entry and the Python one
+
+
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 PARENT = "53995c3f42cd8ad8"
 
