@@ -1,0 +1,429 @@
+"""The C entry (k8sxray._native) against the Python one: same answers, same context, same
+guards. The end-to-end WSGI tests (test_wsgi*.py) already run with both entries; these
+drive the C entry in-process where its own code has choices to make."""
+
+from __future__ import annotations
+
+import contextvars
+import gc
+import logging
+import re
+import shutil
+import sysconfig
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import k8sxray
+from k8sxray import _guard, _recorder
+from k8sxray.integrations import wsgi
+from k8sxray.sampling.sampler import RateSampler
+
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+PARENT = "53995c3f42cd8ad8"
+UNSAMPLED = f"Root={ROOT};Parent={PARENT};Sampled=0"
+NEW_ROOT = re.compile(r"Root=1-([0-9a-f]{8})-[0-9a-f]{24}")
+
+needs_native = pytest.mark.skipif(wsgi._native is None, reason="k8sxray._native is not built")
+
+
+def test_the_c_module_is_built_where_a_compiler_is() -> None:
+    """A machine with a C compiler builds it at install time (so CI cannot lose it silently)."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}): k8sxray runs on the Python entry alone")
+    assert wsgi._native is not None
+    assert wsgi.NATIVE is True
+
+
+def environ(header: str | None = None, **extra: Any) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/hello",
+        "SERVER_NAME": "h",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "h:80",
+        "wsgi.url_scheme": "http",
+    }
+    if header is not None:
+        env["HTTP_X_AMZN_TRACE_ID"] = header
+    env.update(extra)
+    return env
+
+
+class Seen:
+    """What a request's app saw and what the server was given."""
+
+    def __init__(self) -> None:
+        self.in_app: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.after: str | None = None
+        self.body = b""
+
+
+def serve(
+    app: Callable[..., Iterable[bytes]], env: dict[str, Any], *, native: bool, seen: Seen | None = None
+) -> Seen:
+    seen = seen or Seen()
+
+    def inner(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        seen.in_app = k8sxray.trace_header()
+        return app(environ, start_response)
+
+    traced = wsgi.wrap(inner, native=native)
+    body = traced(env, lambda status, headers, exc_info=None: seen.headers.extend(headers))
+    seen.body = b"".join(body)
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+    seen.after = k8sxray.trace_header()
+    return seen
+
+
+def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+@needs_native
+def test_the_entry_is_c_and_undoes_like_the_python_one(configure_to: Any) -> None:
+    configure_to()
+    traced = wsgi.wrap(hello, native=True)
+    assert type(traced).__name__ == "Entry"
+    assert traced._k8sxray_traced is True  # type: ignore[attr-defined]
+    assert traced.__wrapped__ is hello  # type: ignore[attr-defined]
+    assert wsgi.wrap(traced) is traced  # traced once
+    assert k8sxray.uninstrument(traced) is hello
+    traced.note = "free-form attributes, as on a function"  # type: ignore[attr-defined]
+    assert traced.__dict__ == {"note": "free-form attributes, as on a function"}
+    assert callable(wsgi.wrap(hello, native=False))
+    assert type(wsgi.wrap(hello, native=False)).__name__ == "function"
+    with pytest.raises(TypeError):
+        wsgi._native.Entry(hello, None)  # type: ignore[union-attr, arg-type]
+
+
+# --- the same answers as the Python entry ------------------------------------------------------
+
+HEX = "0123456789abcdef"
+
+
+@st.composite
+def headers(draw: st.DrawFn) -> str | None:
+    """Trace headers near the usual unsampled form: one character changed, cut, or grown."""
+    kind = draw(st.sampled_from(["usual", "changed", "cut", "grown", "other", "none", "empty"]))
+    if kind == "none":
+        return None
+    if kind == "empty":
+        return ""
+    if kind == "other":
+        return draw(st.text(max_size=90))
+    root = (
+        "1-" + draw(st.text(HEX, min_size=8, max_size=8)) + "-" + draw(st.text(HEX, min_size=24, max_size=24))
+    )
+    parent = draw(st.text(HEX, min_size=16, max_size=16))
+    flag = draw(st.sampled_from("0001?"))  # mostly the one the C entry serves
+    header = f"Root={root};Parent={parent};Sampled={flag}"
+    if kind == "changed":
+        at = draw(st.integers(0, len(header) - 1))
+        near = st.sampled_from("ABCDEFgG:;=-_ \x00\xe9")  # what a lax check would let through
+        header = header[:at] + draw(near | st.characters(codec="latin-1")) + header[at + 1 :]
+    elif kind == "cut":
+        header = header[: draw(st.integers(0, len(header) - 1))]
+    elif kind == "grown":
+        header += draw(st.text(min_size=1, max_size=5))
+    return header
+
+
+def shape(value: str | None, incoming: str | None) -> str | None:
+    """A trace header with the ids drawn for this request masked (the two entries draw different
+    ones); ids that came with the request stay."""
+    if value is None:
+        return None
+
+    def mask(match: re.Match[str]) -> str:
+        return match.group(0) if incoming and match.group(0) in incoming else match.group(1) + "<new>"
+
+    return re.sub(r"(Root=|Parent=)[0-9a-f-]+", mask, value)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=headers())
+@example(header=UNSAMPLED.replace("bd86", "BD86"))
+@example(header=UNSAMPLED.replace(PARENT, PARENT.upper()))
+@example(header=UNSAMPLED.replace("1-5759", "2-5759"))
+@example(header=UNSAMPLED + " ")
+@example(header=UNSAMPLED.replace("Sampled=0", "sampled=0"))
+def test_same_answers_as_the_python_entry(configure_to: Any, header: str | None) -> None:
+    configure_to()
+    _recorder.state().sampler = RateSampler(0, 0.0)  # a new trace is not sampled
+    results = []
+    for native in (True, False):
+        seen = serve(hello, environ(header), native=native)
+        results.append(
+            (
+                shape(seen.in_app, header),
+                [(name, shape(value, header)) for name, value in seen.headers],
+                seen.body,
+                seen.after,
+            )
+        )
+    assert results[0] == results[1]
+    assert results[0][3] is None  # nothing left current
+
+
+@needs_native
+def test_unsampled_header_continues_its_trace(configure_to: Any) -> None:
+    configure_to()
+    seen = serve(hello, environ(UNSAMPLED), native=True)
+    assert seen.in_app == UNSAMPLED  # outgoing calls pass the decision on
+    assert ("X-Amzn-Trace-Id", f"Root={ROOT}") in seen.headers
+    assert seen.headers[-1] == ("X-Amzn-Trace-Id", f"Root={ROOT}")
+    assert seen.after is None
+
+
+@needs_native
+def test_a_request_the_sampler_turns_down_gets_a_new_trace(configure_to: Any) -> None:
+    configure_to()
+    _recorder.state().sampler = RateSampler(0, 0.0)
+    before = int(time.time())
+    seen = serve(hello, environ(), native=True)
+    name, value = seen.headers[-1]
+    match = NEW_ROOT.fullmatch(value)
+    assert name == "X-Amzn-Trace-Id"
+    assert match is not None
+    assert before <= int(match.group(1), 16) <= int(time.time())
+    assert seen.in_app == value + ";Sampled=0"
+    other = serve(hello, environ(), native=True)
+    assert other.headers[-1] != seen.headers[-1]  # a new trace each time
+
+
+@needs_native
+def test_the_sampler_is_asked_once_per_request(configure_to: Any, daemon: Any) -> None:
+    configure_to()
+    asked: list[tuple[str, str, str]] = []
+    answers = iter([True, False, True, False])
+
+    class Sampler:
+        def decide(self, host: str, method: str, path: str) -> bool:
+            asked.append((host, method, path))
+            return next(answers)
+
+        def close(self) -> None:
+            return None
+
+    _recorder.state().sampler = Sampler()  # type: ignore[assignment]
+    sampled = [
+        NEW_ROOT.fullmatch(serve(hello, environ(SCRIPT_NAME="/app"), native=True).headers[-1][1])
+        for _ in range(4)
+    ]
+    assert asked == [("h:80", "GET", "/app/hello")] * 4
+    assert all(sampled)
+    documents = daemon.segments(2)
+    assert [d["http"]["request"]["url"] for d in documents] == ["http://h:80/app/hello"] * 2
+
+
+@needs_native
+def test_an_environ_without_the_usual_strings_goes_to_the_python_entry(configure_to: Any) -> None:
+    configure_to()
+    _recorder.state().sampler = RateSampler(0, 0.0)
+    env = environ()
+    env["HTTP_HOST"] = b"bytes"  # not a str: the Python entry decides what to make of it
+    env.pop("REQUEST_METHOD")
+    seen = serve(hello, env, native=True)
+    assert NEW_ROOT.fullmatch(seen.headers[-1][1])
+    assert seen.body == b"hello"
+
+
+# --- bodies, errors and context ----------------------------------------------------------------
+
+
+@needs_native
+def test_a_streamed_body_keeps_the_trace_current_until_closed(configure_to: Any) -> None:
+    configure_to()
+    during: list[str | None] = []
+
+    def streaming(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])  # called on the first next()
+        during.append(k8sxray.trace_header())
+        yield b"a"
+        during.append(k8sxray.trace_header())
+        yield b"b"
+
+    traced = wsgi.wrap(streaming, native=True)
+    got: list[tuple[str, str]] = []
+    body = traced(environ(UNSAMPLED), lambda status, headers, exc_info=None: got.extend(headers))
+    assert k8sxray.trace_header() == UNSAMPLED
+    assert b"".join(body) == b"ab"
+    assert during == [UNSAMPLED, UNSAMPLED]
+    body.close()  # type: ignore[attr-defined]
+    assert k8sxray.trace_header() is None
+    assert got[-1] == ("X-Amzn-Trace-Id", f"Root={ROOT}")
+
+
+@needs_native
+def test_the_apps_exception_propagates_unchanged(configure_to: Any) -> None:
+    configure_to()
+    error = KeyError("the app's own")
+
+    def failing(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise error
+
+    with pytest.raises(KeyError) as raised:
+        wsgi.wrap(failing, native=True)(environ(UNSAMPLED), lambda *args: None)
+    assert raised.value is error
+    assert k8sxray.trace_header() is None
+    assert _guard.counts() == {}
+
+
+@needs_native
+def test_exc_info_reaches_the_server(configure_to: Any) -> None:
+    configure_to()
+    calls: list[tuple[Any, ...]] = []
+
+    def recovering(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        try:
+            raise RuntimeError("late")
+        except RuntimeError as exc:
+            start_response("500 Internal Server Error", [("Content-Length", "3")], (type(exc), exc, None))
+        start_response("200 OK", [("Content-Length", "2")], None)
+        return [b"err"]
+
+    def start_response(*args: Any) -> None:
+        calls.append(args)
+
+    wsgi.wrap(recovering, native=True)(environ(UNSAMPLED), start_response)
+    assert [len(call) for call in calls] == [2, 3, 2]  # exc_info=None is not passed on, as in Python
+    assert all(call[1][-1] == ("X-Amzn-Trace-Id", f"Root={ROOT}") for call in calls)
+    assert calls[1][2][0] is RuntimeError
+
+
+@needs_native
+def test_a_failure_inside_the_c_entry_is_logged_once_and_the_app_still_answers(
+    configure_to: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure_to()
+
+    class Broken:
+        def decide(self, host: str, method: str, path: str) -> bool:
+            raise RuntimeError("sampler bug")
+
+        def close(self) -> None:
+            return None
+
+    _recorder.state().sampler = Broken()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="k8sxray"):
+        first = serve(hello, environ(), native=True)
+        second = serve(hello, environ(), native=True)
+    assert first.body == second.body == b"hello"
+    assert first.headers == [("Content-Type", "text/plain"), ("Content-Length", "5")]  # served untraced
+    assert _guard.counts() == {"wsgi.start": 2}
+    warnings = [r for r in caplog.records if "internal error in wsgi.start" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "sampler bug" in str(warnings[0].exc_info[1])  # type: ignore[index]
+
+
+@needs_native
+def test_headers_the_c_entry_cannot_extend_reach_the_server_as_given(configure_to: Any) -> None:
+    configure_to()
+    given_headers = object()  # not a sequence: the server will say what it thinks of it
+    received: list[Any] = []
+
+    def odd(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", given_headers)
+        return [b""]
+
+    wsgi.wrap(odd, native=True)(environ(UNSAMPLED), lambda status, headers: received.append(headers))
+    assert received == [given_headers]
+    assert _guard.counts() == {"wsgi.start_response": 1}
+    assert k8sxray.trace_header() is None
+
+
+@needs_native
+def test_a_body_closed_in_another_context_restores_what_was_current_there(configure_to: Any) -> None:
+    configure_to()
+
+    def streaming(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"x"
+
+    body = wsgi.wrap(streaming, native=True)(environ(UNSAMPLED), lambda *args: None)
+    assert b"".join(body) == b"x"
+    closed_in: list[str | None] = []
+
+    def close_elsewhere() -> None:
+        body.close()  # type: ignore[attr-defined]
+        closed_in.append(k8sxray.trace_header())
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(close_elsewhere,))
+    thread.start()
+    thread.join()
+    assert closed_in == [None]  # the value the request replaced
+    assert _guard.counts() == {}
+
+
+@needs_native
+def test_tracing_switched_off_between_requests_is_honoured(configure_to: Any) -> None:
+    configure_to()
+    traced = wsgi.wrap(hello, native=True)
+    got: list[tuple[str, str]] = []
+    traced(environ(UNSAMPLED), lambda status, headers: got.extend(headers))
+    assert got[-1][0] == "X-Amzn-Trace-Id"
+    configure_to(enabled=False)
+    got.clear()
+    traced(environ(UNSAMPLED), lambda status, headers: got.extend(headers))
+    assert got == [("Content-Type", "text/plain"), ("Content-Length", "5")]
+
+
+@needs_native
+@pytest.mark.parametrize("header", [UNSAMPLED, None])
+def test_no_memory_is_kept_per_request(configure_to: Any, header: str | None) -> None:
+    configure_to()
+    _recorder.state().sampler = RateSampler(0, 0.0)
+    traced = wsgi.wrap(hello, native=True)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            body = traced(environ(header), lambda status, headers: None)
+            for _chunk in body:
+                pass
+
+    run(2_000)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        run(20_000)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 64 * 1024, f"{grown} bytes kept after 20,000 requests"
+
+
+@needs_native
+def test_a_responder_kept_in_a_cycle_is_collected(configure_to: Any) -> None:
+    configure_to()
+    kept: list[Any] = []
+
+    def keeping(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        holder: dict[str, Any] = {"start_response": start_response}
+        holder["self"] = holder
+        kept.append(holder)
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    wsgi.wrap(keeping, native=True)(environ(UNSAMPLED), lambda *args: None)
+    assert type(kept[0]["start_response"]).__name__ == "Responder"
+    kept.clear()
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o).__name__ == "Responder"]
