@@ -215,6 +215,7 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
     import k8sxray
     from k8sxray import _emitter, _recorder
     from k8sxray.integrations import INTEGRATIONS
+    from k8sxray.integrations import wsgi as k8s_wsgi
 
     daemon = f"{address[0]}:{address[1]}"
     k8sxray.configure(
@@ -227,6 +228,11 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
 
     def k8s_finish() -> None:
         _recorder.flush(1.0)
+
+    def flask_wrapped(native: bool) -> Any:
+        app = _flask_app()
+        app.wsgi_app = k8s_wsgi.wrap(app.wsgi_app, native=native)  # what instrument() does
+        return app
 
     def never_sampled(run: Callable[[int], None]) -> Callable[[int], None]:
         # a request without a trace header that the sampler turns down (most requests, with
@@ -302,18 +308,22 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
                 finish=k8s_finish,
             )
         )
-    wsgi.append(
-        Variant(
-            "k8sxray unsampled (Sampled=0)",
-            wsgi_runner(k8sxray.instrument(_flask_app()), SAMPLED_ROOT[:-1] + "0"),
+    # unsampled requests are served in C when k8sxray._native is built (the default); the
+    # Python entry's rows show what an install without a C compiler gets
+    entries = [("", True), (", Python entry", False)] if k8s_wsgi.NATIVE else [(", Python entry", False)]
+    for suffix, native in entries:
+        wsgi.append(
+            Variant(
+                f"k8sxray unsampled (Sampled=0{suffix})",
+                wsgi_runner(flask_wrapped(native), SAMPLED_ROOT[:-1] + "0"),
+            )
         )
-    )
-    wsgi.append(
-        Variant(
-            "k8sxray unsampled (sampler: no)",
-            never_sampled(wsgi_runner(k8sxray.instrument(_flask_app()), None)),
+        wsgi.append(
+            Variant(
+                f"k8sxray unsampled (sampler: no{suffix})",
+                never_sampled(wsgi_runner(flask_wrapped(native), None)),
+            )
         )
-    )
     sdk_app = _flask_app()
     XRayMiddleware(sdk_app, xray_recorder)
     wsgi.append(Variant("X-Ray SDK XRayMiddleware", wsgi_runner(sdk_app, None), datagrams=1))
@@ -387,12 +397,12 @@ def report_paced(title: str, variants: list[Variant], added: dict[str, list[floa
     ours = [statistics.median(added[v.name]) for v in variants if v.name.startswith("k8sxray sampled")]
     best = min(ours) if ours else 0.0
     print(f"\n{title}")
-    print(f"{'variant':34} {'added CPU µs':>13} {'peer adds x k8sxray':>20}  runs from .. to")
+    print(f"{'variant':46} {'added CPU µs':>13} {'peer adds x k8sxray':>20}  runs from .. to")
     for v in variants[1:]:
         runs = added[v.name]
         cpu = statistics.median(runs)
         ratio = f"{cpu / best:.1f}x" if best > 0 and not v.name.startswith("k8sxray") else ""
-        print(f"{v.name:34} {cpu:13.1f} {ratio:>20}  {min(runs):.1f} .. {max(runs):.1f}")
+        print(f"{v.name:46} {cpu:13.1f} {ratio:>20}  {min(runs):.1f} .. {max(runs):.1f}")
 
 
 def report(title: str, variants: list[Variant]) -> None:
@@ -400,17 +410,17 @@ def report(title: str, variants: list[Variant]) -> None:
     ours = [v for v in variants if v.name.startswith("k8sxray sampled")]
     best = min(statistics.median(v.added) for v in ours) if ours else 0.0
     print(f"\n{title}")
-    head = f"{'variant':34} {'µs/request':>11} {'added µs':>9} {'peer adds x k8sxray':>20}"
+    head = f"{'variant':46} {'µs/request':>11} {'added µs':>9} {'peer adds x k8sxray':>20}"
     print(head + f" {'added CPU µs':>13}")
     for v in variants:
         med = statistics.median(v.samples)
         if v is variants[0]:
-            print(f"{v.name:34} {med:11.1f}")
+            print(f"{v.name:46} {med:11.1f}")
             continue
         added = statistics.median(v.added)
         ratio = f"{added / best:.1f}x" if best > 0 and not v.name.startswith("k8sxray") else ""
         cpu = statistics.median(v.added_cpu)
-        print(f"{v.name:34} {med:11.1f} {added:9.1f} {ratio:>20} {cpu:13.1f}")
+        print(f"{v.name:46} {med:11.1f} {added:9.1f} {ratio:>20} {cpu:13.1f}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
