@@ -62,6 +62,9 @@ class Config:
     daemon_service: str
     udp_gso: bool = True
     """Send bursts of datagrams with UDP segmentation offload (Linux), padded with spaces."""
+    native: bool = True
+    """Serve unsampled WSGI requests in C (``k8sxray._native``) when it is built; read when
+    an app is instrumented."""
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False)
     daemon: _discovery.DaemonEndpoint | None = field(default=None, compare=False, repr=False)
     """Live, resolved daemon addresses (re-resolved in the background when found by DNS)."""
@@ -93,6 +96,7 @@ _SETTINGS = (
     "context_missing",
     "daemon_service",
     "udp_gso",
+    "native",
 )
 
 _lock = threading.Lock()
@@ -113,6 +117,7 @@ def configure(
     context_missing: str | None = None,
     daemon_service: str | None = None,
     udp_gso: bool | None = None,
+    native: bool | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Resolve the configuration and make it current; calling it again reconfigures.
@@ -134,6 +139,7 @@ def configure(
         context_missing=context_missing,
         daemon_service=daemon_service,
         udp_gso=udp_gso,
+        native=native,
     )
     with _lock:
         previous, _current = _current, config
@@ -196,6 +202,7 @@ def build(
     context_missing: str | None = None,
     daemon_service: str | None = None,
     udp_gso: bool | None = None,
+    native: bool | None = None,
     namespace_file: str = _discovery.NAMESPACE_FILE,
 ) -> Config:
     """Resolve a :class:`Config` without making it current (no side effects but DNS)."""
@@ -246,6 +253,9 @@ def build(
         )
 
     gso = pick.flag("udp_gso", udp_gso, _env.K8SXRAY_UDP_GSO, default=True, default_detail="on (Linux)")
+    use_native = pick.flag(
+        "native", native, _env.K8SXRAY_NATIVE, default=True, default_detail="on where the C module is built"
+    )
 
     service = pick.text("daemon_service", daemon_service, _env.K8SXRAY_DAEMON_SERVICE) or "xray-service"
     _check_dns_label(service, sources["daemon_service"], _env.K8SXRAY_DAEMON_SERVICE)
@@ -281,6 +291,7 @@ def build(
         context_missing=missing,
         daemon_service=service,
         udp_gso=gso,
+        native=use_native,
         sources=sources,
         daemon=endpoint,
     )

@@ -51,7 +51,8 @@ _reset = _context.current_entity.reset
 def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:
     """A WSGI app that traces *app*; ``wrap(wrap(app))`` traces once.
 
-    *native*: serve unsampled requests in C (the default when the C module is built).
+    *native*: serve unsampled requests in C; by default, when the C module is built and the
+    configuration's ``native`` (``K8SXRAY_NATIVE``) is on.
     """
     if getattr(app, "_k8sxray_traced", False):
         return app
@@ -113,7 +114,10 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:
         exchange._result = result
         return exchange
 
-    return _entry(app, traced, NATIVE if native is None else native)
+    if native is None:
+        config = _config._current
+        native = NATIVE and (config is None or config.native)
+    return _entry(app, traced, native)
 
 
 _hooked = False

@@ -433,3 +433,21 @@ def test_a_responder_kept_in_a_cycle_is_collected(configure_to: Any) -> None:
     kept.clear()
     gc.collect()
     assert not [o for o in gc.get_objects() if type(o).__name__ == "Responder"]
+
+
+@needs_native
+@pytest.mark.parametrize(("setting", "entry"), [("false", "function"), ("true", "Entry"), (None, "Entry")])
+def test_k8sxray_native_chooses_the_entry(
+    monkeypatch: pytest.MonkeyPatch, configure_to: Any, setting: str | None, entry: str
+) -> None:
+    if setting is None:
+        monkeypatch.delenv("K8SXRAY_NATIVE", raising=False)
+    else:
+        monkeypatch.setenv("K8SXRAY_NATIVE", setting)
+    config = configure_to()
+    assert config.native is (entry == "Entry")
+    assert config.sources["native"].kind == ("default" if setting is None else "env")
+    assert type(k8sxray.instrument(hello)).__name__ == entry
+    got: list[tuple[str, str]] = []
+    k8sxray.instrument(hello)(environ(UNSAMPLED), lambda status, headers: got.extend(headers))
+    assert got[-1] == ("X-Amzn-Trace-Id", f"Root={ROOT}")  # either way, the same answer
