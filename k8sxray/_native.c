@@ -550,26 +550,28 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     } else if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
         untrace(responder); /* the body is ready */
     } else if (!responder->ready && responder->token != NULL) {
-        /* a body still to produce: the trace stays current until it is closed */
-        if (PyObject_SetAttr(trace, s_token, responder->token) < 0) {
+        /* a body still to produce: the trace stays current until the server closes it */
+        PyObject *body = NULL;
+        if (PyObject_SetAttr(trace, s_token, responder->token) == 0) {
+            PyObject *pair[2] = {trace, result};
+            body = PyObject_Vectorcall(streaming_body, pair, 2, NULL);
+        }
+        if (body != NULL) {
+            Py_CLEAR(responder->token); /* the body restores the context now */
+            Py_SETREF(result, body);
+        } else {
+            /* the body as the app gave it; the context restored now */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            if (PyObject_SetAttr(trace, s_token, Py_None) < 0) {
+                PyErr_Clear();
+            }
             untrace(responder);
+            PyErr_Restore(type, value, tb);
             if (report(s_where_end) < 0) {
                 Py_DECREF(result);
                 Py_DECREF(responder);
                 return NULL;
-            }
-        } else {
-            Py_CLEAR(responder->token);
-            PyObject *pair[2] = {trace, result};
-            PyObject *body = PyObject_Vectorcall(streaming_body, pair, 2, NULL);
-            if (body == NULL) {
-                if (report(s_where_end) < 0) {
-                    Py_DECREF(result);
-                    Py_DECREF(responder);
-                    return NULL;
-                }
-            } else {
-                Py_SETREF(result, body);
             }
         }
     }

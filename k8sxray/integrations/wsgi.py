@@ -131,17 +131,22 @@ def _entry(app: WSGIApp, traced: Callable[..., Iterable[bytes]], native: bool) -
         traced.__wrapped__ = app  # type: ignore[attr-defined]
         return traced
     if not _hooked:
-        _native.hooks(
-            recorder_globals=vars(_recorder),
-            config_globals=vars(_config),
-            context_var=_context.current_entity,
-            unsampled_type=UnsampledTrace,
-            random_bits=_ids._bits,
-            streaming_body=_unsampled_body,
-            failed=_native_failed,
-        )
+        _native.hooks(**_native_hooks())
         _hooked = True
     return _native.Entry(app, traced)
+
+
+def _native_hooks() -> dict[str, Any]:
+    """The Python objects the C entry reads: one source of truth for state, ids and guards."""
+    return {
+        "recorder_globals": vars(_recorder),
+        "config_globals": vars(_config),
+        "context_var": _context.current_entity,
+        "unsampled_type": UnsampledTrace,
+        "random_bits": _ids._bits,
+        "streaming_body": _unsampled_body,
+        "failed": _native_failed,
+    }
 
 
 def _unsampled_body(trace: UnsampledTrace, result: Iterable[bytes]) -> Exchange:

@@ -451,3 +451,29 @@ def test_k8sxray_native_chooses_the_entry(
     got: list[tuple[str, str]] = []
     k8sxray.instrument(hello)(environ(UNSAMPLED), lambda status, headers: got.extend(headers))
     assert got[-1] == ("X-Amzn-Trace-Id", f"Root={ROOT}")  # either way, the same answer
+
+
+@needs_native
+def test_a_failure_wrapping_a_streamed_body_restores_the_context_and_serves_the_body(
+    configure_to: Any,
+) -> None:
+    configure_to()
+    native = wsgi._native
+    assert native is not None
+
+    def broken(trace: Any, result: Any) -> Any:
+        raise RuntimeError("wrapper bug")
+
+    def streaming(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"still served"
+
+    traced = wsgi.wrap(streaming, native=True)  # the hooks are set by the first wrap
+    native.hooks(**{**wsgi._native_hooks(), "streaming_body": broken})
+    try:
+        body = traced(environ(UNSAMPLED), lambda *args: None)
+        assert k8sxray.trace_header() is None  # restored at once: nothing would restore it later
+        assert b"".join(body) == b"still served"
+    finally:
+        native.hooks(**wsgi._native_hooks())
+    assert _guard.counts() == {"wsgi.end": 1}
