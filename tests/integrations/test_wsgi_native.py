@@ -389,18 +389,30 @@ def test_tracing_switched_off_between_requests_is_honoured(configure_to: Any) ->
     assert got == [("Content-Type", "text/plain"), ("Content-Length", "5")]
 
 
+def streamed(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"hello"
+
+
 @needs_native
-@pytest.mark.parametrize("header", [UNSAMPLED, None])
-def test_no_memory_is_kept_per_request(configure_to: Any, header: str | None) -> None:
+@pytest.mark.parametrize(
+    ("header", "app"), [(UNSAMPLED, hello), (None, hello), (UNSAMPLED, streamed), (None, streamed)]
+)
+def test_no_memory_is_kept_per_request(
+    configure_to: Any, header: str | None, app: Callable[..., Iterable[bytes]]
+) -> None:
     configure_to()
     _recorder.state().sampler = RateSampler(0, 0.0)
-    traced = wsgi.wrap(hello, native=True)
+    traced = wsgi.wrap(app, native=True)
 
     def run(n: int) -> None:
         for _ in range(n):
             body = traced(environ(header), lambda status, headers: None)
             for _chunk in body:
                 pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
 
     run(2_000)
     gc.collect()
