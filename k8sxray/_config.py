@@ -8,6 +8,7 @@ at configure time, naming the variable and the value.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -253,8 +254,13 @@ def build(
         )
 
     gso = pick.flag("udp_gso", udp_gso, _env.K8SXRAY_UDP_GSO, default=True, default_detail="on (Linux)")
+    built = importlib.util.find_spec(f"{__package__}._native") is not None
     use_native = pick.flag(
-        "native", native, _env.K8SXRAY_NATIVE, default=True, default_detail="on where the C module is built"
+        "native",
+        native,
+        _env.K8SXRAY_NATIVE,
+        default=True,
+        default_detail="the C module is built" if built else "the C module is not built: Python serves all",
     )
 
     service = pick.text("daemon_service", daemon_service, _env.K8SXRAY_DAEMON_SERVICE) or "xray-service"

@@ -459,6 +459,8 @@ def test_k8sxray_native_chooses_the_entry(
     config = configure_to()
     assert config.native is (entry == "Entry")
     assert config.sources["native"].kind == ("default" if setting is None else "env")
+    if setting is None:
+        assert config.sources["native"].detail == "the C module is built"  # python -m k8sxray config says so
     assert type(k8sxray.instrument(hello)).__name__ == entry
     got: list[tuple[str, str]] = []
     k8sxray.instrument(hello)(environ(UNSAMPLED), lambda status, headers: got.extend(headers))
