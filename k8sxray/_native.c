@@ -19,7 +19,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
-#include <time.h>
 
 /* --- the hooks, set once by k8sxray.integrations.wsgi ------------------------------------- */
 
@@ -28,6 +27,7 @@ static PyObject *config_globals;     /* k8sxray._config.__dict__: "_current" */
 static PyObject *context_var;        /* k8sxray._context.current_entity */
 static PyTypeObject *unsampled_type; /* k8sxray._segment.UnsampledTrace */
 static PyObject *random_bits;        /* k8sxray._ids._bits (random.Random.getrandbits) */
+static PyObject *wall_clock;             /* time.time */
 static PyObject *streaming_body;     /* wsgi._unsampled_body(trace, result) -> body */
 static PyObject *failed;             /* wsgi._native_failed(where, exc) */
 
@@ -35,10 +35,24 @@ static PyObject *failed;             /* wsgi._native_failed(where, exc) */
 static PyObject *s_header_key, *s_method_key, *s_script_key, *s_path_key, *s_host_key, *s_server_key;
 static PyObject *s_state, *s_current, *s_config, *s_enabled, *s_sampler, *s_decide;
 static PyObject *s_trace_id, *s_parent_id, *s_extra, *s_response_header, *s_token, *s_old_value;
-static PyObject *s_missing, *s_get, *s_empty, *s_header_name, *s_where_start, *s_where_response, *s_where_end;
+static PyObject *s_missing, *s_get, *s_empty, *s_header_name, *s_close;
+static PyObject *s_status, *s_headers, *s_exc_info;
+static PyObject *s_where_start, *s_where_response, *s_where_end;
+
+/* Call a hook (held across the call: hooks() may replace it meanwhile). */
+static PyObject *
+call_hook(PyObject *hook, PyObject *const *args, Py_ssize_t n)
+{
+    Py_INCREF(hook);
+    PyObject *result = PyObject_Vectorcall(hook, args, n, NULL);
+    Py_DECREF(hook);
+    return result;
+}
 
 /* An internal failure: handed to the Python guard (logged once), never raised into the app.
- * Returns 0 when the failure was handled, -1 when it must propagate (KeyboardInterrupt...). */
+ * 0 when it was handled; -1, with the exception still set, when it must propagate (it is
+ * not an Exception: KeyboardInterrupt, SystemExit), as the Python entry's `except Exception`
+ * lets it. */
 static int
 report(PyObject *where)
 {
@@ -52,24 +66,27 @@ report(PyObject *where)
         PyException_SetTraceback(value, tb);
     }
     PyObject *args[2] = {where, value != NULL ? value : Py_None};
-    PyObject *done = PyObject_Vectorcall(failed, args, 2, NULL);
-    Py_XDECREF(done);
-    if (done == NULL) {
-        PyErr_Clear();
-    }
+    PyObject *done = call_hook(failed, args, 2);
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);
+    if (done == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    Py_XDECREF(done);
     return 0;
 }
 
-/* The Python object in *dict* under *key*, borrowed; NULL (no error set) when missing. */
+/* The value in *dict* under the str *key*, borrowed; NULL when missing. */
 static PyObject *
 lookup(PyObject *dict, PyObject *key)
 {
     PyObject *value = PyDict_GetItemWithError(dict, key);
     if (value == NULL && PyErr_Occurred()) {
-        PyErr_Clear();
+        PyErr_Clear(); /* a str key in a dict: only MemoryError; "missing" is the safe answer */
     }
     return value;
 }
@@ -137,25 +154,13 @@ canonical_unsampled(PyObject *header)
            memcmp(p + 64, ";Sampled=0", 10) == 0;
 }
 
-/* An ASCII str of *n* characters, filled by the caller. */
-static PyObject *
-ascii_string(Py_ssize_t n, Py_UCS1 **data)
-{
-    PyObject *s = PyUnicode_New(n, 127);
-    if (s != NULL) {
-        *data = PyUnicode_1BYTE_DATA(s);
-    }
-    return s;
-}
-
-static int
+static void
 put_hex(Py_UCS1 *out, unsigned long long value, int digits)
 {
     for (int i = digits - 1; i >= 0; i--) {
         out[i] = (Py_UCS1)HEX[value & 0xf];
         value >>= 4;
     }
-    return digits;
 }
 
 static int
@@ -165,7 +170,7 @@ draw(int bits, unsigned long long *value)
     if (n == NULL) {
         return -1;
     }
-    PyObject *drawn = PyObject_Vectorcall(random_bits, &n, 1, NULL);
+    PyObject *drawn = call_hook(random_bits, &n, 1);
     Py_DECREF(n);
     if (drawn == NULL) {
         return -1;
@@ -176,7 +181,7 @@ draw(int bits, unsigned long long *value)
 }
 
 /* "Root=1-<8 hex seconds>-<24 hex random>": a new trace's response header (the trace id
- * is its characters 5..40). */
+ * is its characters 5..40), as _ids.new_root writes the id. */
 static PyObject *
 new_root_header(double now)
 {
@@ -184,11 +189,11 @@ new_root_header(double now)
     if (draw(64, &high) < 0 || draw(32, &low) < 0) {
         return NULL;
     }
-    Py_UCS1 *p;
-    PyObject *header = ascii_string(40, &p);
+    PyObject *header = PyUnicode_New(40, 127);
     if (header == NULL) {
         return NULL;
     }
+    Py_UCS1 *p = PyUnicode_1BYTE_DATA(header);
     memcpy(p, "Root=1-", 7);
     put_hex(p + 7, (unsigned long long)now & 0xffffffffULL, 8);
     p[15] = '-';
@@ -197,15 +202,8 @@ new_root_header(double now)
     return header;
 }
 
-static double
-wall_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* A new UnsampledTrace, its fields set as _recorder sets them (no __init__ call). */
+/* A new UnsampledTrace, its fields set as _recorder sets them (no __init__ call); its
+ * _token is set once it is current. */
 static PyObject *
 new_trace(PyObject *trace_id, PyObject *parent_id, PyObject *response_header)
 {
@@ -216,12 +214,65 @@ new_trace(PyObject *trace_id, PyObject *parent_id, PyObject *response_header)
     if (PyObject_SetAttr(trace, s_trace_id, trace_id) < 0 ||
         PyObject_SetAttr(trace, s_parent_id, parent_id) < 0 ||
         PyObject_SetAttr(trace, s_extra, s_empty) < 0 ||
-        PyObject_SetAttr(trace, s_response_header, response_header) < 0 ||
-        PyObject_SetAttr(trace, s_token, Py_None) < 0) {
+        PyObject_SetAttr(trace, s_response_header, response_header) < 0) {
         Py_DECREF(trace);
         return NULL;
     }
     return trace;
+}
+
+/* Set the value that the ContextVar.set which returned *token* replaced. */
+static int
+set_replaced(PyObject *token)
+{
+    PyObject *old = PyObject_GetAttr(token, s_old_value);
+    PyObject *missing = PyObject_GetAttr((PyObject *)Py_TYPE(token), s_missing);
+    int rc = -1;
+    if (old != NULL && missing != NULL) {
+        PyObject *again = PyContextVar_Set(context_var, old == missing ? Py_None : old);
+        rc = again == NULL ? -1 : 0;
+        Py_XDECREF(again);
+    }
+    Py_XDECREF(old);
+    Py_XDECREF(missing);
+    return rc;
+}
+
+/* Make the trace that was current before *trace* current again (once), as wsgi._untrace
+ * does: the token lives on the trace, as in Python. 0, or -1 with an exception set. */
+static int
+untrace(PyObject *trace)
+{
+    PyObject *token = PyObject_GetAttr(trace, s_token);
+    if (token == NULL || token == Py_None) {
+        Py_XDECREF(token);
+        return token == NULL ? -1 : 0;
+    }
+    int rc = PyObject_SetAttr(trace, s_token, Py_None);
+    if (rc == 0) {
+        rc = PyContextVar_Reset(context_var, token);
+        if (rc < 0 && PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear(); /* ended in another context (a thread or task): best effort */
+            rc = set_replaced(token);
+        }
+    }
+    Py_DECREF(token);
+    return rc;
+}
+
+/* Close the app's body (WSGI requires it) on a path that gives up on it, keeping the
+ * exception that is being raised. */
+static void
+close_body(PyObject *body)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *close = PyObject_GetAttr(body, s_close);
+    PyObject *done = close == NULL ? NULL : PyObject_CallNoArgs(close);
+    Py_XDECREF(close);
+    Py_XDECREF(done);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
 }
 
 /* --- Responder: the start_response the app calls ------------------------------------------ */
@@ -231,40 +282,13 @@ typedef struct {
     vectorcallfunc vectorcall;
     PyObject *start_response; /* the server's */
     PyObject *trace;
-    PyObject *header;         /* the response header's value */
-    PyObject *token;          /* restores the previous trace; NULL once restored */
-    int ready;                /* the app gave a Content-Length: its body is ready */
+    PyObject *header; /* the response header's value */
+    int ready;        /* the app gave a Content-Length: its body is ready */
 } Responder;
 
 static PyTypeObject ResponderType;
 
-/* Make the trace that was current before this request's current again (once). */
-static void
-untrace(Responder *self)
-{
-    PyObject *token = self->token;
-    if (token == NULL) {
-        return;
-    }
-    self->token = NULL;
-    if (PyContextVar_Reset(context_var, token) < 0) {
-        /* ended in another context (a thread or task): set what the token replaced */
-        PyErr_Clear();
-        PyObject *old = PyObject_GetAttr(token, s_old_value);
-        PyObject *missing = PyObject_GetAttr((PyObject *)Py_TYPE(token), s_missing);
-        if (old != NULL && missing != NULL) {
-            PyObject *again = PyContextVar_Set(context_var, old == missing ? Py_None : old);
-            Py_XDECREF(again);
-        }
-        if (PyErr_Occurred()) {
-            PyErr_Clear();
-        }
-        Py_XDECREF(old);
-        Py_XDECREF(missing);
-    }
-    Py_DECREF(token);
-}
-
+/* A header name that is Content-Length, in any case. */
 static int
 is_content_length(PyObject *name)
 {
@@ -286,7 +310,8 @@ is_content_length(PyObject *name)
     return 1;
 }
 
-/* The app's headers with the trace header added (new list); notes a Content-Length. */
+/* The app's headers with the trace header added (new list); notes a Content-Length
+ * (the name of a (name, value) tuple or list, as the Python entry reads item[0]). */
 static PyObject *
 with_trace_header(Responder *self, PyObject *headers, int *ready)
 {
@@ -295,12 +320,12 @@ with_trace_header(Responder *self, PyObject *headers, int *ready)
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < n && !*ready; i++) {
         PyObject *item = PyList_GET_ITEM(list, i);
-        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2 &&
-            is_content_length(PyTuple_GET_ITEM(item, 0))) {
-            *ready = 1;
-            break;
+        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) > 0) {
+            *ready = is_content_length(PyTuple_GET_ITEM(item, 0));
+        } else if (PyList_CheckExact(item) && PyList_GET_SIZE(item) > 0) {
+            *ready = is_content_length(PyList_GET_ITEM(item, 0));
         }
     }
     PyObject *pair = PyTuple_Pack(2, s_header_name, self->header);
@@ -313,30 +338,67 @@ with_trace_header(Responder *self, PyObject *headers, int *ready)
     return list;
 }
 
+/* start_response's arguments, by position or by name, into given[3] (status, headers,
+ * exc_info; borrowed). 0 when the call is not one WSGI allows. */
+static int
+wsgi_arguments(PyObject *const *args, size_t nargsf, PyObject *kwnames, PyObject **given)
+{
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (n > 3) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        given[i] = args[i];
+    }
+    Py_ssize_t names = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < names; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        int at = -1;
+        if (PyUnicode_Compare(name, s_status) == 0) {
+            at = 0;
+        } else if (PyUnicode_Compare(name, s_headers) == 0) {
+            at = 1;
+        } else if (PyUnicode_Compare(name, s_exc_info) == 0) {
+            at = 2;
+        }
+        if (at < 0 || given[at] != NULL) {
+            return 0;
+        }
+        given[at] = args[n + i];
+    }
+    return given[0] != NULL && given[1] != NULL;
+}
+
 static PyObject *
 responder_call(Responder *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs < 2 || nargs > 3 || kwnames != NULL) {
+    PyObject *given[3] = {NULL, NULL, NULL};
+    if (!wsgi_arguments(args, nargsf, kwnames, given)) {
         /* not a call WSGI allows: the server says so */
         return PyObject_Vectorcall(self->start_response, args, nargsf, kwnames);
     }
+    int with_exc_info = given[2] == NULL ? 0 : PyObject_IsTrue(given[2]);
+    if (with_exc_info < 0) {
+        return NULL; /* the app's exc_info cannot say whether it is true: as in Python */
+    }
     int ready = 0;
-    PyObject *headers = with_trace_header(self, args[1], &ready);
+    PyObject *headers = with_trace_header(self, given[1], &ready);
     if (headers == NULL) {
         if (report(s_where_response) < 0) {
             return NULL;
         }
-        return PyObject_Vectorcall(self->start_response, args, nargsf, NULL);
-    }
-    if (ready) {
+        Py_INCREF(given[1]); /* the app's headers, as they are */
+        headers = given[1];
+    } else if (ready && !self->ready) {
         /* the body is ready: no outgoing call is left to make */
         self->ready = 1;
-        untrace(self);
+        if (untrace(self->trace) < 0 && report(s_where_response) < 0) {
+            Py_DECREF(headers);
+            return NULL;
+        }
     }
-    PyObject *call[3] = {args[0], headers, nargs == 3 ? args[2] : NULL};
-    Py_ssize_t count = (nargs == 3 && args[2] != Py_None) ? 3 : 2;
-    PyObject *result = PyObject_Vectorcall(self->start_response, call, count, NULL);
+    PyObject *call[3] = {given[0], headers, given[2]};
+    PyObject *result = PyObject_Vectorcall(self->start_response, call, with_exc_info ? 3 : 2, NULL);
     Py_DECREF(headers);
     return result;
 }
@@ -347,7 +409,6 @@ responder_traverse(Responder *self, visitproc visit, void *arg)
     Py_VISIT(self->start_response);
     Py_VISIT(self->trace);
     Py_VISIT(self->header);
-    Py_VISIT(self->token);
     return 0;
 }
 
@@ -357,7 +418,6 @@ responder_clear(Responder *self)
     Py_CLEAR(self->start_response);
     Py_CLEAR(self->trace);
     Py_CLEAR(self->header);
-    Py_CLEAR(self->token);
     return 0;
 }
 
@@ -390,17 +450,22 @@ typedef struct {
     PyObject *app;
     PyObject *traced; /* the Python entry */
     PyObject *dict;
+    PyObject *weakrefs;
 } Entry;
 
-/* environ[key] when it is a str, else *fallback* (borrowed); NULL when not a str. */
+/* environ[key] when it is a str, *fallback* when it is missing (new references); NULL
+ * (no error set) when it is something else. */
 static PyObject *
 environ_str(PyObject *environ, PyObject *key, PyObject *fallback)
 {
     PyObject *value = lookup(environ, key);
     if (value == NULL) {
-        return fallback;
+        value = fallback;
+    } else if (!PyUnicode_CheckExact(value)) {
+        return NULL;
     }
-    return PyUnicode_CheckExact(value) ? value : NULL;
+    Py_INCREF(value);
+    return value;
 }
 
 /* A request without a trace header: the sampler decides.
@@ -421,45 +486,56 @@ decide(Entry *self, PyObject *state, PyObject *const *args, PyObject **out)
     PyObject *host = lookup(environ, s_host_key);
     if (host == NULL || (PyUnicode_CheckExact(host) && PyUnicode_GET_LENGTH(host) == 0)) {
         host = environ_str(environ, s_server_key, s_empty);
-    } else if (!PyUnicode_CheckExact(host)) {
+    } else if (PyUnicode_CheckExact(host)) {
+        Py_INCREF(host);
+    } else {
         host = NULL;
     }
-    if (method == NULL || script == NULL || path_info == NULL || host == NULL) {
-        return FALLBACK;
+    PyObject *path = NULL;
+    if (method != NULL && script != NULL && path_info != NULL && host != NULL) {
+        path = PyUnicode_Concat(script, path_info);
     }
-    PyObject *path = PyUnicode_Concat(script, path_info);
+    Py_XDECREF(script);
+    Py_XDECREF(path_info);
+    int outcome = FAILED;
     if (path == NULL) {
-        return FAILED;
+        outcome = PyErr_Occurred() ? FAILED : FALLBACK; /* an unusual environ: the Python entry */
+        goto done;
     }
-    double now = wall_clock();
     PyObject *sampler = PyObject_GetAttr(state, s_sampler);
+    PyObject *when = sampler == NULL ? NULL : call_hook(wall_clock, NULL, 0);
     PyObject *answer = NULL;
-    if (sampler != NULL) {
+    if (when != NULL) {
         PyObject *call[4] = {sampler, host, method, path};
         answer = PyObject_VectorcallMethod(s_decide, call, 4, NULL);
-        Py_DECREF(sampler);
     }
+    Py_XDECREF(sampler);
     int sampled = answer == NULL ? -1 : PyObject_IsTrue(answer);
     Py_XDECREF(answer);
-    if (sampled < 0) {
-        Py_DECREF(path);
-        return FAILED;
+    double now = when == NULL ? -1.0 : PyFloat_AsDouble(when);
+    Py_XDECREF(when);
+    if (sampled < 0 || (now == -1.0 && PyErr_Occurred())) {
+        goto done;
     }
-    Py_DECREF(path);
     if (sampled) {
         PyObject *call[3] = {args[0], args[1], Py_True};
         *out = PyObject_Vectorcall(self->traced, call, 3, NULL);
-        return SERVED;
+        outcome = SERVED;
+        goto done;
     }
     PyObject *header = new_root_header(now);
-    if (header == NULL) {
-        return FAILED;
+    if (header != NULL) {
+        PyObject *trace_id = PyUnicode_Substring(header, 5, 40);
+        *out = trace_id == NULL ? NULL : new_trace(trace_id, Py_None, header);
+        Py_XDECREF(trace_id);
+        Py_DECREF(header);
+        outcome = *out == NULL ? FAILED : TRACE;
     }
-    PyObject *trace_id = PyUnicode_Substring(header, 5, 40);
-    *out = trace_id == NULL ? NULL : new_trace(trace_id, Py_None, header);
-    Py_XDECREF(trace_id);
-    Py_DECREF(header);
-    return *out == NULL ? FAILED : TRACE;
+done:
+    Py_XDECREF(method);
+    Py_XDECREF(host);
+    Py_XDECREF(path);
+    return outcome;
 }
 
 /* A request whose header says Sampled=0, in the usual form: its trace (new reference). */
@@ -477,6 +553,93 @@ continue_unsampled(PyObject *header)
     Py_XDECREF(parent_id);
     Py_XDECREF(response);
     return trace;
+}
+
+/* The Responder for *trace*, its trace made current; NULL with an exception set. Steals
+ * the reference to *trace*. */
+static Responder *
+responder_for(PyObject *trace, PyObject *start_response)
+{
+    Responder *responder = PyObject_GC_New(Responder, &ResponderType);
+    if (responder == NULL) {
+        Py_DECREF(trace);
+        return NULL;
+    }
+    responder->vectorcall = (vectorcallfunc)responder_call;
+    Py_INCREF(start_response);
+    responder->start_response = start_response;
+    responder->trace = trace;
+    responder->header = NULL;
+    responder->ready = 0;
+    PyObject_GC_Track(responder);
+    responder->header = PyObject_GetAttr(trace, s_response_header);
+    PyObject *token = responder->header == NULL ? NULL : PyContextVar_Set(context_var, trace);
+    if (token == NULL) {
+        Py_DECREF(responder);
+        return NULL;
+    }
+    if (PyObject_SetAttr(trace, s_token, token) < 0) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (PyContextVar_Reset(context_var, token) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, tb);
+        Py_DECREF(token);
+        Py_DECREF(responder);
+        return NULL;
+    }
+    Py_DECREF(token);
+    return responder;
+}
+
+/* What the server gets once the app has returned *result* (a new reference, or NULL with
+ * the exception to raise). The trace ends as in the Python entry: at once for a body that
+ * is ready, when the server closes it for one still to be produced. */
+static PyObject *
+finish(Responder *responder, PyObject *result)
+{
+    PyObject *trace = responder->trace;
+    if (result == NULL) { /* the app raised: restore the context, raise that exception */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (untrace(trace) < 0 && report(s_where_end) < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            return NULL;
+        }
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result) || responder->ready) {
+        if (untrace(trace) < 0 && report(s_where_end) < 0) { /* a no-op once ready */
+            close_body(result);
+            Py_DECREF(result);
+            return NULL;
+        }
+        return result;
+    }
+    /* a body still to produce: the trace stays current until the server closes it */
+    PyObject *pair[2] = {trace, result};
+    PyObject *body = call_hook(streaming_body, pair, 2);
+    if (body != NULL) {
+        Py_DECREF(result);
+        return body;
+    }
+    /* the body as the app gave it, and the context restored now: nothing would later */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (untrace(trace) < 0) {
+        PyErr_Clear();
+    }
+    PyErr_Restore(type, value, tb);
+    if (report(s_where_end) < 0) {
+        close_body(result);
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
 }
 
 static PyObject *
@@ -510,71 +673,15 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (outcome == FALLBACK) {
         return PyObject_Vectorcall(self->traced, args, 2, NULL);
     }
-    if (outcome == FAILED) {
+    Responder *responder = outcome == TRACE ? responder_for(trace, args[1]) : NULL;
+    if (responder == NULL) { /* served untraced, as the Python entry does */
         if (report(s_where_start) < 0) {
             return NULL;
         }
         return PyObject_Vectorcall(self->app, args, 2, NULL);
     }
-    Responder *responder = PyObject_GC_New(Responder, &ResponderType);
-    if (responder == NULL) {
-        Py_DECREF(trace);
-        if (report(s_where_start) < 0) {
-            return NULL;
-        }
-        return PyObject_Vectorcall(self->app, args, 2, NULL);
-    }
-    responder->vectorcall = (vectorcallfunc)responder_call;
-    Py_INCREF(args[1]);
-    responder->start_response = args[1];
-    responder->trace = trace;
-    responder->header = PyObject_GetAttr(trace, s_response_header);
-    responder->token = responder->header == NULL ? NULL : PyContextVar_Set(context_var, trace);
-    responder->ready = 0;
-    PyObject_GC_Track(responder);
-    if (responder->token == NULL) {
-        Py_DECREF(responder);
-        if (report(s_where_start) < 0) {
-            return NULL;
-        }
-        return PyObject_Vectorcall(self->app, args, 2, NULL);
-    }
-
     PyObject *call[2] = {args[0], (PyObject *)responder};
-    PyObject *result = PyObject_Vectorcall(self->app, call, 2, NULL);
-    if (result == NULL) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        untrace(responder);
-        PyErr_Restore(type, value, tb);
-    } else if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
-        untrace(responder); /* the body is ready */
-    } else if (!responder->ready && responder->token != NULL) {
-        /* a body still to produce: the trace stays current until the server closes it */
-        PyObject *body = NULL;
-        if (PyObject_SetAttr(trace, s_token, responder->token) == 0) {
-            PyObject *pair[2] = {trace, result};
-            body = PyObject_Vectorcall(streaming_body, pair, 2, NULL);
-        }
-        if (body != NULL) {
-            Py_CLEAR(responder->token); /* the body restores the context now */
-            Py_SETREF(result, body);
-        } else {
-            /* the body as the app gave it; the context restored now */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            if (PyObject_SetAttr(trace, s_token, Py_None) < 0) {
-                PyErr_Clear();
-            }
-            untrace(responder);
-            PyErr_Restore(type, value, tb);
-            if (report(s_where_end) < 0) {
-                Py_DECREF(result);
-                Py_DECREF(responder);
-                return NULL;
-            }
-        }
-    }
+    PyObject *result = finish(responder, PyObject_Vectorcall(self->app, call, 2, NULL));
     Py_DECREF(responder);
     return result;
 }
@@ -601,6 +708,9 @@ static void
 entry_dealloc(Entry *self)
 {
     PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
     entry_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -629,6 +739,12 @@ entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     return (PyObject *)self;
 }
 
+static PyObject *
+entry_repr(Entry *self)
+{
+    return PyUnicode_FromFormat("<k8sxray traced WSGI app %R>", self->app);
+}
+
 static PyMemberDef entry_members[] = {
     {"__wrapped__", T_OBJECT, offsetof(Entry, app), READONLY, "the app this entry traces"},
     {NULL},
@@ -654,7 +770,9 @@ static PyTypeObject EntryType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_vectorcall_offset = offsetof(Entry, vectorcall),
     .tp_call = PyVectorcall_Call,
+    .tp_repr = (reprfunc)entry_repr,
     .tp_dictoffset = offsetof(Entry, dict),
+    .tp_weaklistoffset = offsetof(Entry, weakrefs),
     .tp_new = entry_new,
     .tp_traverse = (traverseproc)entry_traverse,
     .tp_clear = (inquiry)entry_clear,
@@ -668,11 +786,12 @@ static PyTypeObject EntryType = {
 static PyObject *
 hooks(PyObject *module, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"recorder_globals", "config_globals", "context_var", "unsampled_type",
-                            "random_bits",      "streaming_body", "failed",      NULL};
-    PyObject *recorder, *config, *var, *type, *bits, *body, *fail;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!OO!OOO:hooks", names, &PyDict_Type, &recorder,
-                                     &PyDict_Type, &config, &var, &PyType_Type, &type, &bits, &body,
+    static char *names[] = {"recorder_globals", "config_globals", "context_var",
+                            "unsampled_type",   "random_bits",    "clock",
+                            "streaming_body",   "failed",         NULL};
+    PyObject *recorder, *config, *var, *type, *bits, *now, *body, *fail;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!OO!OOOO:hooks", names, &PyDict_Type, &recorder,
+                                     &PyDict_Type, &config, &var, &PyType_Type, &type, &bits, &now, &body,
                                      &fail)) {
         return NULL;
     }
@@ -690,6 +809,8 @@ hooks(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_XSETREF(unsampled_type, (PyTypeObject *)type);
     Py_INCREF(bits);
     Py_XSETREF(random_bits, bits);
+    Py_INCREF(now);
+    Py_XSETREF(wall_clock, now);
     Py_INCREF(body);
     Py_XSETREF(streaming_body, body);
     Py_INCREF(fail);
@@ -731,7 +852,9 @@ PyInit__native(void)
         intern(&s_extra, "extra") < 0 || intern(&s_response_header, "response_header") < 0 ||
         intern(&s_token, "_token") < 0 || intern(&s_old_value, "old_value") < 0 ||
         intern(&s_missing, "MISSING") < 0 || intern(&s_get, "GET") < 0 || intern(&s_empty, "") < 0 ||
-        intern(&s_header_name, "X-Amzn-Trace-Id") < 0 || intern(&s_where_start, "wsgi.start") < 0 ||
+        intern(&s_header_name, "X-Amzn-Trace-Id") < 0 || intern(&s_close, "close") < 0 ||
+        intern(&s_status, "status") < 0 || intern(&s_headers, "headers") < 0 ||
+        intern(&s_exc_info, "exc_info") < 0 || intern(&s_where_start, "wsgi.start") < 0 ||
         intern(&s_where_response, "wsgi.start_response") < 0 || intern(&s_where_end, "wsgi.end") < 0) {
         return NULL;
     }

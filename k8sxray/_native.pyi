@@ -11,6 +11,7 @@ def hooks(
     context_var: ContextVar[Any],
     unsampled_type: type,
     random_bits: Callable[[int], int],
+    clock: Callable[[], float],
     streaming_body: Callable[[Any, Iterable[bytes]], Iterable[bytes]],
     failed: Callable[[str, BaseException], None],
 ) -> None: ...

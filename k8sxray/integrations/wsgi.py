@@ -144,6 +144,7 @@ def _native_hooks() -> dict[str, Any]:
         "context_var": _context.current_entity,
         "unsampled_type": UnsampledTrace,
         "random_bits": _ids._bits,
+        "clock": time.time,
         "streaming_body": _unsampled_body,
         "failed": _native_failed,
     }
@@ -205,6 +206,14 @@ def _record_failure(trace: Segment | UnsampledTrace, exc: BaseException) -> None
         _guard.internal_error("wsgi.exception")
 
 
+def _length_in(headers: list[tuple[str, str]]) -> bool:
+    """Whether *headers* name a Content-Length in another case than the usual two."""
+    return any(
+        type(name) is str and len(name) == 14 and name.lower() == _LENGTH_LOWER
+        for name in map(_name, headers)
+    )
+
+
 def _untrace(trace: Segment | UnsampledTrace) -> None:
     """Make the trace that was current before *trace* current again (once)."""
     token = trace._token
@@ -246,9 +255,11 @@ class Exchange:
                 for name, value in headers:
                     if len(name) == 14 and name.lower() == "content-length":
                         trace.content_length = int(value)
-            elif _LENGTH in map(_name, headers) or _LENGTH_LOWER in map(_name, headers):  # scanned in C
+            elif (
+                _LENGTH in map(_name, headers) or _LENGTH_LOWER in map(_name, headers) or _length_in(headers)
+            ):
                 # unsampled, and with a Content-Length the body is ready: no outgoing call is left to make
-                # (a Content-Length spelt otherwise only leaves the trace current until the body is closed)
+                # (the usual two spellings are looked for by a C-level scan, any other in Python)
                 self._done = True
                 _untrace(trace)
             headers = [*headers, (_HEADER, trace.response_header)]

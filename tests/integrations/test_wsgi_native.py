@@ -92,6 +92,52 @@ def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"hello"]
 
 
+DURING: list[str | None] = []  # what the apps below saw while producing their bodies
+
+
+def lazy(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    """A generator: start_response (with a Content-Length) runs on the server's first next()."""
+    start_response("200 OK", [("Content-Length", "5")])
+    DURING.append(k8sxray.trace_header())
+    yield b"hello"
+
+
+def unsized(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    DURING.append(k8sxray.trace_header())
+    yield b"hello"
+
+
+class Body:
+    """An iterable body that is not a generator, its headers given with another spelling."""
+
+    def __init__(self, start_response: Any, headers: list[Any]) -> None:
+        start_response("200 OK", headers)
+
+    def __iter__(self) -> Iterator[bytes]:
+        DURING.append(k8sxray.trace_header())
+        yield b"hello"
+
+    def close(self) -> None:
+        DURING.append(k8sxray.trace_header())
+
+
+def shouting(environ: dict[str, Any], start_response: Any) -> Body:
+    return Body(start_response, [("CONTENT-LENGTH", "5")])
+
+
+def list_pairs(environ: dict[str, Any], start_response: Any) -> Body:
+    return Body(start_response, [["Content-Length", "5"]])
+
+
+def by_name(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response(status="200 OK", headers=[("Content-Length", "5")], exc_info=None)
+    return [b"hello"]
+
+
+APPS = [hello, lazy, unsized, shouting, list_pairs, by_name]
+
+
 @needs_native
 def test_the_entry_is_c_and_undoes_like_the_python_one(configure_to: Any) -> None:
     configure_to()
@@ -154,29 +200,34 @@ def shape(value: str | None, incoming: str | None) -> str | None:
 
 
 @needs_native
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("app", APPS, ids=[app.__name__ for app in APPS])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(header=headers())
 @example(header=UNSAMPLED.replace("bd86", "BD86"))
 @example(header=UNSAMPLED.replace(PARENT, PARENT.upper()))
 @example(header=UNSAMPLED.replace("1-5759", "2-5759"))
 @example(header=UNSAMPLED + " ")
 @example(header=UNSAMPLED.replace("Sampled=0", "sampled=0"))
-def test_same_answers_as_the_python_entry(configure_to: Any, header: str | None) -> None:
+def test_same_answers_as_the_python_entry(
+    configure_to: Any, app: Callable[..., Iterable[bytes]], header: str | None
+) -> None:
     configure_to()
     _recorder.state().sampler = RateSampler(0, 0.0)  # a new trace is not sampled
     results = []
     for native in (True, False):
-        seen = serve(hello, environ(header), native=native)
+        DURING.clear()
+        seen = serve(app, environ(header), native=native)
         results.append(
             (
                 shape(seen.in_app, header),
                 [(name, shape(value, header)) for name, value in seen.headers],
                 seen.body,
+                [shape(value, header) for value in DURING],
                 seen.after,
             )
         )
     assert results[0] == results[1]
-    assert results[0][3] is None  # nothing left current
+    assert results[0][4] is None  # nothing left current
 
 
 @needs_native
@@ -491,3 +542,27 @@ def test_a_failure_wrapping_a_streamed_body_restores_the_context_and_serves_the_
     finally:
         native.hooks(**wsgi._native_hooks())
     assert _guard.counts() == {"wsgi.end": 1}
+
+
+@pytest.mark.parametrize("native", [pytest.param(True, marks=needs_native), False], ids=["native", "python"])
+def test_a_keyboard_interrupt_while_logging_a_failure_is_not_swallowed(
+    configure_to: Any, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """Only `Exception`s are kept from the app; Ctrl-C in the middle of logging one still stops it."""
+    configure_to()
+
+    class Broken:
+        def decide(self, host: str, method: str, path: str) -> bool:
+            raise RuntimeError("sampler bug")
+
+        def close(self) -> None:
+            return None
+
+    def interrupted(where: str) -> None:
+        raise KeyboardInterrupt
+
+    _recorder.state().sampler = Broken()  # type: ignore[assignment]
+    monkeypatch.setattr(_guard, "internal_error", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wsgi.wrap(hello, native=native)(environ(), lambda *args: None)
+    assert k8sxray.trace_header() is None
