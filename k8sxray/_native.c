@@ -283,7 +283,7 @@ typedef struct {
     PyObject *start_response; /* the server's */
     PyObject *trace;
     PyObject *header; /* the response header's value */
-    int ready;        /* the app gave a Content-Length: its body is ready */
+    int ready;        /* the app gave a Content-Length: its body is ready when it returns */
 } Responder;
 
 static PyTypeObject ResponderType;
@@ -389,13 +389,10 @@ responder_call(Responder *self, PyObject *const *args, size_t nargsf, PyObject *
         }
         Py_INCREF(given[1]); /* the app's headers, as they are */
         headers = given[1];
-    } else if (ready && !self->ready) {
-        /* the body is ready: no outgoing call is left to make */
+    } else if (ready) {
+        /* the body is ready once the app returns (until then the app may still make outgoing
+         * calls): the trace ends then, without wrapping the body */
         self->ready = 1;
-        if (untrace(self->trace) < 0 && report(s_where_response) < 0) {
-            Py_DECREF(headers);
-            return NULL;
-        }
     }
     PyObject *call[3] = {given[0], headers, given[2]};
     PyObject *result = PyObject_Vectorcall(self->start_response, call, with_exc_info ? 3 : 2, NULL);
@@ -613,7 +610,7 @@ finish(Responder *responder, PyObject *result)
         return NULL;
     }
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result) || responder->ready) {
-        if (untrace(trace) < 0 && report(s_where_end) < 0) { /* a no-op once ready */
+        if (untrace(trace) < 0 && report(s_where_end) < 0) {
             close_body(result);
             Py_DECREF(result);
             return NULL;

@@ -110,22 +110,23 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:
             end_segment(trace)
             return result
         if exchange._done:  # unsampled, and its body is ready: the previous trace is current again
+            _untrace(trace)
             return result
         exchange._result = result
         return exchange
 
-    if native is None:
-        config = _config._current
-        native = NATIVE and (config is None or config.native)
     return _entry(app, traced, native)
 
 
 _hooked = False
 
 
-def _entry(app: WSGIApp, traced: Callable[..., Iterable[bytes]], native: bool) -> WSGIApp:
+def _entry(app: WSGIApp, traced: Callable[..., Iterable[bytes]], native: bool | None) -> WSGIApp:
     """What serves *app*: the C entry (its other requests going to *traced*), or *traced*."""
     global _hooked
+    if native is None:
+        config = _config._current
+        native = NATIVE and (config is None or config.native)
     if not native or _native is None:
         traced._k8sxray_traced = True  # type: ignore[attr-defined]
         traced.__wrapped__ = app  # type: ignore[attr-defined]
@@ -232,6 +233,8 @@ class Exchange:
     makes the previous trace current again). With a Content-Length the body is handed to
     the server as it is (no per-chunk work); without one, the chunks are counted on their
     way out (``content_length``) and an exception raised while producing them is recorded.
+    An unsampled request whose app gave a Content-Length before returning needs no
+    exchange as its body: its trace ends when the app returns.
     """
 
     __slots__ = ("_done", "_result", "_start_response", "_trace")
@@ -258,10 +261,10 @@ class Exchange:
             elif (
                 _LENGTH in map(_name, headers) or _LENGTH_LOWER in map(_name, headers) or _length_in(headers)
             ):
-                # unsampled, and with a Content-Length the body is ready: no outgoing call is left to make
-                # (the usual two spellings are looked for by a C-level scan, any other in Python)
+                # unsampled, and with a Content-Length the body is ready once the app returns; until
+                # then the app may still make outgoing calls (the usual two spellings are looked for by
+                # a C-level scan, any other in Python)
                 self._done = True
-                _untrace(trace)
             headers = [*headers, (_HEADER, trace.response_header)]
         except Exception:
             _guard.internal_error("wsgi.start_response")

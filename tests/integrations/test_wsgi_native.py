@@ -135,7 +135,20 @@ def by_name(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"hello"]
 
 
-APPS = [hello, lazy, unsized, shouting, list_pairs, by_name]
+def early(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answers first, then works: an outgoing call after start_response still carries the trace."""
+    start_response("200 OK", [("Content-Length", "5")])
+    DURING.append(k8sxray.trace_header())
+    return [b"hello"]
+
+
+def early_iterable(environ: dict[str, Any], start_response: Any) -> Body:
+    start_response("200 OK", [("Content-Length", "5")])
+    DURING.append(k8sxray.trace_header())
+    return Body(lambda *args: None, [])
+
+
+APPS = [hello, lazy, unsized, shouting, list_pairs, by_name, early, early_iterable]
 
 
 @needs_native
@@ -566,3 +579,16 @@ def test_a_keyboard_interrupt_while_logging_a_failure_is_not_swallowed(
     with pytest.raises(KeyboardInterrupt):
         wsgi.wrap(hello, native=native)(environ(), lambda *args: None)
     assert k8sxray.trace_header() is None
+
+
+@pytest.mark.parametrize("native", [pytest.param(True, marks=needs_native), False], ids=["native", "python"])
+@pytest.mark.parametrize("app", [early, early_iterable])
+def test_an_outgoing_call_after_start_response_still_carries_the_trace(
+    configure_to: Any, native: bool, app: Callable[..., Iterable[bytes]]
+) -> None:
+    """A bare WSGI app may answer first and work after: its trace is current until it returns."""
+    configure_to()
+    DURING.clear()
+    seen = serve(app, environ(UNSAMPLED), native=native)
+    assert DURING[0] == UNSAMPLED
+    assert seen.after is None
