@@ -2,8 +2,9 @@
 
 The segment ends when the response iterable is exhausted or closed (so streaming
 bodies are timed whole); an exception from the app is recorded as the ``cause``
-and propagates unchanged. Unsampled requests only get the response header (and
-their trace stays current, for outgoing calls, until the body is closed).
+and propagates unchanged. Unsampled requests only get the response header; their
+trace stays current, for outgoing calls, until the app returns a body that is ready (a
+list, or anything after a Content-Length), else until the body is closed.
 
 Each request allocates one :class:`Exchange`: its bound ``start_response`` is what the
 app calls, and the object itself is the body handed to the server, so the request path
