@@ -292,7 +292,7 @@ static PyTypeObject ResponderType;
 static int
 is_content_length(PyObject *name)
 {
-    if (!PyUnicode_CheckExact(name) || PyUnicode_GET_LENGTH(name) != 14 ||
+    if (!PyUnicode_Check(name) || PyUnicode_GET_LENGTH(name) != 14 ||
         PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND) {
         return 0;
     }
@@ -322,9 +322,9 @@ with_trace_header(Responder *self, PyObject *headers, int *ready)
     Py_ssize_t n = PyList_GET_SIZE(list);
     for (Py_ssize_t i = 0; i < n && !*ready; i++) {
         PyObject *item = PyList_GET_ITEM(list, i);
-        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) > 0) {
+        if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) > 0) {
             *ready = is_content_length(PyTuple_GET_ITEM(item, 0));
-        } else if (PyList_CheckExact(item) && PyList_GET_SIZE(item) > 0) {
+        } else if (PyList_Check(item) && PyList_GET_SIZE(item) > 0) {
             *ready = is_content_length(PyList_GET_ITEM(item, 0));
         }
     }
@@ -499,19 +499,22 @@ decide(Entry *self, PyObject *state, PyObject *const *args, PyObject **out)
         outcome = PyErr_Occurred() ? FAILED : FALLBACK; /* an unusual environ: the Python entry */
         goto done;
     }
-    PyObject *sampler = PyObject_GetAttr(state, s_sampler);
-    PyObject *when = sampler == NULL ? NULL : call_hook(wall_clock, NULL, 0);
-    PyObject *answer = NULL;
-    if (when != NULL) {
-        PyObject *call[4] = {sampler, host, method, path};
-        answer = PyObject_VectorcallMethod(s_decide, call, 4, NULL);
-    }
-    Py_XDECREF(sampler);
-    int sampled = answer == NULL ? -1 : PyObject_IsTrue(answer);
-    Py_XDECREF(answer);
+    PyObject *when = call_hook(wall_clock, NULL, 0); /* read first, as the Python entry does */
     double now = when == NULL ? -1.0 : PyFloat_AsDouble(when);
     Py_XDECREF(when);
-    if (sampled < 0 || (now == -1.0 && PyErr_Occurred())) {
+    if (now == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    PyObject *sampler = PyObject_GetAttr(state, s_sampler);
+    PyObject *answer = NULL;
+    if (sampler != NULL) {
+        PyObject *call[4] = {sampler, host, method, path};
+        answer = PyObject_VectorcallMethod(s_decide, call, 4, NULL);
+        Py_DECREF(sampler);
+    }
+    int sampled = answer == NULL ? -1 : PyObject_IsTrue(answer);
+    Py_XDECREF(answer);
+    if (sampled < 0) {
         goto done;
     }
     if (sampled) {
@@ -651,8 +654,10 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (!none && !canonical_unsampled(header)) {
         return PyObject_Vectorcall(self->traced, args, 2, NULL); /* Sampled=1 or ?, or unusual */
     }
+    Py_XINCREF(header); /* held: reading the state may run Python code */
     PyObject *state = usable_state();
     if (state == NULL) {
+        Py_XDECREF(header);
         return PyObject_Vectorcall(self->traced, args, 2, NULL); /* off, or (re)configuring */
     }
     PyObject *trace = NULL;
@@ -663,6 +668,7 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
         trace = continue_unsampled(header);
         outcome = trace == NULL ? FAILED : TRACE;
     }
+    Py_XDECREF(header);
     Py_DECREF(state);
     if (outcome == SERVED) {
         return trace;

@@ -14,7 +14,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -148,7 +148,21 @@ def early_iterable(environ: dict[str, Any], start_response: Any) -> Body:
     return Body(lambda *args: None, [])
 
 
-APPS = [hello, lazy, unsized, shouting, list_pairs, by_name, early, early_iterable]
+class Name(str):
+    pass
+
+
+class Pair(NamedTuple):
+    name: str
+    value: str
+
+
+def subclassed(environ: dict[str, Any], start_response: Any) -> Body:
+    """Header items and names of subclasses (outside PEP 3333, still read as the Python entry reads them)."""
+    return Body(start_response, [Pair(Name("Content-Length"), "5")])
+
+
+APPS = [hello, lazy, unsized, shouting, list_pairs, by_name, early, early_iterable, subclassed]
 
 
 @needs_native
