@@ -250,6 +250,8 @@ class Exchange:
     ) -> Any:
         trace = self._trace
         try:
+            if type(headers) is not list:  # PEP 3333 asks for a list; an iterator is read once
+                headers = list(headers)
             if type(trace) is Segment:
                 code = int(status[:3])
                 if code < 400:

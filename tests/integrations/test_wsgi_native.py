@@ -162,7 +162,13 @@ def subclassed(environ: dict[str, Any], start_response: Any) -> Body:
     return Body(start_response, [Pair(Name("Content-Length"), "5")])
 
 
-APPS = [hello, lazy, unsized, shouting, list_pairs, by_name, early, early_iterable, subclassed]
+def generated(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Headers given as an iterator (outside PEP 3333): read once, all of them kept."""
+    start_response("200 OK", (pair for pair in [("Content-Type", "text/plain"), ("Content-Length", "5")]))
+    return [b"hello"]
+
+
+APPS = [hello, lazy, unsized, shouting, list_pairs, by_name, early, early_iterable, subclassed, generated]
 
 
 @needs_native
