@@ -211,7 +211,7 @@ def _record_failure(trace: Segment | UnsampledTrace, exc: BaseException) -> None
 def _length_in(headers: list[tuple[str, str]]) -> bool:
     """Whether *headers* name a Content-Length in another case than the usual two."""
     return any(
-        type(name) is str and len(name) == 14 and name.lower() == _LENGTH_LOWER
+        isinstance(name, str) and len(name) == 14 and name.lower() == _LENGTH_LOWER
         for name in map(_name, headers)
     )
 
