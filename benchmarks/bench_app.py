@@ -191,6 +191,41 @@ def asgi_runner(app: Any, header: str | None) -> Callable[[int], None]:
     return run
 
 
+# --- peers -----------------------------------------------------------------------------------
+def sdk_sampling_everything(daemon: str) -> tuple[Any, Any]:
+    """The X-Ray SDK, configured to sample everything and send to *daemon*: its recorder and
+    its Flask middleware class."""
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
+
+    logging.getLogger("aws_xray_sdk").setLevel(logging.ERROR)
+    xray_recorder.configure(
+        service="bench", sampling=False, daemon_address=daemon, context_missing="IGNORE_ERROR", plugins=()
+    )
+    return xray_recorder, XRayMiddleware
+
+
+def otel_dropping_everything() -> Callable[[], None]:
+    """OpenTelemetry with a BatchSpanProcessor and an exporter that drops everything; returns
+    what ends a timed run (``force_flush``)."""
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class NoOpExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
+    otel_trace.set_tracer_provider(provider)
+
+    def finish() -> None:
+        provider.force_flush()
+
+    return finish
+
+
 # --- variants --------------------------------------------------------------------------------
 class Variant:
     def __init__(
@@ -269,32 +304,11 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
 
         return wrapped
 
-    # the X-Ray SDK, configured to sample everything and send to the receiver
-    from aws_xray_sdk.core import xray_recorder
-    from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
-
-    logging.getLogger("aws_xray_sdk").setLevel(logging.ERROR)
-    xray_recorder.configure(
-        service="bench", sampling=False, daemon_address=daemon, context_missing="IGNORE_ERROR", plugins=()
-    )
-
-    # OpenTelemetry: BatchSpanProcessor and an exporter that drops everything
-    from opentelemetry import trace as otel_trace
+    xray_recorder, XRayMiddleware = sdk_sampling_everything(daemon)
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as OtelASGI
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as OtelWSGI
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    class NoOpExporter(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
-    otel_trace.set_tracer_provider(provider)
-
-    def otel_finish() -> None:
-        provider.force_flush()
+    otel_finish = otel_dropping_everything()
 
     wsgi: list[Variant] = []
     wsgi.append(Variant("bare Flask", wsgi_runner(_flask_app(), None)))

@@ -46,44 +46,26 @@ def _runner(kind: str) -> Callable[[int], None]:
     """The request loop of one variant (runs inside the callgrind child)."""
     import logging
 
-    from bench_app import _flask_app, wsgi_runner
+    from bench_app import _flask_app, otel_dropping_everything, sdk_sampling_everything, wsgi_runner
 
     logging.disable(logging.CRITICAL)
     if kind == "bare":
         return wsgi_runner(_flask_app(), None)
     if kind == "otel":
-        from opentelemetry import trace as otel_trace
         from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-        class NoOpExporter(SpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                return SpanExportResult.SUCCESS
-
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
-        otel_trace.set_tracer_provider(provider)
+        finish = otel_dropping_everything()
         app = _flask_app()
         app.wsgi_app = OpenTelemetryMiddleware(app.wsgi_app)
         run_otel = wsgi_runner(app, None)
 
         def flushed_otel(n: int) -> None:
             run_otel(n)
-            provider.force_flush()
+            finish()
 
         return flushed_otel
     if kind.startswith("sdk"):
-        from aws_xray_sdk.core import xray_recorder
-        from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
-
-        xray_recorder.configure(
-            service="bench",
-            sampling=False,
-            daemon_address="127.0.0.1:9",
-            context_missing="IGNORE_ERROR",
-            plugins=(),
-        )
+        xray_recorder, XRayMiddleware = sdk_sampling_everything("127.0.0.1:9")
         app = _flask_app()
         XRayMiddleware(app, xray_recorder)
         return wsgi_runner(app, UNSAMPLED if kind == "sdk-zero" else None)
