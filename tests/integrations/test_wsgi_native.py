@@ -326,6 +326,16 @@ def test_an_environ_without_the_usual_strings_goes_to_the_python_entry(configure
     assert seen.body == b"hello"
 
 
+class BrokenSampler:
+    """A sampler with a bug: every decision raises."""
+
+    def decide(self, host: str, method: str, path: str) -> bool:
+        raise RuntimeError("sampler bug")
+
+    def close(self) -> None:
+        return None
+
+
 # --- bodies, errors and context ----------------------------------------------------------------
 
 
@@ -396,14 +406,7 @@ def test_a_failure_inside_the_c_entry_is_logged_once_and_the_app_still_answers(
 ) -> None:
     configure_to()
 
-    class Broken:
-        def decide(self, host: str, method: str, path: str) -> bool:
-            raise RuntimeError("sampler bug")
-
-        def close(self) -> None:
-            return None
-
-    _recorder.state().sampler = Broken()  # type: ignore[assignment]
+    _recorder.state().sampler = BrokenSampler()  # type: ignore[assignment]
     with caplog.at_level(logging.WARNING, logger="k8sxray"):
         first = serve(hello, environ(), native=True)
         second = serve(hello, environ(), native=True)
@@ -584,17 +587,10 @@ def test_a_keyboard_interrupt_while_logging_a_failure_is_not_swallowed(
     """Only `Exception`s are kept from the app; Ctrl-C in the middle of logging one still stops it."""
     configure_to()
 
-    class Broken:
-        def decide(self, host: str, method: str, path: str) -> bool:
-            raise RuntimeError("sampler bug")
-
-        def close(self) -> None:
-            return None
-
     def interrupted(where: str) -> None:
         raise KeyboardInterrupt
 
-    _recorder.state().sampler = Broken()  # type: ignore[assignment]
+    _recorder.state().sampler = BrokenSampler()  # type: ignore[assignment]
     monkeypatch.setattr(_guard, "internal_error", interrupted)
     with pytest.raises(KeyboardInterrupt):
         wsgi.wrap(hello, native=native)(environ(), lambda *args: None)
