@@ -466,7 +466,7 @@ environ_str(PyObject *environ, PyObject *key, PyObject *fallback)
 }
 
 /* A request without a trace header: the sampler decides.
- *   TRACE:    *out is the new unsampled trace (new reference)
+ *   TRACE:    *out is the new unsampled trace, *response its response header (new references)
  *   SERVED:   the sampler said yes and the Python entry served the request: *out is its
  *             result (NULL when the app raised: that propagates)
  *   FALLBACK: an unusual environ: the Python entry serves it whole (no error set)
@@ -474,7 +474,7 @@ environ_str(PyObject *environ, PyObject *key, PyObject *fallback)
 enum { TRACE, SERVED, FALLBACK, FAILED };
 
 static int
-decide(Entry *self, PyObject *state, PyObject *const *args, PyObject **out)
+decide(Entry *self, PyObject *state, PyObject *const *args, PyObject **out, PyObject **response)
 {
     PyObject *environ = args[0];
     PyObject *method = environ_str(environ, s_method_key, s_get);
@@ -528,8 +528,12 @@ decide(Entry *self, PyObject *state, PyObject *const *args, PyObject **out)
         PyObject *trace_id = PyUnicode_Substring(header, 5, 40);
         *out = trace_id == NULL ? NULL : new_trace(trace_id, Py_None, header);
         Py_XDECREF(trace_id);
-        Py_DECREF(header);
-        outcome = *out == NULL ? FAILED : TRACE;
+        if (*out == NULL) {
+            Py_DECREF(header);
+        } else {
+            *response = header;
+            outcome = TRACE;
+        }
     }
 done:
     Py_XDECREF(method);
@@ -538,42 +542,47 @@ done:
     return outcome;
 }
 
-/* A request whose header says Sampled=0, in the usual form: its trace (new reference). */
+/* A request whose header says Sampled=0, in the usual form: its trace, and in *response
+ * its response header (new references). */
 static PyObject *
-continue_unsampled(PyObject *header)
+continue_unsampled(PyObject *header, PyObject **response)
 {
     PyObject *trace_id = PyUnicode_Substring(header, 5, 40);
     PyObject *parent_id = PyUnicode_Substring(header, 48, 64);
-    PyObject *response = PyUnicode_Substring(header, 0, 40);
+    PyObject *answer = PyUnicode_Substring(header, 0, 40);
     PyObject *trace = NULL;
-    if (trace_id != NULL && parent_id != NULL && response != NULL) {
-        trace = new_trace(trace_id, parent_id, response);
+    if (trace_id != NULL && parent_id != NULL && answer != NULL) {
+        trace = new_trace(trace_id, parent_id, answer);
     }
     Py_XDECREF(trace_id);
     Py_XDECREF(parent_id);
-    Py_XDECREF(response);
+    if (trace == NULL) {
+        Py_XDECREF(answer);
+    } else {
+        *response = answer;
+    }
     return trace;
 }
 
-/* The Responder for *trace*, its trace made current; NULL with an exception set. Steals
- * the reference to *trace*. */
+/* The Responder for *trace* and its response *header*, the trace made current; NULL with
+ * an exception set. Steals the references to *trace* and *header*. */
 static Responder *
-responder_for(PyObject *trace, PyObject *start_response)
+responder_for(PyObject *trace, PyObject *header, PyObject *start_response)
 {
     Responder *responder = PyObject_GC_New(Responder, &ResponderType);
     if (responder == NULL) {
         Py_DECREF(trace);
+        Py_DECREF(header);
         return NULL;
     }
     responder->vectorcall = (vectorcallfunc)responder_call;
     Py_INCREF(start_response);
     responder->start_response = start_response;
     responder->trace = trace;
-    responder->header = NULL;
+    responder->header = header;
     responder->ready = 0;
     PyObject_GC_Track(responder);
-    responder->header = PyObject_GetAttr(trace, s_response_header);
-    PyObject *token = responder->header == NULL ? NULL : PyContextVar_Set(context_var, trace);
+    PyObject *token = PyContextVar_Set(context_var, trace);
     if (token == NULL) {
         Py_DECREF(responder);
         return NULL;
@@ -660,12 +669,12 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
         Py_XDECREF(header);
         return PyObject_Vectorcall(self->traced, args, 2, NULL); /* off, or (re)configuring */
     }
-    PyObject *trace = NULL;
+    PyObject *trace = NULL, *response = NULL;
     int outcome = TRACE;
     if (none) {
-        outcome = decide(self, state, args, &trace);
+        outcome = decide(self, state, args, &trace, &response);
     } else {
-        trace = continue_unsampled(header);
+        trace = continue_unsampled(header, &response);
         outcome = trace == NULL ? FAILED : TRACE;
     }
     Py_XDECREF(header);
@@ -676,7 +685,7 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (outcome == FALLBACK) {
         return PyObject_Vectorcall(self->traced, args, 2, NULL);
     }
-    Responder *responder = outcome == TRACE ? responder_for(trace, args[1]) : NULL;
+    Responder *responder = outcome == TRACE ? responder_for(trace, response, args[1]) : NULL;
     if (responder == NULL) { /* served untraced, as the Python entry does */
         if (report(s_where_start) < 0) {
             return NULL;
