@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 Facts = dict[str, Any]
 Derive = Callable[[str, list[Document], bool], Facts]
-"""``derive(trace_id, assembled_segments, complete)``: the facts kept for a trace; must carry
-``"services"`` (names, for the service index) and may carry anything else JSON can hold."""
+"""``derive(trace_id, assembled_segments, complete)``: the facts kept for a trace, anything JSON
+can hold; its ``"nodes"`` and ``"edges"`` (rows in ``NODE_COLUMNS`` / ``EDGE_COLUMNS`` order) are
+also kept as table rows, for the service index and the service graph."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
@@ -43,18 +44,44 @@ CREATE TABLE IF NOT EXISTS traces (
     start REAL NOT NULL,
     end REAL NOT NULL,
     bytes INTEGER NOT NULL,
-    facts TEXT NOT NULL,
+    facts BLOB NOT NULL,
     docs BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_start ON traces (start);
-CREATE TABLE IF NOT EXISTS services (
+CREATE TABLE IF NOT EXISTS nodes (
     trace INTEGER NOT NULL,
     name TEXT NOT NULL,
-    start REAL NOT NULL
+    type TEXT NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    response_time REAL NOT NULL,
+    duration REAL NOT NULL,
+    flags INTEGER NOT NULL,
+    root INTEGER NOT NULL,
+    inferred INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS services_name ON services (name, start);
-CREATE INDEX IF NOT EXISTS services_trace ON services (trace);
+CREATE INDEX IF NOT EXISTS nodes_name ON nodes (name, start);
+CREATE INDEX IF NOT EXISTS nodes_trace ON nodes (trace);
+CREATE TABLE IF NOT EXISTS edges (
+    trace INTEGER NOT NULL,
+    src_name TEXT NOT NULL,
+    src_type TEXT NOT NULL,
+    dst_name TEXT NOT NULL,
+    dst_type TEXT NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    response_time REAL NOT NULL,
+    flags INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS edges_start ON edges (start);
+CREATE INDEX IF NOT EXISTS edges_trace ON edges (trace);
 """
+NODE_COLUMNS = ("name", "type", "start", "end", "response_time", "duration", "flags", "root", "inferred")
+"""A node row, as ``derive`` gives them in ``facts["nodes"]`` and ``node_rows`` gives them back."""
+EDGE_COLUMNS = ("src_name", "src_type", "dst_name", "dst_type", "start", "end", "response_time", "flags")
+"""An edge row, as ``derive`` gives them in ``facts["edges"]`` and ``edge_rows`` gives them back."""
+_NODE_INSERT = f"INSERT INTO nodes (trace, {', '.join(NODE_COLUMNS)}) VALUES ({', '.join('?' * 10)})"
+_EDGE_INSERT = f"INSERT INTO edges (trace, {', '.join(EDGE_COLUMNS)}) VALUES ({', '.join('?' * 9)})"
 
 
 class StoreError(ValueError):
@@ -77,8 +104,12 @@ class Added:
 
 
 def _default_derive(trace_id: str, segments: list[Document], complete: bool) -> Facts:
-    names = sorted({str(s.get("name", "")) for s in segments if s.get("name")})
-    return {"id": trace_id, "services": names, "complete": complete}
+    start, end = _span(segments)
+    nodes = [
+        (str(s.get("name", "")), str(s.get("origin", "")), start, end, end - start, end - start, 0, 1, 0)
+        for s in segments
+    ]
+    return {"id": trace_id, "complete": complete, "nodes": nodes, "edges": []}
 
 
 class Store:
@@ -192,8 +223,7 @@ class Store:
                     old_raw = _unpack(blob)
                     raw = old_raw + raw
                     docs = [json.loads(r) for r in old_raw] + docs
-                    conn.execute("DELETE FROM services WHERE trace = ?", (rowid,))
-                    conn.execute("DELETE FROM traces WHERE rowid = ?", (rowid,))
+                    _delete(conn, [rowid])
                 self._insert(conn, trace_id, raw, docs)
             conn.execute("COMMIT")
         except BaseException:
@@ -210,7 +240,6 @@ class Store:
         segments, complete = assemble(kept)
         start, end = _span(kept)
         facts = self.derive(trace_id, segments, complete)
-        services = sorted({str(n) for n in facts.get("services", ())})
         cur = conn.execute(
             "INSERT INTO traces (trace_id, start, end, bytes, facts, docs) VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -218,15 +247,13 @@ class Store:
                 start,
                 end,
                 sum(len(r) for r in raw),
-                json.dumps(facts, separators=(",", ":")),
+                zlib.compress(json.dumps(facts, separators=(",", ":")).encode(), 1),
                 zlib.compress(b"\n".join(raw), 6),
             ),
         )
         rowid = cur.lastrowid
-        conn.executemany(
-            "INSERT INTO services (trace, name, start) VALUES (?, ?, ?)",
-            [(rowid, n, start) for n in services],
-        )
+        conn.executemany(_NODE_INSERT, [(rowid, *row) for row in facts.get("nodes", ())])
+        conn.executemany(_EDGE_INSERT, [(rowid, *row) for row in facts.get("edges", ())])
 
     def _enforce_bounds(self) -> None:
         conn = self._write
@@ -247,8 +274,7 @@ class Store:
             return 0
         conn.execute("BEGIN")
         try:
-            conn.executemany("DELETE FROM services WHERE trace = ?", [(r,) for r in rows])
-            conn.executemany("DELETE FROM traces WHERE rowid = ?", [(r,) for r in rows])
+            _delete(conn, rows)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -316,26 +342,46 @@ class Store:
         sql = "SELECT t.start, t.rowid, t.facts FROM traces t"
         params: list[Any] = []
         if names:
-            sql += " JOIN services s ON s.trace = t.rowid AND s.name = ?"
-            params.append(names[0])
+            sql += " WHERE t.rowid IN (SELECT n.trace FROM nodes n WHERE n.name = ? AND n.start >= ?"
+            sql += " AND n.start <= ?)"
+            params += [names[0], start - _NODE_SLACK, end + _NODE_SLACK]
             for name in names[1:]:
-                sql += " AND EXISTS (SELECT 1 FROM services x WHERE x.trace = t.rowid AND x.name = ?)"
+                sql += " AND EXISTS (SELECT 1 FROM nodes x WHERE x.trace = t.rowid AND x.name = ?)"
                 params.append(name)
-        sql += " WHERE t.start >= ? AND t.start <= ?"
+            sql += " AND"
+        else:
+            sql += " WHERE"
+        sql += " t.start >= ? AND t.start <= ?"
         params += [start, end]
         if after is not None:
             sql += " AND (t.start < ? OR (t.start = ? AND t.rowid < ?))"
             params += [after[0], after[0], after[1]]
         sql += " ORDER BY t.start DESC, t.rowid DESC"
         for t_start, rowid, facts in self._reader().execute(sql, params):
-            yield _encode_token(t_start, rowid), json.loads(facts)
+            yield _encode_token(t_start, rowid), _facts(facts)
 
     def all_facts(self, start: float, end: float) -> Iterator[Facts]:
         """Facts of every trace that started in [start, end], oldest first."""
         for (facts,) in self._reader().execute(
             "SELECT facts FROM traces WHERE start >= ? AND start <= ? ORDER BY start", (start, end)
         ):
-            yield json.loads(facts)
+            yield _facts(facts)
+
+    def node_rows(self, start: float, end: float) -> Iterator[tuple[Any, ...]]:
+        """Node rows (``NODE_COLUMNS``) of the traces that started in [start, end]."""
+        cols = ", ".join(f"n.{c}" for c in NODE_COLUMNS)
+        yield from self._reader().execute(
+            f"SELECT {cols} FROM traces t JOIN nodes n ON n.trace = t.rowid WHERE t.start >= ? AND t.start <= ?",
+            (start, end),
+        )
+
+    def edge_rows(self, start: float, end: float) -> Iterator[tuple[Any, ...]]:
+        """Edge rows (``EDGE_COLUMNS``) of the traces that started in [start, end]."""
+        cols = ", ".join(f"e.{c}" for c in EDGE_COLUMNS)
+        yield from self._reader().execute(
+            f"SELECT {cols} FROM traces t JOIN edges e ON e.trace = t.rowid WHERE t.start >= ? AND t.start <= ?",
+            (start, end),
+        )
 
     def trace_ids(self, start: float, end: float) -> list[str]:
         """Ids of the traces that started in [start, end], oldest first."""
@@ -389,6 +435,22 @@ def _span(docs: list[Document]) -> tuple[float, float]:
     ends = [float(d["end_time"]) for d in docs if isinstance(d.get("end_time"), int | float)]
     start = min(starts) if starts else time.time()
     return start, max([*ends, start])
+
+
+_NODE_SLACK = 3600.0
+"""A node starts at most this long after its trace does (for the service index's range)."""
+
+
+def _delete(conn: sqlite3.Connection, rowids: list[int]) -> None:
+    params = [(r,) for r in rowids]
+    conn.executemany("DELETE FROM nodes WHERE trace = ?", params)
+    conn.executemany("DELETE FROM edges WHERE trace = ?", params)
+    conn.executemany("DELETE FROM traces WHERE rowid = ?", params)
+
+
+def _facts(blob: bytes) -> Facts:
+    facts: Facts = json.loads(zlib.decompress(blob))
+    return facts
 
 
 def _unpack(blob: bytes) -> list[bytes]:

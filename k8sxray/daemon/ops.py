@@ -2,7 +2,8 @@
 
 ``OpsServer`` answers ``GET``/``HEAD /healthz`` (200 ``ok`` once ``ready()`` is true, else 503) and
 ``GET``/``HEAD /metrics`` (the Prometheus text exposition format 0.0.4, from ``metrics()``); every other
-path is a 404. ``render()`` turns counters, gauges, histograms and summaries into that text, escaping
+request goes to ``app`` when one is mounted (the local console: X-Ray's API and the viewer), else
+it is a 404. ``render()`` turns counters, gauges, histograms and summaries into that text, escaping
 help text and label values as the format requires.
 """
 
@@ -16,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ._served import Served
 
@@ -26,6 +27,20 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The Prometheus text format's content type."""
 
 Kind = Literal["counter", "gauge", "histogram", "summary", "untyped"]
+
+
+class Answer(Protocol):
+    """What a mounted app answers: status, content type, body and extra headers."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str]
+
+
+App = Callable[[str, str, Mapping[str, str], bytes], Answer]
+"""``app(method, target, headers, body)``: answers every request the ops endpoint does not."""
+_MAX_BODY = 16 * 1024 * 1024
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -144,11 +159,18 @@ def render(metrics: Iterable[Metric]) -> str:
 class OpsServer(Served):
     """Serves ``/healthz`` and ``/metrics`` on ``bind`` in a background thread."""
 
-    def __init__(self, bind: tuple[str, int], ready: Callable[[], bool], metrics: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        bind: tuple[str, int],
+        ready: Callable[[], bool],
+        metrics: Callable[[], str],
+        app: App | None = None,
+    ) -> None:
         super().__init__()
         self._bind = bind
         self.ready = ready
         self.metrics = metrics
+        self.app = app
         self._warned = False
 
     def start(self) -> None:
@@ -225,12 +247,21 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _reply(self, status: int, content_type: str, body: str, close: bool = False) -> None:
-        data = body.encode("utf-8", "replace")
+    def _reply(
+        self,
+        status: int,
+        content_type: str,
+        body: str | bytes,
+        close: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        data = body.encode("utf-8", "replace") if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -239,14 +270,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def do_GET(self) -> None:
-        self._reply(*self.server.ops.answer(self.path))
+        ops = self.server.ops
+        if ops.app is not None and self.path.split("?", 1)[0] not in ("/healthz", "/metrics"):
+            self._to_app(b"")
+            return
+        self._reply(*ops.answer(self.path))
 
     do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        if self.server.ops.app is None:
+            self._not_allowed()
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= _MAX_BODY:
+            self._reply(413 if length > 0 else 400, "text/plain; charset=utf-8", "bad Content-Length\n", True)
+            return
+        self._to_app(self.rfile.read(length))
+
+    def _to_app(self, body: bytes) -> None:
+        app = self.server.ops.app
+        assert app is not None
+        answer = app(self.command, self.path, dict(self.headers.items()), body)
+        self._reply(answer.status, answer.content_type, answer.body, headers=answer.headers)
 
     def _not_allowed(self) -> None:
         self._reply(405, "text/plain; charset=utf-8", "only GET and HEAD\n", close=True)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":

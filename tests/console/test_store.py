@@ -104,7 +104,8 @@ def test_a_completed_document_replaces_the_in_progress_one_on_disk(store: Store)
 
 def test_facts_page_newest_first_filtered_by_service_and_resumable(tmp_path: Path) -> None:
     def derive(trace_id: str, segments: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
-        return {"id": trace_id, "services": [s["name"] for s in segments]}
+        nodes = [(s["name"], "", s["start_time"], s["end_time"], 1.0, 1.0, 0, 1, 0) for s in segments]
+        return {"id": trace_id, "nodes": nodes, "edges": []}
 
     store = Store(tmp_path / "t.db", settle=0.0, derive=derive, clock=lambda: 200.0)
     docs = []
