@@ -1,0 +1,52 @@
+"""The botocore output-shape checker the console's tests rely on rejects what does not fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from ._shapes import assert_fits, assert_output, problems, shape
+
+GOOD_SERVICE = {
+    "ReferenceId": 0,
+    "Name": "A",
+    "Names": ["A"],
+    "Root": True,
+    "State": "active",
+    "StartTime": 1.5,
+    "Edges": [{"ReferenceId": 1, "ResponseTimeHistogram": [{"Value": 0.1, "Count": 2}]}],
+    "SummaryStatistics": {"OkCount": 1, "ErrorStatistics": {"ThrottleCount": 0}, "TotalResponseTime": 0.5},
+}
+
+
+def test_a_fitting_response_passes() -> None:
+    assert_output("GetServiceGraph", {"Services": [GOOD_SERVICE], "StartTime": 1, "EndTime": 2})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"Colour": "red"}, "'Colour' is not a member of Service"),
+        ({"ReferenceId": "0"}, "$.ReferenceId: expected an integer, got str"),
+        ({"ReferenceId": True}, "expected an integer, got bool"),
+        ({"Root": 1}, "expected a boolean, got int"),
+        ({"StartTime": "2024-01-01"}, "expected a number (timestamp), got str"),
+        ({"Names": "A"}, "expected a list"),
+        (
+            {"Edges": [{"ResponseTimeHistogram": [{"Value": 0.1, "Count": 1.5}]}]},
+            "Count: expected an integer",
+        ),
+        ({"SummaryStatistics": {"OkCount": 1, "Fault": 2}}, "'Fault' is not a member of ServiceStatistics"),
+    ],
+)
+def test_a_wrong_shape_is_rejected_with_where(change: dict[str, object], message: str) -> None:
+    found = problems({**GOOD_SERVICE, **change}, shape("Service"))
+    assert any(message in p for p in found), found
+    with pytest.raises(AssertionError):
+        assert_fits({**GOOD_SERVICE, **change}, "Service")
+
+
+def test_maps_and_required_members_are_checked() -> None:
+    annotations = {"k": [{"AnnotationValue": {"NumberValue": "1"}}]}
+    assert any("NumberValue: expected a number" in p for p in problems(annotations, shape("Annotations")))
+    # SamplingRule has required members.
+    assert any("required member" in p for p in problems({}, shape("SamplingRule")))
