@@ -371,7 +371,8 @@ class Store:
         """Node rows (``NODE_COLUMNS``) of the traces that started in [start, end]."""
         cols = ", ".join(f"n.{c}" for c in NODE_COLUMNS)
         yield from self._reader().execute(
-            f"SELECT {cols} FROM traces t JOIN nodes n ON n.trace = t.rowid WHERE t.start >= ? AND t.start <= ?",
+            f"SELECT {cols} FROM traces t JOIN nodes n ON n.trace = t.rowid"
+            " WHERE t.start >= ? AND t.start <= ?",
             (start, end),
         )
 
@@ -379,7 +380,8 @@ class Store:
         """Edge rows (``EDGE_COLUMNS``) of the traces that started in [start, end]."""
         cols = ", ".join(f"e.{c}" for c in EDGE_COLUMNS)
         yield from self._reader().execute(
-            f"SELECT {cols} FROM traces t JOIN edges e ON e.trace = t.rowid WHERE t.start >= ? AND t.start <= ?",
+            f"SELECT {cols} FROM traces t JOIN edges e ON e.trace = t.rowid"
+            " WHERE t.start >= ? AND t.start <= ?",
             (start, end),
         )
 
