@@ -237,7 +237,7 @@ class Store:
         kept = latest(docs)
         keep_ids = {id(d) for d in kept}
         raw = [r for r, d in zip(raw, docs, strict=True) if id(d) in keep_ids]
-        segments, complete = assemble(kept)
+        segments, complete = assemble(kept, owned=True)
         start, end = _span(kept)
         facts = self.derive(trace_id, segments, complete)
         cur = conn.execute(
@@ -322,7 +322,7 @@ class Store:
         raw = self.documents(trace_id)
         if not raw:
             return None
-        return assemble(json.loads(r) for r in raw)
+        return assemble((json.loads(r) for r in raw), owned=True)
 
     def facts(
         self,
