@@ -827,3 +827,30 @@ def required_services(expression: str) -> set[str] | None:
 def matches(expression: str, facts: Mapping[str, Any]) -> bool:
     """Whether the trace with these facts matches ``expression`` (compiled once and cached)."""
     return compile_filter(expression).matches(facts)
+
+
+class EntitySelector(NamedTuple):
+    """What ``GetTimeSeriesServiceStatistics``' ``EntitySelectorExpression`` names.
+
+    ``kind`` is ``"service"`` (``target`` is None) or ``"edge"``; each end is ``(name, type)``, either
+    part None when not given.
+    """
+
+    kind: str
+    source: tuple[str | None, str | None]
+    target: tuple[str | None, str | None] | None
+
+
+def parse_entity_selector(expression: str) -> EntitySelector:
+    """``service("a")``, ``service(id(name: "a", type: "t"))`` or ``edge(..., ...)``, with no inner filter.
+
+    Raises :class:`FilterError` for anything else.
+    """
+    if len(expression) > MAX_LENGTH:
+        raise FilterError(f"the expression is longer than {MAX_LENGTH} characters", MAX_LENGTH)
+    tree = _Parser(expression).parse()
+    if isinstance(tree, _Service) and tree.inner is None and (tree.name, tree.type) != (None, None):
+        return EntitySelector("service", (tree.name, tree.type), None)
+    if isinstance(tree, _Edge) and tree.inner is None:
+        return EntitySelector("edge", tree.source, tree.target)
+    raise FilterError('an entity selector is service("name"), service(id(...)) or edge(a, b), alone', 0)
