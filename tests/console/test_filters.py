@@ -282,7 +282,11 @@ _WORDS = st.sampled_from(
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.text(_ALPHABET, max_size=60), st.lists(_WORDS, max_size=14).map(" ".join)))
+@given(
+    st.one_of(
+        st.text(_ALPHABET, max_size=60), st.text(max_size=30), st.lists(_WORDS, max_size=14).map(" ".join)
+    )
+)
 def test_any_text_compiles_or_raises_filter_error(text: str) -> None:
     try:
         compiled = compile_filter(text)
