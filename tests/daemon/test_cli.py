@@ -9,8 +9,10 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
 from pathlib import Path
 
+import pytest
 from daemon_helpers import HEADER, DaemonProcess, FakeXRay, segment
 
 NO_CREDENTIALS = {
@@ -83,10 +85,31 @@ def test_port_in_use_exits_1(start_daemon: Callable[..., DaemonProcess]) -> None
     assert daemon.stop() == 0
 
 
-def test_version_and_help() -> None:
-    version = _run("-v")
-    assert version.returncode == 0
-    assert version.stdout.startswith("k8sxray daemon ")
+@pytest.mark.parametrize("flag", ["-v", "--v", "-version", "--version", "-version=true"])
+def test_version_is_the_packages(flag: str) -> None:
+    result = _run(flag)
+    assert result.returncode == 0
+    assert result.stdout == f"k8sxray daemon {metadata.version('k8sxray')}\n"
+
+
+@pytest.mark.parametrize("flag", ["-h", "--h", "-help", "--help"])
+def test_help_in_every_go_spelling(flag: str) -> None:
+    result = _run(flag)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m k8sxray.daemon")
+
+
+def test_go_daemon_command_line_starts_the_daemon(start_daemon: Callable[..., DaemonProcess]) -> None:
+    # As a manifest written for AWS's daemon spells it (DaemonProcess adds its own -b/-t/--http first).
+    daemon = start_daemon(
+        ["-local-mode", "-region", "us-east-1", "-log-level=debug", "-buffer-memory", "4", "-sink", "stdout"],
+        NO_CREDENTIALS,
+    )
+    assert "buffer 4 MB; sink stdout" in daemon.log
+    assert daemon.stop() == 0
+
+
+def test_help_lists_every_flag() -> None:
     usage = _run("-h")
     assert usage.returncode == 0
     for flag in (
@@ -105,6 +128,8 @@ def test_version_and_help() -> None:
         "--shutdown-timeout",
         "--log-format",
         "--http",
+        "--concurrency",
+        "--sampling-rules",
     ):
         assert flag in usage.stdout
 
