@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -75,14 +76,36 @@ def test_xray_sink_without_region_exits_2() -> None:
     assert "no AWS region" in result.stderr
 
 
-def test_port_in_use_exits_1(start_daemon: Callable[..., DaemonProcess]) -> None:
+def test_udp_port_in_use_is_named_and_nothing_else_is_reported(
+    start_daemon: Callable[..., DaemonProcess],
+) -> None:
     daemon = start_daemon(["--sink", "stdout"], NO_CREDENTIALS)
     result = _run(
         "--sink", "stdout", "-b", f"127.0.0.1:{daemon.port}", "-t", "off", "--http", "off", env=NO_CREDENTIALS
     )
     assert result.returncode == 1
-    assert "cannot start" in result.stderr
+    assert f"cannot listen on udp 127.0.0.1:{daemon.port}: Address already in use" in result.stderr
+    assert "shutting down" not in result.stderr
+    assert "shipped" not in result.stderr
     assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("flag", "scheme", "what"), [("-t", "tcp", "sampling port"), ("--http", "http", "ops")]
+)
+def test_tcp_and_http_ports_in_use_are_named(flag: str, scheme: str, what: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"-t": "off", "--http": "off", flag: f"127.0.0.1:{port}"}
+        args = [a for pair in ports.items() for a in pair]
+        result = _run("--sink", "stdout", "-b", "127.0.0.1:0", *args, env=NO_CREDENTIALS)
+    assert result.returncode == 1
+    assert f"cannot listen on {scheme} 127.0.0.1:{port} ({what}" in result.stderr
+    assert "Address already in use" in result.stderr
+    assert "shutting down" not in result.stderr
+    assert "shipped" not in result.stderr
 
 
 @pytest.mark.parametrize("flag", ["-v", "--v", "-version", "--version", "-version=true"])

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ import botocore.session
 import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
+from daemon_helpers import DaemonProcess, free_tcp_port
 
 from k8sxray.daemon.local_sampling import LocalSampling, RulesError, default_rule, load_rules, rules_from_json
 from k8sxray.daemon.proxy import LocalSamplingServer
@@ -335,6 +339,68 @@ def test_the_official_sdks_centralized_sampler_samples_by_the_local_rules(
         for s in (a, b)
     ]
     assert quotas == [2, 2]
+
+
+# -- the daemon program ----------------------------------------------------------------------------
+
+
+def test_the_stdout_daemon_answers_sampling_and_k8sxray_config_says_so(
+    tmp_path: Path, start_daemon: Callable[..., DaemonProcess]
+) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"SamplingRuleRecords": [{"SamplingRule": RULES[0]}]}))
+    port = free_tcp_port()
+    daemon = start_daemon(["--sink", "stdout", "-t", f"127.0.0.1:{port}", "--sampling-rules", str(rules)])
+    daemon.wait_log("answering sampling calls on 127.0.0.1")
+    assert "checkout, Default" in daemon.log
+    records = _xray(port).get_sampling_rules()["SamplingRuleRecords"]
+    assert [r["SamplingRule"]["RuleName"] for r in records] == ["checkout", "Default"]
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{port}",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
+    config = subprocess.run(
+        [sys.executable, "-m", "k8sxray", "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert config.returncode == 0, config.stderr
+    assert "answers  yes" in config.stdout
+    assert daemon.stop() == 0
+
+
+def test_a_bad_rules_file_stops_the_daemon_at_start(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('[{"RuleName": "x"}]')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "k8sxray.daemon",
+            "--sink",
+            "stdout",
+            "-b",
+            "127.0.0.1:0",
+            "-t",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--sampling-rules",
+            str(rules),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"sampling rules {rules}: rule 'x': Priority must be" in result.stderr
+    assert "shipped" not in result.stderr
 
 
 def test_rules_from_json_keeps_the_default_last() -> None:
