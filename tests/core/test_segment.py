@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from k8sxray import _segment as segment_module
 from k8sxray._recorder import documents
 from k8sxray._segment import (
     Entity,
@@ -405,3 +407,22 @@ def test_times_that_no_clock_gives_are_still_written() -> None:
     sub.end_time = 0.75
     assert plain_subsegment_json(sub) is None  # the general writer takes it
     assert '"start_time":0.500000,"end_time":0.750000' in sub.to_json()
+
+
+def test_an_invalid_annotation_is_dropped_with_a_warning_once_per_key(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segment_module, "_WARNED_KEYS", set())  # whatever earlier tests warned about
+    seg = Segment(Static("svc", sdk_version="1"), ROOT, "0123456789abcdef", None, 100.5)
+    with caplog.at_level(logging.WARNING, logger="k8sxray._segment"):
+        seg.put_annotation("bad-key", "v")
+        seg.put_annotation("bad-key", "v")  # the same key again: said once
+        seg.put_annotation("listed", [1, 2])  # type: ignore[arg-type]
+        seg.put_annotation("ratio", float("nan"))
+        seg.put_annotation("ok", 1)
+    assert seg.annotations == {"ok": 1}
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert "annotation 'bad-key' dropped: a key is one or more letters, digits or underscores" in messages[0]
+    assert "annotation 'listed' dropped: values are strings, numbers or booleans, not list" in messages[1]
+    assert "annotation 'ratio' dropped: values are finite numbers, not nan" in messages[2]
