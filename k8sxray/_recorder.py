@@ -333,16 +333,7 @@ def _unlink(entity: Entity) -> None:
 
 
 def _split(segment: Segment) -> list[bytes]:
-    parts, dropped = split(segment, MAX_DOCUMENT)
-    if dropped:
-        _guard.warn_once(
-            "recorder.too_large",
-            "k8sxray: %d subsegment(s) of trace %s are larger than one datagram on their own and were "
-            "dropped (logged once)",
-            dropped,
-            segment.trace_id,
-        )
-    return [part.encode() for part in parts]
+    return [part.encode() for part in split(segment, MAX_DOCUMENT)]  # what was trimmed, _fit logs
 
 
 # --- the API for integrations ---------------------------------------------------------------

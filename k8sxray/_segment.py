@@ -21,6 +21,7 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from . import _ids
+from ._fit import fit
 
 _enc = json.encoder.encode_basestring_ascii  # C-accelerated, adds the quotes
 _STACK_LIMIT = 50
@@ -512,41 +513,13 @@ def _tail(s: Subsegment) -> str:
     return "".join(out)
 
 
-def split(segment: Segment, limit: int) -> tuple[list[str], int]:
-    """Documents for *segment*, each at most *limit* characters, and how many were dropped.
-
-    A document too large is sent without its subsegments, which go out on their own
-    in X-Ray's streaming form (recursively); a single entity still too large is dropped.
-    """
+def split(segment: Segment, limit: int) -> list[str]:
+    """Documents for *segment*, each at most *limit* characters: its subsegments sent on their own
+    and what still does not fit trimmed (see :mod:`._fit`, which logs what it trimmed)."""
     doc = segment.to_json()
     if len(doc) <= limit:
-        return [doc], 0
-    out: list[str] = []
-    dropped = _split_children(segment, limit, out)
-    doc = segment.to_json(children=False)
-    if len(doc) <= limit:
-        out.append(doc)
-    else:
-        dropped += 1
-    return out, dropped
-
-
-def _split_children(parent: Entity, limit: int, out: list[str]) -> int:
-    dropped = 0
-    for sub in parent.subsegments or ():
-        if sub.late:
-            continue
-        doc = sub.to_json(streaming=True)
-        if len(doc) <= limit:
-            out.append(doc)
-            continue
-        dropped += _split_children(sub, limit, out)
-        doc = sub.to_json(children=False, streaming=True)
-        if len(doc) <= limit:
-            out.append(doc)
-        else:
-            dropped += 1
-    return dropped
+        return [doc]
+    return fit(doc, limit)[0]
 
 
 _SECRET_WORDS = ("token", "secret", "password", "passwd", "signature", "credential", "session", "auth")

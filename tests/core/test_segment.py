@@ -109,7 +109,7 @@ def test_exception_referenced_by_id_in_the_parent() -> None:
     assert doc["fault"] is True
 
 
-def test_split_streams_subsegments_and_drops_only_the_impossible() -> None:
+def test_split_streams_subsegments_and_trims_what_does_not_fit_alone() -> None:
     seg = _segment()
     for i in range(5):
         sub = Subsegment(f"sub{i}", "remote", seg, 100.6)
@@ -122,14 +122,17 @@ def test_split_streams_subsegments_and_drops_only_the_impossible() -> None:
     huge = Subsegment("huge", "local", seg, 100.6)
     huge.put_metadata("blob", "y" * 20000)
     seg._add_child(huge)
-    docs, dropped = split(seg, 8000)
-    assert dropped == 1
+    docs = split(seg, 8000)
     assert all(len(d) <= 8000 for d in docs)
     parsed = [json.loads(d) for d in docs]
     streamed = [d for d in parsed if d.get("type") == "subsegment"]
-    assert sorted(d["name"] for d in streamed) == [f"sub{i}" for i in range(5)]
+    assert sorted(d["name"] for d in streamed) == ["huge"] + [f"sub{i}" for i in range(5)]
     assert all(d["trace_id"] == ROOT and d["parent_id"] == seg.id for d in streamed)
-    assert all(d["subsegments"][0]["name"].startswith("inner") for d in streamed)
+    assert all(d["subsegments"][0]["name"].startswith("inner") for d in streamed if d["name"] != "huge")
+    (trimmed,) = [d for d in streamed if d["name"] == "huge"]
+    assert trimmed["id"] == huge.id
+    assert trimmed["metadata"]["default"]["blob"].startswith("yyy")
+    assert trimmed["metadata"]["k8sxray"] == {"trimmed": ["metadata.default.blob"], "trimmed_count": 1}
     (root,) = [d for d in parsed if "type" not in d]
     assert root["id"] == seg.id
     assert "subsegments" not in root
@@ -137,8 +140,7 @@ def test_split_streams_subsegments_and_drops_only_the_impossible() -> None:
 
 def test_split_keeps_a_small_document_whole() -> None:
     seg = _segment()
-    docs, dropped = split(seg, 65000)
-    assert (docs, dropped) == ([seg.to_json()], 0)
+    assert split(seg, 65000) == [seg.to_json()]
 
 
 def test_scrub_url() -> None:
