@@ -147,8 +147,8 @@ def test_unsampled_trace_propagates_sampled_0_and_records_nothing() -> None:
 def test_a_request_the_sampler_turns_down_gets_a_new_trace_to_answer_with() -> None:
     from k8sxray.sampling.sampler import RateSampler
 
-    _recorder.state().sampler = RateSampler(fixed_target=0, rate=0.0)  # says no to every request
     with capture_segments() as docs:
+        _recorder.state().sampler = RateSampler(fixed_target=0, rate=0.0)  # says no, even while capturing
         trace = _request()
         assert isinstance(trace, UnsampledTrace)
         assert trace.response_header == "Root=" + trace.trace_id
