@@ -11,7 +11,8 @@ batch rather than once per request. A flusher thread sends what is left when req
 stop; it is woken only from idle, never per batch. On Linux a burst leaves with UDP
 segmentation offload (see :mod:`._gso`: one pass through the kernel's stack for up to
 64 datagrams), or else in one ``sendmmsg(2)`` call (see :mod:`._sendmmsg`), elsewhere
-datagram by datagram. ``delay=0`` sends inline. It is fork-safe: a child gets a fresh
+datagram by datagram. A document too large for one datagram is split and trimmed to fit
+(see :mod:`._fit`). ``delay=0`` sends inline. It is fork-safe: a child gets a fresh
 socket, queue, thread and sendmmsg headers.
 """
 
@@ -28,7 +29,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import _forks, _gso, _guard, _sendmmsg
-from ._protocol import HEADER
+from ._fit import fit
+from ._protocol import HEADER, MAX_DOCUMENT
 
 log = logging.getLogger(__name__)
 _monotonic = time.monotonic
@@ -124,6 +126,12 @@ class UDPEmitter:
 
     # --- request path ---------------------------------------------------------------------
     def send(self, document: bytes) -> None:
+        if len(document) > MAX_DOCUMENT:  # split or trimmed to fit (see _fit), never sent too large
+            parts, dropped = fit(document, MAX_DOCUMENT)
+            self.dropped += dropped
+            for part in parts:
+                self.send_later(part.encode())
+            return
         self.send_later(document)
 
     def send_later(self, item: Any, weight: int = 1) -> None:
