@@ -8,13 +8,17 @@ A port that cannot be bound is an error naming it (exit code 1) and nothing else
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import secrets
 import signal
+import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from k8sxray.daemon import _aws, _logging
@@ -49,6 +53,8 @@ class Daemon:
         self.stats.buffer_bytes = lambda: self.buffer.held_bytes
         self.stats.buffer_docs = lambda: self.buffer.held_documents
         self.session: Any = None
+        self.console: Any = None
+        """The local console's web face (``--sink local``), mounted on the ops endpoint."""
         self.region: str | None = None
         self.sink: Sink | None = None
         self.receiver: Receiver | None = None
@@ -97,17 +103,19 @@ class Daemon:
         name = s.sink
         if name == "stdout":
             return StdoutSink()
+        if name == "local":
+            return self._local_sink()
         self.session = _aws.make_session(s.role_arn, s.region)
         credentials = self.session.get_credentials()
         if name is None and credentials is None:
-            log.warning(
-                "no AWS credentials found: writing segments to stdout (pass --sink xray to "
-                "insist on X-Ray, --sink stdout to silence this)"
-            )
-            return StdoutSink()
+            log.warning("no AWS credentials found: running locally (pass --sink xray to insist on X-Ray)")
+            return self._local_sink()
         if credentials is None:
             log.error("no AWS credentials found yet; segments are buffered and retried until they appear")
         region = s.region or (None if s.local_mode else _aws.metadata_region(self.session))
+        if not region and name is None:
+            log.warning("no AWS region found: running locally (pass --region or set AWS_REGION for X-Ray)")
+            return self._local_sink()
         if not region:
             raise StartupError("no AWS region: pass -n/--region or set AWS_REGION", code=2)
         self.region = region
@@ -130,6 +138,37 @@ class Daemon:
             connections=s.concurrency,
         )
 
+    def _local_sink(self) -> Sink:
+        """The console's store as the sink, and its web face for the ops endpoint."""
+        from k8sxray.console.app import Console, Web, default_store_path, open_store
+        from k8sxray.daemon.sinks.local import LocalSink
+
+        s = self.settings
+        path = Path(s.store_path) if s.store_path else default_store_path()
+        try:
+            store = open_store(path, retention=s.retention, max_bytes=s.store_max_bytes)
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"cannot open the local store {path}: {exc}") from exc
+        store.start()
+        token = s.console_token
+        if s.http is not None and token is None and not _loopback(s.http[0]):
+            token = secrets.token_urlsafe(18)
+        self.console = Web(Console(store), token=token)
+        log.info(
+            "running locally: keeping traces in %s (for %s, up to %d MB)",
+            path,
+            _age(s.retention),
+            s.store_max_bytes // (1024 * 1024),
+        )
+        if s.http is None:
+            log.info("the console is off (--http off); python -m k8sxray traces needs it")
+        else:
+            host, port = s.http
+            shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+            suffix = f"?token={token}" if token else ""
+            log.info("console: http://%s:%d/%s (X-Ray's API at the same address)", shown, port, suffix)
+        return LocalSink(store)
+
     def _start_services(self, sink: Sink) -> None:
         """The ops endpoint, the sampling port (forwarding to X-Ray, or answering from local rules as
         the sink asks) and telemetry (only with X-Ray behind the sink)."""
@@ -137,7 +176,10 @@ class Daemon:
         if s.http is not None:
             http = s.http
             self._try_start(
-                "ops endpoint", "http", http, lambda: _ops(http, self.ready, self.stats.render_prometheus)
+                "ops endpoint",
+                "http",
+                http,
+                lambda: _ops(http, self.ready, self.stats.render_prometheus, self.console),
             )
         if sink.local_sampling:
             if s.tcp is not None:
@@ -301,10 +343,26 @@ def _close(what: str, service: Any) -> None:
         log.exception("error while closing the %s", what)
 
 
-def _ops(bind: tuple[str, int], ready: Callable[[], bool], metrics: Callable[[], str]) -> Any:
+def _ops(bind: tuple[str, int], ready: Callable[[], bool], metrics: Callable[[], str], console: Any) -> Any:
     from k8sxray.daemon.ops import OpsServer
 
-    return OpsServer(bind, ready, metrics)
+    return OpsServer(bind, ready, metrics, app=console.handle if console is not None else None)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _local_sampling_server(bind: tuple[str, int], sampling: Any) -> Any:

@@ -69,6 +69,10 @@ class Settings:
     verify_ssl: bool = True
     sink: str | None = None
     sampling_rules: str | None = None
+    store_path: str | None = None
+    retention: float = 24 * 3600.0
+    store_max_bytes: int = 512 * MIB
+    console_token: str | None = None
     log_level: str = "INFO"
     log_format: str = "text"
     log_file: str | None = None
@@ -148,8 +152,30 @@ _FLAGS = (
         "sink",
         None,
         _VALUE,
-        "where segments go (default: xray when AWS credentials are found, else stdout)",
+        "where segments go: xray, local (kept here, with X-Ray's API and a viewer on --http) or "
+        "stdout (default: xray when AWS credentials and a region are found, else local)",
         choices=SINK_NAMES,
+    ),
+    _Flag(
+        "store",
+        None,
+        _VALUE,
+        "the local sink's SQLite file (default: $XDG_DATA_HOME/k8sxray/traces.db, "
+        "else ~/.local/share/k8sxray/traces.db)",
+        "FILE",
+    ),
+    _Flag(
+        "retention", None, _VALUE, "how long the local sink keeps traces: 90m, 24h, 7d (default 24h)", "AGE"
+    ),
+    _Flag(
+        "store-max-mb", None, _VALUE, "the local sink's file stays within this size (default 512)", "MB", int
+    ),
+    _Flag(
+        "console-token",
+        None,
+        _VALUE,
+        "token the console asks for (default: none on loopback; generated and logged when --http is not)",
+        "TOKEN",
     ),
     _Flag(
         "sampling-rules",
@@ -329,6 +355,11 @@ def parse(
             raise SettingsError(f"--{name.replace('_', '-')} must be positive, got {value}")
         numbers[name] = value
 
+    retention = _age(args.get("retention", "24h"))
+    store_mb = _int(args.get("store_max_mb", 512), "--store-max-mb")
+    if store_mb < 1:
+        raise SettingsError(f"--store-max-mb must be at least 1, got {store_mb}")
+
     return Settings(
         udp=udp,
         tcp=tcp,
@@ -343,6 +374,10 @@ def parse(
         proxy_address=_str_or_none(pick("proxy_address", "ProxyAddress")),
         local_mode=bool(pick("local_mode", "LocalMode")),
         sampling_rules=_str_or_none(args.get("sampling_rules")),
+        store_path=_str_or_none(args.get("store")),
+        retention=retention,
+        store_max_bytes=store_mb * MIB,
+        console_token=_str_or_none(args.get("console_token")),
         verify_ssl=not bool(_yaml_value(yaml_data, "NoVerifySSL")),
         sink=args.get("sink"),
         log_level=LOG_LEVELS[level_name],
@@ -361,6 +396,22 @@ def _int(value: Any, what: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise SettingsError(f"{what} must be a whole number, got {value!r}") from None
+
+
+_AGE_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _age(text: Any) -> float:
+    """``90m``, ``24h``, ``7d`` or plain seconds, as seconds; a clear error otherwise."""
+    raw = str(text).strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:].isalpha() else (raw, "")
+    try:
+        value = float(number) * _AGE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise SettingsError(f"--retention: expected an age such as 90m, 24h or 7d, got {text!r}") from None
+    if not value > 0:
+        raise SettingsError(f"--retention must be positive, got {text!r}")
+    return value
 
 
 def _str_or_none(value: Any) -> str | None:

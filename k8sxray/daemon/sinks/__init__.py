@@ -1,4 +1,4 @@
-"""The seam between the shipper and where documents go (X-Ray, stdout, later a local store).
+"""The seam between the shipper and where documents go (X-Ray, the local console's store, stdout).
 
 A sink is anything with ``send(batch) -> SendResult`` and ``close()``. ``send`` is called from
 several sender threads at once, with at most 50 documents (bytes, exactly as received), and must
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-SINK_NAMES = ("xray", "stdout")
-"""Sinks ``--sink`` accepts. The embedded local store (``local``) comes with a later release."""
+SINK_NAMES = ("xray", "local", "stdout")
+"""Sinks ``--sink`` accepts."""
 
 
 @dataclass(frozen=True)
