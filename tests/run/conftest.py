@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import APPS, BIN, Launched, Receiver, _Downstream
+from .helpers import APPS, BIN, LOGSITE, Launched, Receiver, _Downstream
 
 
 @pytest.fixture
@@ -41,6 +41,8 @@ def env(receiver: Receiver, downstream: Any) -> dict[str, str]:
     return {
         **base,
         "PATH": BIN + os.pathsep + base.get("PATH", ""),
+        # k8sxray from this checkout (not whichever is installed), the logger named on log lines
+        "PYTHONPATH": os.pathsep.join([str(LOGSITE), *filter(None, [base.get("PYTHONPATH")])]),
         "AWS_XRAY_DAEMON_ADDRESS": receiver.address,
         "AWS_XRAY_TRACING_NAME": "zero-code",
         "K8SXRAY_SAMPLING_RATE": "1",
