@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ from typing import Any, Literal, NamedTuple
 
 from . import _discovery, _env
 from ._addresses import Address, parse_daemon_address
+from ._naming import default_service_name
 from .integrations import INTEGRATIONS
 from .plugins import PLUGINS
-from .plugins._workload import from_pod_name
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +213,8 @@ def build(
 
     name = pick.text("service_name", service_name, _env.AWS_XRAY_TRACING_NAME)
     if name is None:
-        name, detail = _default_service_name(environ)
-        sources["service_name"] = Source("discovery" if on_k8s and detail else "default", detail)
+        name, detail, from_pod = default_service_name(environ)
+        sources["service_name"] = Source("discovery" if from_pod else "default", detail)
     _check_service_name(name, sources["service_name"])
 
     is_enabled = pick.flag("enabled", enabled, _env.AWS_XRAY_SDK_ENABLED, default=True)
@@ -379,41 +378,6 @@ class _Picker:
 
 def _where(source: Source, var: str) -> str:
     return var if source.kind == "env" else source.detail.replace("=...)", "")
-
-
-def _default_service_name(environ: Mapping[str, str]) -> tuple[str, str]:
-    pod = environ.get(_env.POD_NAME, "")
-    if environ.get(_env.KUBERNETES_SERVICE_HOST) and pod:
-        workload = from_pod_name(pod)
-        return (workload.name if workload else pod), f"workload of {_env.POD_NAME}={pod}"
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    program = program.removesuffix(".py")
-    if program and program not in _LAUNCHERS:
-        return program, "the program's name"
-    return "python-service", ""
-
-
-# Program names that say nothing about the service they run.
-_LAUNCHERS = frozenset(
-    {
-        "-c",
-        "-m",
-        "__main__",
-        "python",
-        "python3",
-        "pytest",
-        "gunicorn",
-        "uvicorn",
-        "hypercorn",
-        "uwsgi",
-        "daphne",
-        "flask",
-        "django-admin",
-        "manage",
-        "granian",
-        "k8sxray-run",
-    }
-)
 
 
 _NAME_OK = frozenset("_.:/%&#=+\\-@ ")
