@@ -90,7 +90,10 @@ class _State:
         )
         self.sampler: Sampler = make_sampler(config, origin=data.origin)
         self.own_emitter = UDPEmitter(  # opens nothing yet
-            _address_of(config), serialise=datagrams, gso=config.udp_gso
+            _address_of(config),
+            serialise=datagrams,
+            gso=config.udp_gso,
+            on_refused=config.daemon.refused if config.daemon is not None else None,
         )
         self.emitter: Emitter = self.own_emitter
         self.later: Callable[..., None] | None = None
