@@ -56,9 +56,10 @@ def env(receiver: Receiver, downstream: Any) -> dict[str, str]:
 def launch() -> Iterator[Callable[..., Launched]]:
     started: list[Launched] = []
 
-    def start(args: list[str], env: dict[str, str], **kwargs: Any) -> Launched:
+    def start(args: list[str], env: dict[str, str], *, zero_code: bool = True, **kwargs: Any) -> Launched:
+        """Start *args* under k8sxray-run (``zero_code=False``: as they are)."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "k8sxray.run", *args],
+            [sys.executable, "-m", "k8sxray.run", *args] if zero_code else args,
             env=env,
             cwd=APPS,
             stdout=subprocess.PIPE,
