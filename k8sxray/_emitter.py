@@ -18,6 +18,7 @@ socket, queue, thread and sendmmsg headers.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -82,14 +83,17 @@ class UDPEmitter:
         serialise: Callable[[Any], bytes | list[bytes]] | None = None,
         sendmmsg: bool = True,
         gso: bool = True,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch.
 
         With *serialise*, :meth:`send_later` queues finished objects (segments) that the
         flusher turns into datagrams (header included), in a batch, off the request path.
         ``sendmmsg=False`` sends datagram by datagram even where ``sendmmsg(2)`` exists;
-        ``gso=False`` never uses UDP segmentation offload.
+        ``gso=False`` never uses UDP segmentation offload. *on_refused* is called, instead of the
+        generic warning, when the daemon's address refuses datagrams (nobody listens there).
         """
+        self._on_refused = on_refused
         self._address = address
         self._serialise = serialise
         self.serialises = serialise is not None
@@ -280,12 +284,18 @@ class UDPEmitter:
                 sent += 1
             except OSError as exc:
                 self.dropped += 1
+                if exc.errno == errno.ECONNREFUSED and self._on_refused is not None:
+                    self._on_refused()
+                    continue
                 message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
                 _guard.warn_once("emitter.send", message, exc)
         self.sent += sent
 
     def _lost(self, errnos: list[int]) -> None:
         self.dropped += len(errnos)
+        if errno.ECONNREFUSED in errnos and self._on_refused is not None:
+            self._on_refused()
+            return
         message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
         _guard.warn_once("emitter.send", message, os.strerror(errnos[0]))
 

@@ -91,7 +91,10 @@ class _State:
         self.own_sampler: Sampler = make_sampler(config, origin=data.origin)
         self.sampler: Sampler = _sampler_override or self.own_sampler
         self.own_emitter = UDPEmitter(  # opens nothing yet
-            _address_of(config), serialise=datagrams, gso=config.udp_gso
+            _address_of(config),
+            serialise=datagrams,
+            gso=config.udp_gso,
+            on_refused=config.daemon.refused if config.daemon is not None else None,
         )
         self.emitter: Emitter = self.own_emitter
         self.later: Callable[..., None] | None = None
