@@ -20,6 +20,8 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from .. import _env
+
 __all__ = ["add_parser", "run"]
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2020"
@@ -46,8 +48,8 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    endpoint = (args.endpoint or os.environ.get("K8SXRAY_CONSOLE") or DEFAULT_ENDPOINT).rstrip("/")
-    client = _Client(endpoint, args.token or os.environ.get("K8SXRAY_CONSOLE_TOKEN"))
+    endpoint = (args.endpoint or os.environ.get(_env.K8SXRAY_CONSOLE) or DEFAULT_ENDPOINT).rstrip("/")
+    client = _Client(endpoint, args.token or os.environ.get(_env.K8SXRAY_CONSOLE_TOKEN))
     try:
         if args.action == "show":
             if not args.target:
