@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS traces (
     start REAL NOT NULL,
     end REAL NOT NULL,
     bytes INTEGER NOT NULL,
+    documents INTEGER NOT NULL,
     services TEXT NOT NULL,
     blob BLOB NOT NULL
 );
@@ -276,7 +277,9 @@ class Store:
             rowid = self._next_rowid
             self._next_rowid += 1
             joined = "\x1f".join(names)
-            traces.append((rowid, trace_id, start, end, sum(map(len, raws)), joined, _pack(facts, raws)))
+            traces.append(
+                (rowid, trace_id, start, end, sum(map(len, raws)), len(raws), joined, _pack(facts, raws))
+            )
             services_rows += [(name, start, rowid) for name in names]
         delta = _rollup(added)
         for key, stats in _rollup(taken_away).items():
@@ -285,8 +288,8 @@ class Store:
         try:
             _delete(conn, gone)
             conn.executemany(
-                "INSERT INTO traces (rowid, trace_id, start, end, bytes, services, blob)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO traces (rowid, trace_id, start, end, bytes, documents, services, blob)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 traces,
             )
             conn.executemany(
@@ -428,12 +431,12 @@ class Store:
         )
         return [r[0] for r in rows]
 
-    def counts(self) -> tuple[int, int]:
-        """(traces written, documents held in memory)."""
-        (count,) = self._reader().execute("SELECT count(*) FROM traces").fetchone()
+    def counts(self) -> tuple[int, int, int]:
+        """(traces written, their documents, documents held in memory)."""
+        count, documents = self._reader().execute("SELECT count(*), total(documents) FROM traces").fetchone()
         with self._lock:
             held = sum(len(p.raw) for p in self._pending.values())
-        return int(count), held
+        return int(count), int(documents), held
 
     # --- life cycle ---------------------------------------------------------------------------
 

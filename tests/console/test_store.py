@@ -88,7 +88,7 @@ def test_documents_are_kept_byte_for_byte_and_a_late_one_reopens_its_trace(store
     segments, complete = store.trace(TRACE) or ([], False)
     assert complete
     assert segments[0]["subsegments"][0]["id"] == "c" * 16
-    assert store.counts() == (1, 0)
+    assert store.counts() == (1, 2, 0)
 
 
 def test_a_completed_document_replaces_the_in_progress_one_on_disk(store: Store) -> None:
