@@ -287,3 +287,57 @@ def test_sdk_middleware_runs_unchanged_with_one_segment(
     assert boom_doc["http"]["response"]["status"] == 500
     (exc,) = boom_doc["cause"]["exceptions"]
     assert (exc["type"], exc["message"]) == ("ZeroDivisionError", f"{framework} kaboom")
+
+
+# --- aiohttp ---------------------------------------------------------------------------------
+AIOHTTP_APP = textwrap.dedent(
+    """
+    from aiohttp import web
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.core.async_context import AsyncContext
+    from aws_xray_sdk.ext.aiohttp.middleware import middleware
+
+    xray_recorder.configure(service="sdk-name", sampling=False, context=AsyncContext())
+
+    async def work(request):
+        async with xray_recorder.in_subsegment_async("block") as sub:
+            sub.put_annotation("inner", 1)
+        xray_recorder.put_annotation("order", "o-7")
+        bridged = "begin_segment" in vars(xray_recorder)  # k8sxray-run bridged the SDK
+        return web.Response(text=f"trace {xray_recorder.current_segment().trace_id} bridged={bridged}")
+
+    app = web.Application(middlewares=[middleware])
+    app.router.add_get("/work", work)
+    """
+)
+
+
+def test_aiohttp_is_not_traced_but_instrument_says_so() -> None:
+    web = pytest.importorskip("aiohttp.web")
+    import k8sxray
+
+    with pytest.raises(TypeError, match="aiohttp Application is neither WSGI nor ASGI"):
+        k8sxray.instrument(web.Application())
+
+
+def test_aiohttp_sdk_middleware_under_k8sxray_run(daemon: Any, http: Any, tmp_path: Path) -> None:
+    """k8sxray cannot trace aiohttp (neither WSGI nor ASGI): ``k8sxray-run gunicorn`` with
+    aiohttp's worker serves the app as it is, and the SDK's aiohttp middleware, outside any
+    k8sxray request with the bridge on, records and sends its own segments as it always did."""
+    pytest.importorskip("aiohttp")
+    worker = ("-k", "aiohttp.GunicornWebWorker")
+    with gunicorn(tmp_path, AIOHTTP_APP, daemon.address, "zero-code", worker, warns=True) as server:
+        traced = _get(http, server.base, "/work", {"X-Amzn-Trace-Id": SAMPLED})
+        unsampled = _get(http, server.base, "/work", {"X-Amzn-Trace-Id": UNSAMPLED})
+        docs = daemon.quiet(0.5)
+    assert (traced.status, traced.body) == (200, f"trace {ROOT} bridged=True".encode())
+    assert unsampled.status == 200  # (the SDK's dummy segment has a dummy trace id)
+    (doc,) = docs  # the SDK's own segment; none for Sampled=0
+    assert doc["name"] == "k8s-name"  # AWS_XRAY_TRACING_NAME, which the SDK reads too
+    assert (doc["trace_id"], doc["parent_id"]) == (ROOT, PARENT)
+    assert doc["aws"]["xray"]["sdk"] == "X-Ray for Python"
+    assert doc["annotations"] == {"order": "o-7"}
+    (sub,) = doc["subsegments"]
+    assert (sub["name"], sub["annotations"]) == ("block", {"inner": 1})
+    # one line says why the app is served untraced
+    assert "aiohttp Application is neither WSGI nor ASGI" in server.stderr
