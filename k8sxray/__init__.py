@@ -14,11 +14,13 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from ._config import Config, configure
+    from ._errors import ContextMissingError
     from ._instrument import instrument, uninstrument
     from ._recorder import annotate, flush, put_metadata, subsegment, trace_header
 
 __all__ = [
     "Config",
+    "ContextMissingError",
     "annotate",
     "configure",
     "flush",
@@ -32,6 +34,7 @@ __all__ = [
 _HOMES = {
     "Config": "._config",
     "configure": "._config",
+    "ContextMissingError": "._errors",
     "instrument": "._instrument",
     "uninstrument": "._instrument",
     "annotate": "._recorder",

@@ -35,6 +35,11 @@ def instrument(app: Any, **options: Any) -> Any:
         _guard.warn_once("instrument.twice", "k8sxray: instrument() called twice on the same app; ignored")
         return app
     kind = kind_of(app)
+    if kind == "aiohttp":
+        raise TypeError(
+            "k8sxray: an aiohttp Application is neither WSGI nor ASGI and cannot be traced; serve it "
+            "as it is (the official SDK's aiohttp middleware keeps working beside k8sxray)"
+        )
     if kind == "flask":
         from .integrations.wsgi import wrap as wrap_wsgi
 
@@ -84,16 +89,22 @@ def uninstrument(app: Any) -> Any:
     return app
 
 
+_KINDS = {
+    ("flask", "Flask"): "flask",
+    ("starlette", "Starlette"): "starlette",
+    ("django", "ASGIHandler"): "asgi",
+    ("aiohttp", "Application"): "aiohttp",
+}
+"""(top-level package, class name) -> kind, for the classes known by name."""
+
+
 def kind_of(app: Any) -> str:
-    """``flask``, ``starlette``, ``asgi`` or ``wsgi``."""
+    """``flask``, ``starlette``, ``asgi``, ``wsgi``, or ``aiohttp`` (which is neither)."""
     for cls in type(app).__mro__:
-        module = cls.__module__
-        if module.startswith("flask.") and cls.__name__ == "Flask":
-            return "flask"
-        if module.startswith("starlette.") and cls.__name__ == "Starlette":
-            return "starlette"
-        if module.startswith("django.") and cls.__name__ == "ASGIHandler":
-            return "asgi"
+        package, dot, _ = cls.__module__.partition(".")
+        kind = _KINDS.get((package, cls.__name__)) if dot else None
+        if kind is not None:
+            return kind
     if inspect.iscoroutinefunction(app):  # also functools.partial of one
         return "asgi"
     call = getattr(type(app), "__call__", None)  # noqa: B004  # an instance with an async __call__

@@ -2,9 +2,10 @@
 
 Middlewares call :func:`start_request`/:func:`end_segment`; outgoing-call
 integrations call :func:`begin_subsegment`/:func:`end_subsegment`/:func:`trace_header`.
-Nothing here raises into the app. Everything that depends on the configuration
-(the static JSON fragments, the sampler, the emitter) lives in one :class:`_State`,
-rebuilt on every ``configure()``.
+Nothing here raises into the app, but ``AWS_XRAY_CONTEXT_MISSING=RUNTIME_ERROR``'s
+:class:`~k8sxray.ContextMissingError` for a traced call made outside any request.
+Everything that depends on the configuration (the static JSON fragments, the sampler,
+the emitter) lives in one :class:`_State`, rebuilt on every ``configure()``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from . import _config, _context, _guard, _header
 from ._context import set_ as set_current
 from ._emitter import Emitter, UDPEmitter, close_all
+from ._errors import ContextMissingError, context_missing_error
 from ._ids import _bits, entity_id, new_root, new_trace
 from ._protocol import HEADER, MAX_DOCUMENT
 from ._segment import Entity, Segment, Static, Subsegment, UnsampledTrace, plain_json, split
@@ -35,6 +37,7 @@ _canonical = _header.canonical
 _reset = _context.current_entity.reset
 
 __all__ = [
+    "ContextMissingError",
     "Segment",
     "Subsegment",
     "annotate",
@@ -382,18 +385,19 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
     current, and the ``X-Amzn-Trace-Id`` value to send with it.
 
     In an unsampled trace there is no subsegment, and the header passes ``Sampled=0`` on;
-    outside any trace there is neither, and ``AWS_XRAY_CONTEXT_MISSING`` is applied (once per
-    *what*). :func:`begin_subsegment` and :func:`trace_header` in one step and one frame: it
-    runs on every outgoing call, in the middle of the client library's work, where each
-    further function it went through cost more than it does alone. Never raises.
+    outside any trace there is neither, and ``AWS_XRAY_CONTEXT_MISSING`` is applied (logged once
+    per *what*, or :class:`~k8sxray.ContextMissingError` raised into the caller, as the SDK's
+    patched libraries raise). :func:`begin_subsegment` and :func:`trace_header` in one step and
+    one frame: it runs on every outgoing call, in the middle of the client library's work, where
+    each further function it went through cost more than it does alone. Raises nothing else.
     """
+    parent = _get()
+    if parent is None:
+        context_missing(what)
+        return None, None
     try:
-        parent = _get()
-        if parent is None or not parent.sampled:
-            header = trace_header()
-            if header is None:
-                context_missing(what)
-            return None, header
+        if not parent.sampled:
+            return None, trace_header()
         owner: Entity = parent  # type: ignore[assignment]  # sampled: an Entity
         sub: Subsegment = _new(Subsegment)  # what Subsegment.__init__ does, without the call
         sub.name = name
@@ -468,42 +472,56 @@ def trace_header(sub: Subsegment | None = None) -> str | None:
 
 
 def context_missing(what: str) -> None:
-    """Apply ``AWS_XRAY_CONTEXT_MISSING`` to a call made outside any traced request; never raises.
+    """Apply ``AWS_XRAY_CONTEXT_MISSING`` to *what*, a traced call made outside any traced request.
 
-    ``RUNTIME_ERROR`` logs an error and ``LOG_ERROR`` a warning, each once per *what*
-    (raising would break the app, which tracing must never do); ``IGNORE_ERROR`` is silent.
+    ``RUNTIME_ERROR`` raises :class:`~k8sxray.ContextMissingError` (the official SDK's
+    ``SegmentNotFoundException`` too), as the SDK does; ``LOG_ERROR`` logs a warning once per
+    *what*; ``IGNORE_ERROR`` is silent. Nothing else is raised.
     """
     try:
         mode = state().config.context_missing
-        if mode == "IGNORE_ERROR":
+        if mode != "RUNTIME_ERROR":
+            if mode != "IGNORE_ERROR":
+                message = "k8sxray: %s outside a traced request (logged once)"
+                _guard.log_once(logging.WARNING, "context_missing:" + what, message, what)
             return
-        level = logging.ERROR if mode == "RUNTIME_ERROR" else logging.WARNING
-        message = "k8sxray: %s outside a traced request (logged once)"
-        _guard.log_once(level, "context_missing:" + what, message, what)
     except Exception:
         _guard.internal_error("recorder.context_missing")
+        return
+    raise context_missing_error(
+        f"k8sxray: {what} outside a traced request, with no segment open "
+        "(AWS_XRAY_CONTEXT_MISSING=RUNTIME_ERROR)"
+    )
 
 
 # --- the small public API ---------------------------------------------------------------------
 def annotate(key: str, value: str | int | float | bool) -> None:
-    """Add an indexed annotation to the current segment or subsegment (no-op when unsampled)."""
+    """Add an indexed annotation to the current segment or subsegment (no-op when unsampled).
+
+    Outside any traced request ``AWS_XRAY_CONTEXT_MISSING`` applies (``RUNTIME_ERROR`` raises).
+    """
+    entity = _context.get()
+    if entity is None:
+        context_missing("k8sxray.annotate()")
+        return
     try:
-        entity = _context.get()
-        if entity is None:
-            context_missing("k8sxray.annotate()")
-        elif isinstance(entity, Entity):
+        if isinstance(entity, Entity):
             entity.put_annotation(key, value)
     except Exception:
         _guard.internal_error("recorder.annotate")
 
 
 def put_metadata(key: str, value: Any, namespace: str = "default") -> None:
-    """Add metadata (not indexed) to the current segment or subsegment (no-op when unsampled)."""
+    """Add metadata (not indexed) to the current segment or subsegment (no-op when unsampled).
+
+    Outside any traced request ``AWS_XRAY_CONTEXT_MISSING`` applies (``RUNTIME_ERROR`` raises).
+    """
+    entity = _context.get()
+    if entity is None:
+        context_missing("k8sxray.put_metadata()")
+        return
     try:
-        entity = _context.get()
-        if entity is None:
-            context_missing("k8sxray.put_metadata()")
-        elif isinstance(entity, Entity):
+        if isinstance(entity, Entity):
             entity.put_metadata(key, value, namespace)
     except Exception:
         _guard.internal_error("recorder.put_metadata")
@@ -514,7 +532,11 @@ def subsegment(name: str, namespace: str | None = "local") -> Iterator[Subsegmen
     """Time a block as a subsegment (``None`` outside a sampled request); also a decorator.
 
     An exception raised in the block is recorded on the subsegment and propagates unchanged.
+    Outside any traced request ``AWS_XRAY_CONTEXT_MISSING`` applies (``RUNTIME_ERROR`` raises
+    before the block runs).
     """
+    if _get() is None:
+        context_missing("k8sxray.subsegment()")
     sub = begin_subsegment(name, namespace)
     try:
         yield sub

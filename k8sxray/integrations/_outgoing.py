@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import wrapt
 
 from .. import _context, _guard, _recorder
+from .._errors import ContextMissingError
 from .._segment import scrub_url
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ def begin_http(
                     _recorder.end_subsegment(sub)
                 raise
         return sub
+    except ContextMissingError:
+        raise
     except Exception:
         _guard.internal_error(f"{what} (begin)")
         return None

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _guard, _recorder
+from .._errors import ContextMissingError
 from . import _outgoing
 
 LIBRARY = "botocore"
@@ -152,6 +153,8 @@ def _begin(instance: Any, operation: str, params: Any) -> tuple[_recorder.Subseg
         fields["region"] = instance.meta.region_name
         sub.set_aws(fields)
         return sub, service
+    except ContextMissingError:  # outside any request, with AWS_XRAY_CONTEXT_MISSING=RUNTIME_ERROR
+        raise
     except Exception:
         _guard.internal_error(f"{_WHAT} (begin)")
         return None, ""

@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import _guard, _recorder
 from .._context import current_entity
+from .._errors import ContextMissingError
 from .._segment import Subsegment
 from . import _outgoing
 
@@ -67,6 +68,8 @@ def _begin(client: Any, request: Any) -> Any:
                     _recorder.end_subsegment(sub)
                 raise
         return sub
+    except ContextMissingError:  # outside any request, with AWS_XRAY_CONTEXT_MISSING=RUNTIME_ERROR
+        raise
     except Exception:
         _guard.internal_error(f"{_WHAT} (begin)")
         return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _guard, _recorder
+from .._errors import ContextMissingError
 from . import _outgoing
 
 LIBRARY = "requests"
@@ -21,7 +22,7 @@ LIBRARY = "requests"
 _WHAT = "a requests call"
 
 
-def _patched_send(original: Any) -> Any:
+def _patched_send(original: Any) -> Any:  # noqa: PLR0915  # the send below is one frame on purpose
     """What replaces ``Session.send``: a plain function (a call costs no wrapper object), with
     the usual call's steps inline (each further function it went through, in the middle of
     requests' own work, cost more than it does alone)."""
@@ -47,6 +48,8 @@ def _patched_send(original: Any) -> Any:
                         store[_KEY] = (_outgoing.HEADER, header)
             elif _outgoing.HEADER not in headers:
                 sub = _outgoing.begin_http(_WHAT, request.method or "GET", request.url or "", headers)
+        except ContextMissingError:  # outside any request, with AWS_XRAY_CONTEXT_MISSING=RUNTIME_ERROR
+            raise
         except Exception:  # a request object we do not understand: leave it alone
             pass
         if sub is None:

@@ -3,8 +3,16 @@
 Inside a request traced by k8sxray, the recorder's subsegment and annotation methods
 (and so ``capture()``, ``in_subsegment()``, ``current_segment().put_annotation()``,
 and every library patched with ``patch_all()``) work on k8sxray's current segment:
-same trace, nested under it, and the SDK never emits a segment of its own. Outside
-such a request, the SDK behaves exactly as before. ``uninstrument()`` restores it.
+same trace, nested under it, and the SDK never emits a segment of its own.
+
+The SDK's own web middlewares (Flask, Django, Bottle) call ``begin_segment`` and
+``end_segment`` around each request: inside a request k8sxray traces, ``begin_segment``
+hands back k8sxray's segment (k8sxray has already decided the sampling, the trace and the
+name) and ``end_segment`` leaves the ending and sending to k8sxray, so one segment per
+request reaches the daemon, with everything the middleware and the app recorded in it.
+The SDK's sampler is not asked there either (its answer would be ignored).
+
+Outside such a request, the SDK behaves exactly as before. ``uninstrument()`` restores it.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ LIBRARY = "aws_xray_sdk"
 __all__ = ["LIBRARY", "instrument", "is_instrumented", "uninstrument"]
 
 _PATCHED = (
+    "begin_segment",
+    "end_segment",
     "begin_subsegment",
     "begin_subsegment_without_sampling",
     "end_subsegment",
@@ -30,6 +40,15 @@ _PATCHED = (
     "put_annotation",
     "put_metadata",
     "is_sampled",
+)
+_RETURN_ENTITIES = frozenset(
+    {
+        "begin_segment",
+        "begin_subsegment",
+        "begin_subsegment_without_sampling",
+        "current_segment",
+        "get_trace_entity",
+    }
 )
 _MARK = "_k8sxray_bridged"
 
@@ -50,17 +69,20 @@ def is_instrumented() -> bool:
 
 def instrument() -> None:
     """Bridge ``xray_recorder`` to k8sxray (idempotent); raises ImportError without the SDK."""
+    global _sampler
     recorder = _sdk_recorder()
     if getattr(recorder, _MARK, False):
         return
     for name in _PATCHED:
         original = getattr(recorder, name)
         setattr(recorder, name, _make(name, original))
+    _sampler = _bridge_sampler(recorder)
     setattr(recorder, _MARK, True)
 
 
 def uninstrument() -> None:
-    """Give ``xray_recorder`` its own methods back."""
+    """Give ``xray_recorder`` (and its sampler) their own methods back."""
+    global _sampler
     try:
         recorder = _sdk_recorder()
     except ImportError:
@@ -69,7 +91,40 @@ def uninstrument() -> None:
         return
     for name in _PATCHED:
         recorder.__dict__.pop(name, None)
+    if _sampler is not None:
+        vars(_sampler).pop("should_trace", None)
+        _sampler = None
     delattr(recorder, _MARK)
+
+
+_sampler: Any = None
+"""The SDK sampler whose ``should_trace`` is bridged (``None`` when none is)."""
+
+
+def _bridge_sampler(recorder: Any) -> Any:
+    """Make the SDK's sampler answer k8sxray's decision inside k8sxray's requests.
+
+    The SDK's middlewares ask it before ``begin_segment``; inside a request k8sxray traces the
+    answer would be ignored, and asking the SDK's centralized sampler would start its pollers.
+    A sampler set later with ``xray_recorder.configure(sampler=...)`` is asked as usual.
+    """
+    try:
+        sampler = recorder.sampler
+        original = sampler.should_trace
+        if "should_trace" in vars(sampler):  # bridged already, or replaced by someone else
+            return None
+
+        def should_trace(*args: Any, **kwargs: Any) -> Any:
+            current = _context.get()
+            if current is None:
+                return original(*args, **kwargs)
+            return isinstance(current, Entity)
+
+        sampler.should_trace = should_trace
+        return sampler
+    except Exception:  # a custom sampler we cannot bridge: it is asked, its answer ignored
+        _guard.internal_error("xray_sdk.sampler")
+        return None
 
 
 def _make(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,7 +138,8 @@ def _make(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
             return ours(current, *args, **kwargs)
         except Exception:
             _guard.internal_error(f"xray_sdk.{name}")
-            return None
+            # the SDK's callers use what they get back: an entity that records nothing
+            return SDKEntity(None, current) if name in _RETURN_ENTITIES else None
 
     bridged.__name__ = name
     bridged.__wrapped__ = original  # type: ignore[attr-defined]
@@ -97,18 +153,23 @@ _HTTP_REQUEST = {"url", "method", "user_agent", "client_ip", "x_forwarded_for"}
 class SDKEntity:
     """A k8sxray segment or subsegment (or an unsampled trace) seen through the SDK's entity API."""
 
-    def __init__(self, entity: Entity | None, trace: Entity | UnsampledTrace) -> None:
+    def __init__(self, entity: Entity | None, trace: Entity | UnsampledTrace, sub: bool = False) -> None:
         self._entity = entity
         self._trace = trace
+        self._sub = sub or isinstance(entity, Subsegment)  # also a subsegment of an unsampled trace
 
     # identity, as the SDK's patches read it
     @property
     def type(self) -> str:
-        return "subsegment" if isinstance(self._entity, Subsegment) else "segment"
+        return "subsegment" if self._sub else "segment"
 
     @property
     def id(self) -> str | None:
-        return self._entity.id if self._entity is not None else None
+        """The entity's id; in an unsampled trace, the upstream's parent id (passed on downstream)."""
+        if self._entity is not None:
+            return self._entity.id
+        trace = self._trace
+        return trace.parent_id if isinstance(trace, UnsampledTrace) else None
 
     @property
     def trace_id(self) -> str:
@@ -123,6 +184,13 @@ class SDKEntity:
     @property
     def name(self) -> str:
         return self._entity.name if self._entity is not None else ""
+
+    @name.setter
+    def name(self, value: str) -> None:
+        """Renames a subsegment (the SDK's template patches do); the segment keeps k8sxray's
+        service name."""
+        if isinstance(self._entity, Subsegment) and value:
+            self._entity.name = str(value)
 
     @property
     def namespace(self) -> str | None:
@@ -142,8 +210,29 @@ class SDKEntity:
     def segment(self) -> SDKEntity:
         return self.parent_segment
 
-    def get_origin_trace_header(self) -> None:
-        return None
+    def save_origin_trace_header(self, header: Any) -> None:
+        """The SDK's middlewares keep the incoming header here; k8sxray has read it already."""
+
+    def get_origin_trace_header(self) -> Any:
+        """The incoming header as the SDK's ``TraceHeader``, rebuilt from k8sxray's trace: the SDK
+        reads its ``sampled`` (``?`` asks for the decision in the response) and ``data``."""
+        from aws_xray_sdk.core.models.trace_header import TraceHeader
+
+        trace = self._trace
+        root = trace if isinstance(trace, UnsampledTrace) else trace.segment
+        asked = ";Sampled=" in root.response_header  # k8sxray answers the decision only when asked
+        data = dict(field.split("=", 1) for field in root.extra.split(";") if "=" in field)
+        sampled: Any = "?" if asked else isinstance(root, Segment)
+        return TraceHeader(root=root.trace_id, parent=root.parent_id, sampled=sampled, data=data)
+
+    # ending: k8sxray ends and sends the request's segment itself
+    def ready_to_send(self) -> bool:
+        return False
+
+    def close(self, end_time: float | None = None) -> None:
+        """Ends a subsegment; the request's segment ends when the request does."""
+        if isinstance(self._entity, Subsegment):
+            _recorder.end_subsegment(self._entity, end_time=end_time)
 
     # recording
     def put_annotation(self, key: str, value: Any) -> None:
@@ -155,8 +244,10 @@ class SDKEntity:
             self._entity.put_metadata(key, value, namespace)
 
     def put_http_meta(self, key: str, value: Any) -> None:
+        """A subsegment's HTTP fields (the SDK's patched libraries). The request's segment has
+        them from k8sxray already, so what the SDK's middlewares set there again is left out."""
         entity = self._entity
-        if entity is None or value is None:
+        if not isinstance(entity, Subsegment) or value is None:
             return
         if key == "status":
             entity.set_status(int(value))
@@ -172,7 +263,7 @@ class SDKEntity:
             setattr(entity, key, str(value))
 
     def apply_status_code(self, status_code: int | None) -> None:
-        if self._entity is not None and status_code:
+        if isinstance(self._entity, Subsegment) and status_code:
             self._entity.set_status(int(status_code))
 
     def add_exception(self, exception: BaseException, stack: Any = None, remote: bool = False) -> None:
@@ -216,7 +307,7 @@ def _view(current: Entity | UnsampledTrace) -> SDKEntity:
 
 def _begin_subsegment(current: Entity | UnsampledTrace, name: str, namespace: str = "local") -> SDKEntity:
     sub = _recorder.begin_subsegment(name, namespace)
-    return SDKEntity(sub, current if sub is None else sub)
+    return SDKEntity(sub, current if sub is None else sub, sub=True)
 
 
 def _begin_subsegment_without_sampling(current: Entity | UnsampledTrace, name: str) -> SDKEntity:
@@ -228,6 +319,16 @@ def _end_subsegment(current: Entity | UnsampledTrace, end_time: float | None = N
         _recorder.end_subsegment(current, end_time=end_time if end_time is not None else time.time())
 
 
+def _begin_segment(current: Entity | UnsampledTrace, *args: Any, **kwargs: Any) -> SDKEntity:
+    """The SDK's middleware begins a segment: it gets the request's, which k8sxray has begun
+    (the name, trace id, parent and sampling decision it passes are k8sxray's to decide)."""
+    return _current_segment(current)
+
+
+def _end_segment(current: Entity | UnsampledTrace, end_time: float | None = None) -> None:
+    """k8sxray ends and sends the request's segment when the request ends."""
+
+
 def _current_segment(current: Entity | UnsampledTrace) -> SDKEntity:
     if isinstance(current, Entity):
         return SDKEntity(current.segment, current.segment)
@@ -235,6 +336,8 @@ def _current_segment(current: Entity | UnsampledTrace) -> SDKEntity:
 
 
 def _current_subsegment(current: Entity | UnsampledTrace) -> SDKEntity | None:
+    if isinstance(current, UnsampledTrace):  # as the SDK's dummy subsegments: records nothing
+        return SDKEntity(None, current, sub=True)
     return SDKEntity(current, current) if isinstance(current, Subsegment) else None
 
 
@@ -253,6 +356,8 @@ def _is_sampled(current: Entity | UnsampledTrace) -> bool:
 
 
 _BRIDGED: dict[str, Callable[..., Any]] = {
+    "begin_segment": _begin_segment,
+    "end_segment": _end_segment,
     "begin_subsegment": _begin_subsegment,
     "begin_subsegment_without_sampling": _begin_subsegment_without_sampling,
     "end_subsegment": _end_subsegment,

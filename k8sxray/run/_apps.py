@@ -33,6 +33,9 @@ def instrument_app(app: Any) -> Any:
         import k8sxray
 
         traced = k8sxray.instrument(app)
+    except TypeError as exc:  # an app k8sxray cannot trace (aiohttp's): served as it is
+        _guard.warn_once("k8sxray-run: untraceable app", "%s", exc)
+        return app
     except Exception:
         _guard.internal_error("k8sxray-run: wrapping the app")
         return app

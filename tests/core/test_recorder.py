@@ -7,6 +7,9 @@ import contextvars
 import gc
 import logging
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -210,25 +213,79 @@ def test_subsegment_context_manager_records_and_reraises() -> None:
     assert sub["cause"]["exceptions"][0]["type"] == "KeyError"
 
 
-def test_context_missing_logs_once_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+def test_context_missing_log_error_logs_once_and_ignore_error_is_silent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     k8sxray.configure(
-        service_name="svc", daemon_address="127.0.0.1:9", context_missing="RUNTIME_ERROR", plugins=()
+        service_name="svc", daemon_address="127.0.0.1:9", context_missing="LOG_ERROR", plugins=()
     )
     with caplog.at_level(logging.WARNING, logger="k8sxray"):
         for _ in range(3):
             _recorder.context_missing("requests call")
             k8sxray.annotate("k", 1)
+            with k8sxray.subsegment("block") as sub:
+                assert sub is None
     messages = [r.getMessage() for r in caplog.records]
     assert sum("requests call" in m for m in messages) == 1
     assert sum("annotate" in m for m in messages) == 1
-    assert all(r.levelno == logging.ERROR for r in caplog.records)
+    assert sum("subsegment" in m for m in messages) == 1
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
     caplog.clear()
     k8sxray.configure(
         service_name="svc", daemon_address="127.0.0.1:9", context_missing="IGNORE_ERROR", plugins=()
     )
     with caplog.at_level(logging.DEBUG, logger="k8sxray"):
         _recorder.context_missing("other call")
+        k8sxray.put_metadata("k", 1)
     assert caplog.records == []
+
+
+def test_context_missing_runtime_error_raises_as_the_sdk_does() -> None:
+    """``RUNTIME_ERROR``: a traced call outside any request raises (the SDK's exception too);
+    inside a request, sampled or not, nothing does."""
+    from aws_xray_sdk.core.exceptions.exceptions import SegmentNotFoundException
+
+    k8sxray.configure(
+        service_name="svc", daemon_address="127.0.0.1:9", context_missing="RUNTIME_ERROR", plugins=()
+    )
+    ran = []
+    calls = [
+        lambda: k8sxray.annotate("k", 1),
+        lambda: k8sxray.put_metadata("k", 1),
+        lambda: _recorder.context_missing("a requests call"),
+    ]
+    for call in calls:
+        with pytest.raises(k8sxray.ContextMissingError, match="outside a traced request"):
+            call()
+    with pytest.raises(SegmentNotFoundException, match="RUNTIME_ERROR"):  # code written for the SDK
+        k8sxray.annotate("k", 1)
+    with pytest.raises(RuntimeError), k8sxray.subsegment("block"):
+        ran.append("block")  # never runs: raised on entering, as the SDK's in_subsegment
+
+    @k8sxray.subsegment("decorated")
+    def decorated() -> None:
+        ran.append("decorated")
+
+    with pytest.raises(k8sxray.ContextMissingError):
+        decorated()
+    assert ran == []
+    emitter = InMemoryEmitter()
+    previous = _recorder.set_emitter(emitter)
+    try:
+        for header in (None, "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"):
+            trace = _recorder.start_request(header, "h", "GET", "/", time.time())
+            assert trace is not None
+            k8sxray.annotate("k", 1)
+            k8sxray.put_metadata("k", 1)
+            with k8sxray.subsegment("block"):
+                ran.append("inside")
+            _recorder.end_segment(trace)
+    finally:
+        _recorder.set_emitter(previous)
+    assert ran == ["inside", "inside"]
+    (doc,) = emitter.parsed
+    assert doc["annotations"] == {"k": 1}
+    assert [s["name"] for s in doc["subsegments"]] == ["block"]
 
 
 def test_in_memory_emitter_is_usable_directly() -> None:
@@ -405,3 +462,23 @@ def test_new_ids_have_x_rays_form_and_follow_the_clock() -> None:
     assert len(segment) == 16
     int(segment, 16)
     assert len({_ids.new_root(now) for _ in range(100)}) == 100
+
+
+def test_context_missing_error_without_the_sdk_imports_nothing() -> None:
+    """With the SDK not in use, ``RUNTIME_ERROR`` raises k8sxray's own error and does not import it."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import k8sxray
+        k8sxray.configure(service_name="svc", daemon_address="127.0.0.1:9", context_missing="RUNTIME_ERROR",
+                          plugins=())
+        try:
+            k8sxray.annotate("k", 1)
+        except k8sxray.ContextMissingError as exc:
+            print(type(exc).__name__, "aws_xray_sdk" in sys.modules)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.split() == ["ContextMissingError", "False"], done.stderr

@@ -197,3 +197,92 @@ def test_patch_all_libraries_nest_under_our_segment(daemon: Any, tmp_path: Any) 
     assert sub["http"]["response"]["status"] == 202
     (header,) = result["seen"]
     assert header.startswith(f"Root={doc['trace_id']};Parent={sub['id']};Sampled=1")
+
+
+class CountingSampler:
+    """An SDK sampler (``xray_recorder.configure(sampler=...)``) that counts when it is asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def should_trace(self, sampling_req: Any = None) -> bool:
+        self.asked += 1
+        return True
+
+
+@pytest.fixture
+def sdk_flask_middleware() -> Iterator[Any]:
+    """The SDK's Flask middleware class; its constructor patches Flask's template rendering: undone."""
+    import flask.templating
+    from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
+
+    render = flask.templating._render
+    yield XRayMiddleware
+    flask.templating._render = render
+
+
+@pytest.mark.usefixtures("bridged")
+def test_sdk_middleware_sampler_and_response_header(
+    daemon: Any, configure_to: Any, serve_wsgi: Any, http: Any, sdk_flask_middleware: Any
+) -> None:
+    """Inside our requests the SDK's sampler is not asked (k8sxray decides), and the response
+    header the SDK's middleware writes agrees with ours; outside them and after uninstrument()
+    the sampler is the SDK's own again."""
+    sampler = CountingSampler()
+    xray_recorder.configure(sampling=True, sampler=sampler)
+    configure_to(disabled_integrations=["botocore", "httpx", "requests"])
+    app = flask.Flask("sdk_mw")
+    sdk_flask_middleware(app, xray_recorder)
+
+    @app.get("/")
+    def index() -> str:
+        return "sampled" if xray_recorder.is_sampled() else "unsampled"
+
+    with serve_wsgi(k8sxray.instrument(app)) as base:
+        fresh = http(base, "/")
+        asked = http(base, "/", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=?"})
+    assert (fresh.status, fresh.body, asked.body) == (200, b"sampled", b"sampled")
+    assert sampler.asked == 0  # k8sxray sampled both; the SDK's sampler was never asked
+    fresh_doc, asked_doc = daemon.segments(2)
+    assert asked_doc["trace_id"] == ROOT
+    # both headers (the SDK middleware's and k8sxray's) answer the '?' with the decision
+    assert asked.headers["x-amzn-trace-id"] == f"Root={ROOT};Sampled=1"
+    assert fresh.headers["x-amzn-trace-id"] == f"Root={fresh_doc['trace_id']}"
+    assert sampler.should_trace({}) is True  # outside a request: the SDK's own
+    assert sampler.asked == 1
+    xray_sdk.uninstrument()
+    assert "should_trace" not in vars(sampler)
+
+
+@pytest.mark.usefixtures("bridged")
+def test_sdk_middleware_unsampled_calls_record_nothing(
+    daemon: Any, configure_to: Any, serve_wsgi: Any, http: Any, sdk_flask_middleware: Any
+) -> None:
+    """In a trace k8sxray does not sample, what the SDK hands out records nothing, propagates the
+    upstream's decision, and breaks nothing (the SDK's own dummy entities do the same)."""
+    from aws_xray_sdk.ext.util import inject_trace_header
+
+    configure_to(disabled_integrations=["botocore", "httpx", "requests"])
+    app = flask.Flask("sdk_mw_unsampled")
+    sdk_flask_middleware(app, xray_recorder)
+    seen: dict[str, str] = {}
+
+    @app.get("/")
+    def index() -> str:
+        with xray_recorder.in_subsegment("block") as sub:
+            sub.put_annotation("k", "v")
+            sub.name = "renamed"
+            current = xray_recorder.current_subsegment()
+            assert current is not None
+            assert current.type == "subsegment"
+            inject_trace_header(seen, current)
+        xray_recorder.current_segment().put_annotation("k", "v")
+        return str(xray_recorder.is_sampled())
+
+    with serve_wsgi(k8sxray.instrument(app)) as base:
+        resp = http(
+            base, "/", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a:1"}
+        )
+    assert (resp.status, resp.body) == (200, b"False")
+    assert seen == {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a:1"}
+    assert daemon.quiet(0.3) == []
