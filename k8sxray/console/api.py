@@ -167,9 +167,13 @@ def _number(value: object) -> bool:
 
 def _time_range(body: Mapping[str, Any]) -> tuple[float, float]:
     start, end = body.get("StartTime"), body.get("EndTime")
-    if not _number(start) or not _number(end):
+    if (
+        not isinstance(start, int | float)
+        or not isinstance(end, int | float)
+        or not _number(start)
+        or not _number(end)
+    ):
         raise invalid("StartTime and EndTime are required, as epoch seconds")
-    assert isinstance(start, int | float) and isinstance(end, int | float)
     if end < start:
         raise invalid("EndTime is before StartTime")
     return float(start), float(end)

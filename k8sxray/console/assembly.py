@@ -34,10 +34,11 @@ def latest(docs: Iterable[Document]) -> list[Document]:
     return list(chosen.values())
 
 
-def assemble(docs: Iterable[Document]) -> tuple[list[Document], bool]:
+def assemble(docs: Iterable[Document], *, owned: bool = False) -> tuple[list[Document], bool]:
     """The trace's segment documents with separately sent subsegments nested in their parents.
 
-    Returns ``(segments, complete)``. The input documents are not changed. A subsegment whose
+    Returns ``(segments, complete)``. The input documents are not changed, unless ``owned`` says
+    the caller hands them over (just parsed, say), which saves copying them. A subsegment whose
     parent is not (yet) among the documents is returned as a document of its own, and
     ``complete`` is then false; so is it when any document is still in progress.
     """
@@ -45,7 +46,7 @@ def assemble(docs: Iterable[Document]) -> tuple[list[Document], bool]:
     tops: list[Document] = []
     loose: list[Document] = []
     for doc in unique:
-        (loose if doc.get("type") == "subsegment" else tops).append(copy.deepcopy(doc))
+        (loose if doc.get("type") == "subsegment" else tops).append(doc if owned else copy.deepcopy(doc))
     index: dict[str, Document] = {}
     for top in tops:
         _index(top, index)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         since = _seconds(args.since)
         if args.action == "export":
             return _export(client, since, args.filter, out)
-        return _list(client, since, args.filter, args.limit, args.json, out)
+        return _list(client, since, args.filter, args.limit, as_json=args.json, out=out)
     except CliError as exc:
         print(f"k8sxray traces: {exc}", file=sys.stderr)
         return 2
@@ -118,7 +118,9 @@ def _seconds(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _list(client: _Client, since: float, expression: str | None, limit: int, as_json: bool, out: TextIO) -> int:
+def _list(
+    client: _Client, since: float, expression: str | None, limit: int, *, as_json: bool, out: TextIO
+) -> int:
     found = []
     for summary in client.summaries(since, expression):
         found.append(summary)
@@ -134,7 +136,11 @@ def _list(client: _Client, since: float, expression: str | None, limit: int, as_
         http = s.get("Http", {})
         started = time.strftime("%H:%M:%S", time.localtime(_trace_epoch(s.get("Id", ""))))
         status = http.get("HttpStatus", "")
-        flags = " ".join(f for f, key in (("fault", "HasFault"), ("error", "HasError"), ("throttle", "HasThrottle")) if s.get(key))
+        flags = " ".join(
+            f
+            for f, key in (("fault", "HasFault"), ("error", "HasError"), ("throttle", "HasThrottle"))
+            if s.get(key)
+        )
         services = ",".join(sorted({str(i.get("Name")) for i in s.get("ServiceIds", []) if i.get("Name")}))
         line = (
             f"{started}  {s.get('Id')}  {1000 * float(s.get('Duration') or 0):8.1f} ms  {status!s:>3}  "
@@ -211,10 +217,7 @@ def timeline(segments: list[dict[str, Any]]) -> list[str]:
 
 
 def _contains(entity: dict[str, Any], wanted: Any) -> bool:
-    for sub in entity.get("subsegments") or []:
-        if sub.get("id") == wanted or _contains(sub, wanted):
-            return True
-    return False
+    return any(s.get("id") == wanted or _contains(s, wanted) for s in entity.get("subsegments") or [])
 
 
 def _export(client: _Client, since: float, expression: str | None, out: TextIO) -> int:

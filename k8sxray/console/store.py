@@ -237,7 +237,7 @@ class Store:
         kept = latest(docs)
         keep_ids = {id(d) for d in kept}
         raw = [r for r, d in zip(raw, docs, strict=True) if id(d) in keep_ids]
-        segments, complete = assemble(kept)
+        segments, complete = assemble(kept, owned=True)
         start, end = _span(kept)
         facts = self.derive(trace_id, segments, complete)
         cur = conn.execute(
@@ -322,7 +322,7 @@ class Store:
         raw = self.documents(trace_id)
         if not raw:
             return None
-        return assemble(json.loads(r) for r in raw)
+        return assemble((json.loads(r) for r in raw), owned=True)
 
     def facts(
         self,
@@ -371,7 +371,8 @@ class Store:
         """Node rows (``NODE_COLUMNS``) of the traces that started in [start, end]."""
         cols = ", ".join(f"n.{c}" for c in NODE_COLUMNS)
         yield from self._reader().execute(
-            f"SELECT {cols} FROM traces t JOIN nodes n ON n.trace = t.rowid WHERE t.start >= ? AND t.start <= ?",
+            f"SELECT {cols} FROM traces t JOIN nodes n ON n.trace = t.rowid"
+            " WHERE t.start >= ? AND t.start <= ?",
             (start, end),
         )
 
@@ -379,7 +380,8 @@ class Store:
         """Edge rows (``EDGE_COLUMNS``) of the traces that started in [start, end]."""
         cols = ", ".join(f"e.{c}" for c in EDGE_COLUMNS)
         yield from self._reader().execute(
-            f"SELECT {cols} FROM traces t JOIN edges e ON e.trace = t.rowid WHERE t.start >= ? AND t.start <= ?",
+            f"SELECT {cols} FROM traces t JOIN edges e ON e.trace = t.rowid"
+            " WHERE t.start >= ? AND t.start <= ?",
             (start, end),
         )
 

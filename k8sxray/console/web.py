@@ -135,7 +135,9 @@ class Web:
             offered.append(cookie[_COOKIE].value)
         expected = self.token.encode()
         if not any(o and hmac.compare_digest(o.encode(), expected) for o in offered):
-            raise ApiError(401, "AccessDeniedException", "this console needs its token (see the daemon's log)")
+            raise ApiError(
+                401, "AccessDeniedException", "this console needs its token (see the daemon's log)"
+            )
         if query.get("token"):
             return f"{_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
         return ""
