@@ -62,8 +62,10 @@ def _ids(n: int, salt: int) -> str:
     return f"{salt:04x}{n:012x}"
 
 
-def shop_traffic(now: float, count: int = 24) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Segment documents of ``count`` requests through the shop, plus one hostile trace.
+def shop_traffic(
+    now: float, count: int = 24, hostile: bool = True
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Segment documents of ``count`` requests through the shop, one older trace, and a hostile one.
 
     Returns the documents (subsegments of service-b's DynamoDB call sent on their own, as a streaming
     SDK does) and named trace ids: ``fault`` (service-b answered 500), ``ok``, ``hostile``.
@@ -77,6 +79,7 @@ def shop_traffic(now: float, count: int = 24) -> tuple[list[dict[str, Any]], dic
         throttle = i % 8 == 3
         not_found = i % 6 == 5
         a_id, call_b, b_id, call_db = _ids(i, 0xA), _ids(i, 0xAB), _ids(i, 0xB), _ids(i, 0xDB)
+        db = 0.012 + (i % 7) * 0.009 + (0.15 if i % 11 == 10 else 0.0)  # the DynamoDB call's time
         b_status = 500 if fault else 429 if throttle else 200
         a_status = 502 if fault else 404 if not_found else 200
         b_call: dict[str, Any] = {
@@ -84,7 +87,7 @@ def shop_traffic(now: float, count: int = 24) -> tuple[list[dict[str, Any]], dic
             "name": "service-b",
             "namespace": "remote",
             "start_time": start + 0.002,
-            "end_time": start + 0.060,
+            "end_time": start + 0.018 + db,
             "http": {
                 "request": {"method": "POST", "url": "http://service-b.shop.svc:8080/price", "traced": True},
                 "response": {"status": b_status},
@@ -99,7 +102,7 @@ def shop_traffic(now: float, count: int = 24) -> tuple[list[dict[str, Any]], dic
             "id": a_id,
             "trace_id": trace_id,
             "start_time": start,
-            "end_time": start + 0.070,
+            "end_time": start + 0.025 + db,
             "origin": "AWS::EKS::Container",
             "http": {
                 "request": {
@@ -132,7 +135,7 @@ def shop_traffic(now: float, count: int = 24) -> tuple[list[dict[str, Any]], dic
             "trace_id": trace_id,
             "parent_id": call_b,
             "start_time": start + 0.005,
-            "end_time": start + 0.055,
+            "end_time": start + 0.015 + db,
             "origin": "AWS::EKS::Container",
             "http": {
                 "request": {"method": "POST", "url": "http://service-b.shop.svc:8080/price"},
@@ -165,8 +168,8 @@ def shop_traffic(now: float, count: int = 24) -> tuple[list[dict[str, Any]], dic
             "id": call_db,
             "name": "DynamoDB",
             "namespace": "aws",
-            "start_time": start + 0.010,
-            "end_time": start + 0.030 + (i % 5) * 0.004,
+            "start_time": start + 0.008,
+            "end_time": start + 0.008 + db,
             "http": {"response": {"status": 200}},
             "aws": {
                 "operation": "GetItem",
@@ -196,6 +199,24 @@ def shop_traffic(now: float, count: int = 24) -> tuple[list[dict[str, Any]], dic
             },
         }
     )
+    pending_id = f"1-{int(now - 8):08x}-{'c' * 24}"
+    named["pending"] = pending_id
+    docs.append(
+        {
+            "name": "service-a",
+            "id": "c" * 16,
+            "trace_id": pending_id,
+            "start_time": now - 8,
+            "in_progress": True,
+            "origin": "AWS::EKS::Container",
+            "http": {"request": {"method": "POST", "url": "http://service-a.shop.svc/slow"}},
+            "subsegments": [
+                {"id": "b" * 16, "name": "prepare", "start_time": now - 7.9, "end_time": now - 7.5}
+            ],
+        }
+    )
+    if not hostile:
+        return docs, named
     hostile_id = f"1-{int(now - 5):08x}-{'f' * 24}"
     named["hostile"] = hostile_id
     docs.append(
@@ -514,6 +535,21 @@ def test_a_trace_opens_at_its_url_with_its_timeline_details_and_resources(
     watched.check()
 
 
+def test_a_segment_in_progress_is_marked(watched: Watched, shop: tuple[Console, dict[str, str], int]) -> None:
+    from playwright.sync_api import expect
+
+    _, named, _ = shop
+    page = watched.open(f"/traces/{named['pending']}")
+    entities = page.locator("ol.waterfall button.entity-row")
+    expect(entities).to_have_count(2)
+    expect(entities.first.locator(".bar.in-progress")).to_have_count(1)
+    expect(entities.first.locator(".duration")).to_contain_text("in progress")
+    expect(entities.nth(1).locator(".bar.in-progress")).to_have_count(0)
+    overview = page.locator("#details section", has=page.locator("h3", has_text="Overview"))
+    expect(overview).to_contain_text("In progress")
+    watched.check()
+
+
 def test_hostile_segment_content_shows_as_text_and_stays_inert(
     watched: Watched, shop: tuple[Console, dict[str, str], int]
 ) -> None:
@@ -597,19 +633,28 @@ def test_an_unreachable_console_is_said_so(browser: Any, tmp_path: Path) -> None
     page.close()
 
 
-def test_screenshot_of_the_console(watched: Watched, tmp_path: Path) -> None:
-    """The picture in docs/console.md: written when missing; K8SXRAY_UPDATE_SCREENSHOT=1 rewrites it."""
+def test_screenshot_of_the_console(browser: Any, tmp_path: Path) -> None:
+    """The picture in docs/console.md (written when missing; K8SXRAY_UPDATE_SCREENSHOT=1 rewrites it)."""
     from playwright.sync_api import expect
 
-    page = watched.open("/")
-    node(page, "service-b").click()
-    expect(page.locator("#trace-rows tr").first).to_be_visible()
-    expect(page.locator("#selection svg.histogram")).to_be_visible()
-    page.mouse.move(0, 0)
-    shot = tmp_path / "console.png"
-    page.screenshot(path=str(shot))
+    console = Console(tmp_path / "traces.db")
+    try:
+        docs, _ = shop_traffic(time.time(), hostile=False)
+        console.send(docs)
+        wait_for_traces(console.base, {d["trace_id"] for d in docs})
+        watched = Watched(browser, console.base)
+        page = watched.open("/")
+        node(page, "service-b").click()
+        expect(page.locator("#trace-rows tr")).to_have_count(24)
+        expect(page.locator("#selection svg.histogram")).to_be_visible()
+        page.mouse.move(0, 0)
+        shot = tmp_path / "console.png"
+        page.screenshot(path=str(shot))
+        watched.check()
+        page.close()
+    finally:
+        console.stop()
     assert shot.stat().st_size < 200_000
     if os.environ.get("K8SXRAY_UPDATE_SCREENSHOT") == "1" or not DOCS_SCREENSHOT.exists():
         shutil.copyfile(shot, DOCS_SCREENSHOT)
     assert DOCS_SCREENSHOT.stat().st_size < 200_000
-    watched.check()

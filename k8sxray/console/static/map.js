@@ -81,6 +81,7 @@ export function layout(services) {
     (columns[index] ||= []).push(s);
   }
   const packed = columns.filter(Boolean);
+  const traffic = (s) => (s.Edges || []).reduce((sum, e) => sum + stats(e.SummaryStatistics).total, 0) + stats(s.SummaryStatistics).total;
   const rows = Math.max(1, ...packed.map((c) => c.length));
   const position = new Map();
   packed.forEach((column, x) => {
@@ -89,7 +90,7 @@ export function layout(services) {
       const mean = callers.reduce((sum, e) => sum + position.get(e.source).y, 0) / (callers.length || 1);
       return callers.length ? mean : 0;
     };
-    column.sort((a, b) => order(a) - order(b) || label(a).localeCompare(label(b)));
+    column.sort((a, b) => order(a) - order(b) || traffic(b) - traffic(a) || label(a).localeCompare(label(b)));
     const top = MARGIN_Y + ((rows - column.length) * ROW) / 2;
     column.forEach((s, y) => position.set(s, { x: MARGIN_X + x * COLUMN, y: top + y * ROW + ROW / 2 }));
   });
@@ -256,19 +257,22 @@ export function renderMap(host, services, { rangeSeconds, selected, onSelect }) 
   host.replaceChildren(drawing);
 }
 
-/** Response times binned into at most `bins` bars: [{from, to, count}] in seconds. */
-export function bin(histogram, bins = 20) {
-  const entries = (histogram || []).filter((h) => typeof h.Value === "number" && h.Count > 0);
-  if (!entries.length) return [];
-  const lo = Math.min(...entries.map((h) => h.Value));
-  const hi = Math.max(...entries.map((h) => h.Value));
-  const count = hi > lo ? Math.min(bins, entries.length) : 1;
-  const width = (hi - lo) / count || 1e-9;
-  const bars = Array.from({ length: count }, (_, i) => ({ from: lo + i * width, to: lo + (i + 1) * width, count: 0 }));
-  for (const h of entries) bars[Math.min(count - 1, Math.floor((h.Value - lo) / width))].count += h.Count;
-  if (count === 1) bars[0].to = hi;
+/** Response times as bars: [{from, to, count}] in seconds, one per entry when there are few
+ * (X-Ray's histograms are already bucketed), else binned linearly into `bins`. */
+export function bin(histogram, bins = 24) {
+  const entries = (histogram || [])
+    .filter((h) => typeof h.Value === "number" && h.Count > 0)
+    .sort((a, b) => a.Value - b.Value);
+  if (entries.length <= bins) return entries.map((h) => ({ from: h.Value, to: h.Value, count: h.Count }));
+  const lo = entries[0].Value;
+  const hi = entries[entries.length - 1].Value;
+  const width = (hi - lo) / bins;
+  const bars = Array.from({ length: bins }, (_, i) => ({ from: lo + i * width, to: lo + (i + 1) * width, count: 0 }));
+  for (const h of entries) bars[Math.min(bins - 1, Math.floor((h.Value - lo) / width))].count += h.Count;
   return bars;
 }
+
+const range = (b) => (b.from === b.to ? ms(b.from) : `${ms(b.from)} – ${ms(b.to)}`);
 
 /** The response-time histogram as SVG bars. */
 export function histogram(entries, title) {
@@ -276,8 +280,9 @@ export function histogram(entries, title) {
   if (!bars.length) return el("p", { class: "muted" }, "No response times recorded.");
   const [w, h, left, bottom, top] = [340, 150, 34, 26, 10];
   const most = Math.max(...bars.map((b) => b.count));
-  const step = (w - left - 6) / bars.length;
+  const step = (w - left - 6) / Math.max(bars.length, 6);
   const plot = h - bottom - top;
+  const last = bars[bars.length - 1];
   return svg(
     "svg",
     { class: "histogram", viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": title },
@@ -287,12 +292,14 @@ export function histogram(entries, title) {
       return svg(
         "rect",
         { x: left + i * step + 1, y: top + plot - height, width: Math.max(1, step - 2), height, class: "bar" },
-        svg("title", {}, `${ms(b.from)} – ${ms(b.to)}: ${b.count}`),
+        svg("title", {}, `${range(b)}: ${b.count}`),
       );
     }),
     svg("line", { x1: left, y1: top + plot, x2: w - 4, y2: top + plot, class: "axis" }),
     svg("text", { x: left, y: h - 8, class: "tick" }, ms(bars[0].from)),
-    svg("text", { x: w - 4, y: h - 8, class: "tick", "text-anchor": "end" }, ms(bars[bars.length - 1].to)),
+    bars.length > 1
+      ? svg("text", { x: left + bars.length * step - 1, y: h - 8, class: "tick", "text-anchor": "end" }, ms(last.to))
+      : null,
     svg("text", { x: left - 4, y: top + 8, class: "tick", "text-anchor": "end" }, String(most)),
     svg("text", { x: left - 4, y: top + plot, class: "tick", "text-anchor": "end" }, "0"),
   );
