@@ -47,6 +47,14 @@ ELEMENTS_WITH_HANDLERS = (
     "() => [...document.querySelectorAll('*')]"
     ".filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length"
 )
+HIDE_TAB = """() => {
+    Object.defineProperty(document, "hidden", {value: true, configurable: true});
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
+SHOW_TAB = """() => {
+    Object.defineProperty(document, "hidden", {value: false, configurable: true});
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
 BROWSER_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -614,6 +622,15 @@ def test_the_list_and_map_follow_new_traffic_until_paused(
     expect(page.locator(f'#trace-rows a[href="/traces/{later}"]')).to_have_count(0)
     page.get_by_role("button", name="Resume updates").click()
     expect(page.locator(f'#trace-rows a[href="/traces/{later}"]')).to_have_count(1)
+
+    page.evaluate(HIDE_TAB)
+    expect(page.locator("#status")).to_have_text("Updates paused while the tab is hidden")
+    time.sleep(0.5)  # a call already on its way may still land
+    before = len(watched.requests)
+    time.sleep(2.5)
+    assert len(watched.requests) == before, watched.requests[before:]
+    page.evaluate(SHOW_TAB)
+    expect(page.locator("#status")).to_contain_text("Live")
     watched.check()
 
 
