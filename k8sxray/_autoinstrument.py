@@ -7,8 +7,6 @@ an :class:`IntegrationNotAvailable` error when asked for by name. Names listed i
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Iterable
@@ -16,46 +14,19 @@ from types import ModuleType
 from typing import Any
 
 from . import _config, _guard
-from .integrations import INTEGRATIONS
+from .integrations import INTEGRATIONS, IntegrationNotAvailable, library_installed, load
+from .integrations import module as _module
 
 log = logging.getLogger(__name__)
 
-
-class IntegrationNotAvailable(ImportError):
-    """An integration was asked for by name but its library is not installed."""
-
-
-def _module(name: str) -> ModuleType:
-    if name not in INTEGRATIONS:
-        raise ValueError(f"k8sxray: unknown integration {name!r}; known: {', '.join(sorted(INTEGRATIONS))}")
-    try:
-        return importlib.import_module(INTEGRATIONS[name])
-    except ImportError as exc:
-        raise IntegrationNotAvailable(f"k8sxray: the {name} integration cannot be loaded: {exc}") from exc
-
-
-def library_installed(module: ModuleType) -> bool:
-    """Whether the library an integration module needs (its ``LIBRARY``) can be imported."""
-    library = str(module.LIBRARY)
-    try:
-        return importlib.util.find_spec(library) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def load(name: str) -> ModuleType:
-    """The integration module *name*, its library checked.
-
-    Raises ``ValueError`` for an unknown name and :class:`IntegrationNotAvailable` when the
-    library it needs is not installed.
-    """
-    module = _module(name)
-    if not library_installed(module):
-        raise IntegrationNotAvailable(
-            f"k8sxray: the {name} integration needs the {module.LIBRARY!r} package, which is not "
-            f"installed (pip install {module.LIBRARY})"
-        )
-    return module
+__all__ = [
+    "IntegrationNotAvailable",
+    "instrument_integrations",
+    "instrument_when_imported",
+    "library_installed",
+    "load",
+    "uninstrument_integrations",
+]
 
 
 def instrument_integrations(names: Iterable[str] | None = None, *, config: Any = None) -> list[str]:

@@ -2,8 +2,10 @@
 
 Each setting is taken, in this order, from an explicit ``configure()`` argument, an
 environment variable, discovery (Kubernetes, DNS), or a default. :class:`Config`
-remembers the winner in :attr:`Config.sources`. Bad values raise ``ValueError`` here,
-at configure time, naming the variable and the value.
+remembers the winner in :attr:`Config.sources`. :func:`build` raises ``ValueError`` for
+a bad value, naming the variable and the value. :func:`configure` raises it only for a bad
+keyword argument (a bug in the calling code); a bad environment variable must never take the
+service down, so it is logged as an error and tracing is off (the app runs untraced).
 """
 
 from __future__ import annotations
@@ -11,17 +13,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 from . import _discovery, _env
 from ._addresses import Address, parse_daemon_address
+from ._naming import default_service_name
 from .integrations import INTEGRATIONS
 from .plugins import PLUGINS
-from .plugins._workload import from_pod_name
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,14 @@ class Source(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+
+class SettingError(ValueError):
+    """A setting's value is wrong; :attr:`source` says where it came from."""
+
+    def __init__(self, message: str, source: Source) -> None:
+        super().__init__(message)
+        self.source = source
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,9 @@ class Config:
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False)
     daemon: _discovery.DaemonEndpoint | None = field(default=None, compare=False, repr=False)
     """Live, resolved daemon addresses (re-resolved in the background when found by DNS)."""
+    problem: str | None = field(default=None, compare=False)
+    """Why tracing is off although no setting turned it off: a bad environment variable (logged
+    by :func:`configure`). ``instrument()`` then returns the app untouched."""
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Every setting with its value and source, as plain JSON-able data."""
@@ -125,23 +137,35 @@ def configure(
 
     Every keyword argument wins over its environment variable. ``environ`` replaces
     ``os.environ`` (for tests and ``python -m k8sxray config``).
+
+    A bad keyword argument raises ``ValueError``. A bad environment variable never raises: it is
+    logged as an error naming the variable and the value, and the configuration made current
+    has tracing off (:attr:`Config.problem` says why).
     """
     global _current
-    config = build(
-        environ=os.environ if environ is None else environ,
-        service_name=service_name,
-        enabled=enabled,
-        daemon_address=daemon_address,
-        sampling_rate=sampling_rate,
-        sampling_rules=sampling_rules,
-        sampling_central=sampling_central,
-        plugins=plugins,
-        disabled_integrations=disabled_integrations,
-        context_missing=context_missing,
-        daemon_service=daemon_service,
-        udp_gso=udp_gso,
-        native=native,
-    )
+    env = os.environ if environ is None else environ
+    try:
+        config = build(
+            environ=env,
+            service_name=service_name,
+            enabled=enabled,
+            daemon_address=daemon_address,
+            sampling_rate=sampling_rate,
+            sampling_rules=sampling_rules,
+            sampling_central=sampling_central,
+            plugins=plugins,
+            disabled_integrations=disabled_integrations,
+            context_missing=context_missing,
+            daemon_service=daemon_service,
+            udp_gso=udp_gso,
+            native=native,
+        )
+    except SettingError as exc:
+        if exc.source.kind == "argument":
+            raise
+        config = _off(exc)
+    except ValueError as exc:  # discovery's own variables (K8SXRAY_NODE_IP, ...)
+        config = _off(exc)
     with _lock:
         previous, _current = _current, config
         listeners = list(_listeners)
@@ -155,6 +179,15 @@ def configure(
         except Exception:
             log.exception("k8sxray: a configuration listener failed")
     return config
+
+
+def _off(exc: ValueError) -> Config:
+    """A configuration with tracing off because of *exc*, a bad environment variable (logged)."""
+    problem = str(exc)
+    log.error("k8sxray: tracing is off: %s; the app runs untraced", problem)
+    config = build(environ={}, enabled=False, plugins=(), sampling_central=False)
+    sources = {**config.sources, "enabled": Source("env", f"off: {problem}")}
+    return replace(config, sources=sources, problem=problem)
 
 
 def current() -> Config:
@@ -214,8 +247,8 @@ def build(
 
     name = pick.text("service_name", service_name, _env.AWS_XRAY_TRACING_NAME)
     if name is None:
-        name, detail = _default_service_name(environ)
-        sources["service_name"] = Source("discovery" if on_k8s and detail else "default", detail)
+        name, detail, from_pod = default_service_name(environ)
+        sources["service_name"] = Source("discovery" if from_pod else "default", detail)
     _check_service_name(name, sources["service_name"])
 
     is_enabled = pick.flag("enabled", enabled, _env.AWS_XRAY_SDK_ENABLED, default=True)
@@ -248,9 +281,10 @@ def build(
 
     missing = pick.text("context_missing", context_missing, _env.AWS_XRAY_CONTEXT_MISSING) or "LOG_ERROR"
     if missing not in CONTEXT_MISSING_VALUES:
-        raise ValueError(
-            f"{_where(sources['context_missing'], _env.AWS_XRAY_CONTEXT_MISSING)}={missing!r} is not one of "
-            + ", ".join(CONTEXT_MISSING_VALUES)
+        raise SettingError(
+            f"{_named(sources['context_missing'], _env.AWS_XRAY_CONTEXT_MISSING, missing)} is not one of "
+            + ", ".join(CONTEXT_MISSING_VALUES),
+            sources["context_missing"],
         )
 
     gso = pick.flag("udp_gso", udp_gso, _env.K8SXRAY_UDP_GSO, default=True, default_detail="on (Linux)")
@@ -274,7 +308,9 @@ def build(
         try:
             udp, tcp = parse_daemon_address(explicit)
         except ValueError as exc:
-            raise ValueError(f"{_where(source, _env.AWS_XRAY_DAEMON_ADDRESS)}={explicit!r}: {exc}") from None
+            raise SettingError(
+                f"{_named(source, _env.AWS_XRAY_DAEMON_ADDRESS, explicit)}: {exc}", source
+            ) from None
         sources["daemon_tcp"] = source
         endpoint = _discovery.DaemonEndpoint.fixed(
             udp, tcp, environ=environ, source_kind="argument" if source.kind == "argument" else "env"
@@ -326,7 +362,7 @@ class _Picker:
             self.sources[name] = Source("default", "")
             return None
         if not isinstance(value, str):
-            raise ValueError(f"configure({name}=...) must be a string, got {value!r}")
+            raise SettingError(f"configure({name}=...) must be a string, got {value!r}", self.sources[name])
         return value
 
     def flag(self, name: str, arg: bool | None, var: str, *, default: bool, default_detail: str = "") -> bool:
@@ -341,20 +377,21 @@ class _Picker:
             return True
         if lowered in _FALSE:
             return False
-        raise ValueError(f"{_where(self.sources[name], var)}={value!r} is not a boolean (true or false)")
+        where = _named(self.sources[name], var, value)
+        raise SettingError(f"{where} is not a boolean (true or false)", self.sources[name])
 
     def rate(self, name: str, arg: float | None, var: str) -> float | None:
         value = self._raw(name, arg, var)
         if value is None:
             self.sources[name] = Source("default", "reservoir 1/s, then 5%")
             return None
-        where = _where(self.sources[name], var)
+        where = _named(self.sources[name], var, value)
         try:
             rate = float(value)  # type: ignore[arg-type]  # str or number, checked below
         except (TypeError, ValueError):
-            raise ValueError(f"{where}={value!r} is not a number between 0 and 1") from None
+            raise SettingError(f"{where} is not a number between 0 and 1", self.sources[name]) from None
         if not 0.0 <= rate <= 1.0:  # also rejects NaN
-            raise ValueError(f"{where}={value!r} is outside 0..1 (a fraction of requests)")
+            raise SettingError(f"{where} is outside 0..1 (a fraction of requests)", self.sources[name])
         return rate
 
     def names(
@@ -370,50 +407,24 @@ class _Picker:
             return ()
         unknown = [item for item in items if item not in known]
         if unknown:
-            raise ValueError(
-                f"{_where(self.sources[name], var)}={value!r}: unknown name(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
+            raise SettingError(
+                f"{_named(self.sources[name], var, value)}: unknown name(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}",
+                self.sources[name],
             )
         return tuple(dict.fromkeys(items))
 
 
-def _where(source: Source, var: str) -> str:
-    return var if source.kind == "env" else source.detail.replace("=...)", "")
+def _label(source: Source, var: str) -> str:
+    """How a message names a setting: its variable, or the ``configure()`` argument."""
+    return source.detail if source.kind == "argument" else var
 
 
-def _default_service_name(environ: Mapping[str, str]) -> tuple[str, str]:
-    pod = environ.get(_env.POD_NAME, "")
-    if environ.get(_env.KUBERNETES_SERVICE_HOST) and pod:
-        workload = from_pod_name(pod)
-        return (workload.name if workload else pod), f"workload of {_env.POD_NAME}={pod}"
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    program = program.removesuffix(".py")
-    if program and program not in _LAUNCHERS:
-        return program, "the program's name"
-    return "python-service", ""
-
-
-# Program names that say nothing about the service they run.
-_LAUNCHERS = frozenset(
-    {
-        "-c",
-        "-m",
-        "__main__",
-        "python",
-        "python3",
-        "pytest",
-        "gunicorn",
-        "uvicorn",
-        "hypercorn",
-        "uwsgi",
-        "daphne",
-        "flask",
-        "django-admin",
-        "manage",
-        "granian",
-        "k8sxray-run",
-    }
-)
+def _named(source: Source, var: str, value: object) -> str:
+    """A setting with its value, as the user wrote it: ``VAR='x'`` or ``configure(name='x')``."""
+    if source.kind == "argument":
+        return source.detail.replace("...", repr(value))
+    return f"{var}={value!r}"
 
 
 _NAME_OK = frozenset("_.:/%&#=+\\-@ ")
@@ -421,16 +432,19 @@ _NAME_OK = frozenset("_.:/%&#=+\\-@ ")
 
 def _check_service_name(name: str, source: Source) -> None:
     if not 1 <= len(name) <= 200 or not all(ch.isalnum() or ch in _NAME_OK for ch in name):
-        raise ValueError(
-            f"{_where(source, _env.AWS_XRAY_TRACING_NAME)}={name!r} is not a valid X-Ray segment name "
-            "(1 to 200 letters, digits, whitespace and _ . : / % & # = + \\ - @)"
+        raise SettingError(
+            f"{_named(source, _env.AWS_XRAY_TRACING_NAME, name)} is not a valid X-Ray segment name "
+            "(1 to 200 letters, digits, whitespace and _ . : / % & # = + \\ - @)",
+            source,
         )
 
 
 def _check_dns_label(value: str, source: Source, var: str) -> None:
     label_ok = value.isascii() and len(value) <= 63 and value and value[0].isalnum() and value[-1].isalnum()
     if not label_ok or not all(ch.isalnum() or ch == "-" for ch in value) or value != value.lower():
-        raise ValueError(f"{_where(source, var)}={value!r} is not a Kubernetes Service name (a DNS label)")
+        raise SettingError(
+            f"{_named(source, var, value)} is not a Kubernetes Service name (a DNS label)", source
+        )
 
 
 def _check_rules_file(path: str, source: Source) -> None:
@@ -439,7 +453,7 @@ def _check_rules_file(path: str, source: Source) -> None:
     try:
         load_rules_file(path)
     except ValueError as exc:
-        where = _where(source, _env.K8SXRAY_SAMPLING_RULES)
+        where = _label(source, _env.K8SXRAY_SAMPLING_RULES)
         if path not in str(exc):
-            where = f"{where}={path!r}"
-        raise ValueError(f"{where}: {exc}") from None
+            where = _named(source, _env.K8SXRAY_SAMPLING_RULES, path)
+        raise SettingError(f"{where}: {exc}", source) from None

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-from . import _env, _forks
+from . import _env, _forks, _guard
 from ._addresses import Address
 from ._protocol import DEFAULT_PORT
 
@@ -140,6 +140,27 @@ class DaemonEndpoint:
         )
         endpoint.refresh(initial=True)
         return endpoint
+
+    def refused(self) -> None:
+        """The daemon's UDP address refused a datagram: nobody listens there. Warns once per address.
+
+        The emitter calls this when a send fails with ``ECONNREFUSED`` (the kernel's answer, on a
+        connected socket, to an ICMP "port unreachable"): it costs nothing while sends succeed.
+        """
+        ip, port = self.udp_sockaddr[:2]
+        resolved = "" if (ip, port) == (self.udp.host, self.udp.port) else f" ({ip}:{port})"
+        origin = {"default": "the default: ", "discovery": "discovered: "}.get(self.source_kind, "")
+        _guard.warn_once(
+            f"daemon.refused {self.udp}",
+            "k8sxray: no X-Ray daemon listens at %s%s (UDP), %s%s; segments sent there are lost. "
+            "Run one there or set %s (`python -m k8sxray config` shows each setting and its source); "
+            "logged once",
+            self.udp,
+            resolved,
+            origin,
+            self.reason,
+            _env.AWS_XRAY_DAEMON_ADDRESS,
+        )
 
     def refresh(self, *, initial: bool = False) -> bool:
         """Resolve the names again; return whether an address changed."""

@@ -11,12 +11,14 @@ batch rather than once per request. A flusher thread sends what is left when req
 stop; it is woken only from idle, never per batch. On Linux a burst leaves with UDP
 segmentation offload (see :mod:`._gso`: one pass through the kernel's stack for up to
 64 datagrams), or else in one ``sendmmsg(2)`` call (see :mod:`._sendmmsg`), elsewhere
-datagram by datagram. ``delay=0`` sends inline. It is fork-safe: a child gets a fresh
+datagram by datagram. A document too large for one datagram is split and trimmed to fit
+(see :mod:`._fit`). ``delay=0`` sends inline. It is fork-safe: a child gets a fresh
 socket, queue, thread and sendmmsg headers.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -28,7 +30,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import _forks, _gso, _guard, _sendmmsg
-from ._protocol import HEADER
+from ._fit import fit
+from ._protocol import HEADER, MAX_DOCUMENT
 
 log = logging.getLogger(__name__)
 _monotonic = time.monotonic
@@ -80,14 +83,17 @@ class UDPEmitter:
         serialise: Callable[[Any], bytes | list[bytes]] | None = None,
         sendmmsg: bool = True,
         gso: bool = True,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         """*address* returns the daemon's current resolved ``(ip, port)``; it is called once per batch.
 
         With *serialise*, :meth:`send_later` queues finished objects (segments) that the
         flusher turns into datagrams (header included), in a batch, off the request path.
         ``sendmmsg=False`` sends datagram by datagram even where ``sendmmsg(2)`` exists;
-        ``gso=False`` never uses UDP segmentation offload.
+        ``gso=False`` never uses UDP segmentation offload. *on_refused* is called, instead of the
+        generic warning, when the daemon's address refuses datagrams (nobody listens there).
         """
+        self._on_refused = on_refused
         self._address = address
         self._serialise = serialise
         self.serialises = serialise is not None
@@ -124,6 +130,12 @@ class UDPEmitter:
 
     # --- request path ---------------------------------------------------------------------
     def send(self, document: bytes) -> None:
+        if len(document) > MAX_DOCUMENT:  # split or trimmed to fit (see _fit), never sent too large
+            parts, dropped = fit(document, MAX_DOCUMENT)
+            self.dropped += dropped
+            for part in parts:
+                self.send_later(part.encode())
+            return
         self.send_later(document)
 
     def send_later(self, item: Any, weight: int = 1) -> None:
@@ -272,12 +284,18 @@ class UDPEmitter:
                 sent += 1
             except OSError as exc:
                 self.dropped += 1
+                if exc.errno == errno.ECONNREFUSED and self._on_refused is not None:
+                    self._on_refused()
+                    continue
                 message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
                 _guard.warn_once("emitter.send", message, exc)
         self.sent += sent
 
     def _lost(self, errnos: list[int]) -> None:
         self.dropped += len(errnos)
+        if errno.ECONNREFUSED in errnos and self._on_refused is not None:
+            self._on_refused()
+            return
         message = "k8sxray: sending a segment to the daemon failed (%s); logged once"
         _guard.warn_once("emitter.send", message, os.strerror(errnos[0]))
 

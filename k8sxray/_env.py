@@ -50,6 +50,12 @@ POD_NAMESPACE = "POD_NAMESPACE"
 POD_NAME = "POD_NAME"
 """Downward API ``metadata.name``."""
 
+# --- other programs' names, read for the default service name --------------------------------
+FLASK_APP = "FLASK_APP"
+"""Flask's name for the app ``flask run`` serves."""
+DJANGO_SETTINGS_MODULE = "DJANGO_SETTINGS_MODULE"
+"""Django's settings module: its package names the service under ``manage.py``."""
+
 # --- read by the Kubernetes plugin (see docs/kubernetes.md) ---------------------------------
 POD_UID = "POD_UID"
 """``metadata.uid``."""

@@ -23,11 +23,13 @@ def instrument(app: Any, **options: Any) -> Any:
     """Trace *app* (Flask, Django, FastAPI/Starlette, or any WSGI/ASGI callable); returns what to serve.
 
     Keyword *options* are passed to :func:`k8sxray.configure` (otherwise k8sxray is
-    configured from the environment if it was not configured yet).
+    configured from the environment if it was not configured yet): a bad option raises
+    ``ValueError``; a bad environment variable is logged and *app* is returned as it is.
     """
     if options:
         _config.configure(**options)
-    _recorder.state()  # configure from the environment now, not on the first request
+    if _recorder.state().config.problem is not None:  # configured now, not on the first request
+        return app  # a bad environment variable, logged: the app runs untraced
     _enable_integrations()
     if getattr(app, "_k8sxray_traced", False) or _MARK in getattr(app, "__dict__", {}):
         _guard.warn_once("instrument.twice", "k8sxray: instrument() called twice on the same app; ignored")

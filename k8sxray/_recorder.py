@@ -73,7 +73,7 @@ def _sdk_version() -> str:
 class _State:
     """Everything the request path needs from one configuration."""
 
-    __slots__ = ("config", "emitter", "enabled", "later", "own_emitter", "sampler", "static")
+    __slots__ = ("config", "emitter", "enabled", "later", "own_emitter", "own_sampler", "sampler", "static")
 
     def __init__(self, config: _config.Config, emitter: Emitter | None) -> None:
         from .plugins import collect
@@ -88,9 +88,13 @@ class _State:
             aws=data.aws,
             metadata=data.metadata,
         )
-        self.sampler: Sampler = make_sampler(config, origin=data.origin)
+        self.own_sampler: Sampler = make_sampler(config, origin=data.origin)
+        self.sampler: Sampler = _sampler_override or self.own_sampler
         self.own_emitter = UDPEmitter(  # opens nothing yet
-            _address_of(config), serialise=datagrams, gso=config.udp_gso
+            _address_of(config),
+            serialise=datagrams,
+            gso=config.udp_gso,
+            on_refused=config.daemon.refused if config.daemon is not None else None,
         )
         self.emitter: Emitter = self.own_emitter
         self.later: Callable[..., None] | None = None
@@ -115,6 +119,7 @@ def _address_of(config: _config.Config) -> Any:
 
 _state: _State | None = None
 _override: Emitter | None = None  # set by k8sxray.testing
+_sampler_override: Sampler | None = None  # set by k8sxray.testing
 _lock = threading.RLock()
 _hooked = False
 
@@ -154,7 +159,7 @@ def _on_change(config: _config.Config) -> None:
 
 def _close(old: _State) -> None:
     try:
-        old.sampler.close()
+        old.own_sampler.close()
         old.own_emitter.close()
     except Exception:
         _guard.internal_error("recorder.close")
@@ -187,6 +192,17 @@ def set_emitter(emitter: Emitter | None) -> Emitter | None:
         current_state = state()
         previous, _override = _override, emitter
         current_state.use(emitter)
+    return previous
+
+
+def set_sampler(sampler: Sampler | None) -> Sampler | None:
+    """Decide new traces with *sampler* (``None``: the configured one), for this configuration and
+    the next ones; returns the previous override."""
+    global _sampler_override
+    with _lock:
+        current_state = state()
+        previous, _sampler_override = _sampler_override, sampler
+        current_state.sampler = sampler if sampler is not None else current_state.own_sampler
     return previous
 
 
@@ -333,16 +349,7 @@ def _unlink(entity: Entity) -> None:
 
 
 def _split(segment: Segment) -> list[bytes]:
-    parts, dropped = split(segment, MAX_DOCUMENT)
-    if dropped:
-        _guard.warn_once(
-            "recorder.too_large",
-            "k8sxray: %d subsegment(s) of trace %s are larger than one datagram on their own and were "
-            "dropped (logged once)",
-            dropped,
-            segment.trace_id,
-        )
-    return [part.encode() for part in parts]
+    return [part.encode() for part in split(segment, MAX_DOCUMENT)]  # what was trimmed, _fit logs
 
 
 # --- the API for integrations ---------------------------------------------------------------

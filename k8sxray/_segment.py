@@ -12,6 +12,7 @@ in (:func:`time_json`): float formatting costs more than half as much again.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import traceback
@@ -20,10 +21,15 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from . import _ids
+from ._fit import fit
 
 _enc = json.encoder.encode_basestring_ascii  # C-accelerated, adds the quotes
 _STACK_LIMIT = 50
 _ANNOTATION_KEY_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_WARNED_KEYS: set[str] = set()  # annotation keys already warned about (each once)
+_MAX_WARNED_KEYS = 256  # then invalid annotations are still dropped, but no longer said
+
+log = logging.getLogger(__name__)
 
 
 def dumps(value: Any, _depth: int = 3) -> str:
@@ -128,12 +134,15 @@ class Entity:
             self.content_length = content_length
 
     def put_annotation(self, key: str, value: str | int | float | bool) -> None:
-        """An indexed annotation; invalid keys or values are ignored."""
+        """An indexed annotation; an invalid key or value is dropped, with a warning once per key."""
         if not isinstance(key, str) or not key or not _ANNOTATION_KEY_OK.issuperset(key):
+            _dropped_annotation(key, "a key is one or more letters, digits or underscores")
             return
         if not isinstance(value, (str, int, float, bool)):
+            _dropped_annotation(key, f"values are strings, numbers or booleans, not {type(value).__name__}")
             return
         if isinstance(value, float) and not math.isfinite(value):
+            _dropped_annotation(key, f"values are finite numbers, not {value}")
             return
         if self.annotations is None:
             self.annotations = {}
@@ -247,6 +256,18 @@ class Entity:
             )
         else:
             out.append("}")
+
+
+def _dropped_annotation(key: object, why: str) -> None:
+    """Say (once per key) that the annotation *key* was dropped, and *why*."""
+    try:
+        name = (key if isinstance(key, str) else repr(key))[:200]
+        if name in _WARNED_KEYS or len(_WARNED_KEYS) >= _MAX_WARNED_KEYS:
+            return
+        _WARNED_KEYS.add(name)
+        log.warning("k8sxray: annotation %r dropped: %s (logged once per key)", name, why)
+    except Exception:  # a key whose repr fails: dropped without a word rather than failing the app
+        return
 
 
 class UnsampledTrace:
@@ -492,41 +513,13 @@ def _tail(s: Subsegment) -> str:
     return "".join(out)
 
 
-def split(segment: Segment, limit: int) -> tuple[list[str], int]:
-    """Documents for *segment*, each at most *limit* characters, and how many were dropped.
-
-    A document too large is sent without its subsegments, which go out on their own
-    in X-Ray's streaming form (recursively); a single entity still too large is dropped.
-    """
+def split(segment: Segment, limit: int) -> list[str]:
+    """Documents for *segment*, each at most *limit* characters: its subsegments sent on their own
+    and what still does not fit trimmed (see :mod:`._fit`, which logs what it trimmed)."""
     doc = segment.to_json()
     if len(doc) <= limit:
-        return [doc], 0
-    out: list[str] = []
-    dropped = _split_children(segment, limit, out)
-    doc = segment.to_json(children=False)
-    if len(doc) <= limit:
-        out.append(doc)
-    else:
-        dropped += 1
-    return out, dropped
-
-
-def _split_children(parent: Entity, limit: int, out: list[str]) -> int:
-    dropped = 0
-    for sub in parent.subsegments or ():
-        if sub.late:
-            continue
-        doc = sub.to_json(streaming=True)
-        if len(doc) <= limit:
-            out.append(doc)
-            continue
-        dropped += _split_children(sub, limit, out)
-        doc = sub.to_json(children=False, streaming=True)
-        if len(doc) <= limit:
-            out.append(doc)
-        else:
-            dropped += 1
-    return dropped
+        return [doc]
+    return fit(doc, limit)[0]
 
 
 _SECRET_WORDS = ("token", "secret", "password", "passwd", "signature", "credential", "session", "auth")

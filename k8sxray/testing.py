@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import _recorder
+from .sampling.sampler import AlwaysSampler
 
 __all__ = ["InMemoryEmitter", "capture_segments"]
 
@@ -66,11 +67,15 @@ class _ListEmitter(InMemoryEmitter):
 def capture_segments() -> Iterator[list[dict[str, Any]]]:
     """Send every document to memory while the block runs; yields the list of parsed documents.
 
-    Configures k8sxray from the environment first if nothing configured it yet.
+    While the block runs every new trace is sampled (an incoming ``Sampled=0`` header is still
+    obeyed); the configured sampler decides again afterwards. Configures k8sxray from the
+    environment first if nothing configured it yet.
     """
     documents: list[dict[str, Any]] = []
     previous = _recorder.set_emitter(_ListEmitter(documents))
+    previous_sampler = _recorder.set_sampler(AlwaysSampler())
     try:
         yield documents
     finally:
+        _recorder.set_sampler(previous_sampler)
         _recorder.set_emitter(previous)

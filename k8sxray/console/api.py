@@ -55,10 +55,11 @@ class Console:
         if expression is not None and not isinstance(expression, str):
             raise invalid("FilterExpression must be a string")
         try:
-            match = filters.compile(expression) if expression and expression.strip() else None
-            services = filters.required_services(expression) if match is not None else None
+            compiled = filters.compile_filter(expression) if expression and expression.strip() else None
         except filters.FilterError as exc:
             raise invalid(f"FilterExpression: {exc}") from None
+        match = compiled.matches if compiled is not None else None
+        services = compiled.services if compiled is not None else None
         token = _optional_str(body, "NextToken")
         found: list[dict[str, Any]] = []
         scanned = 0
@@ -68,7 +69,7 @@ class Console:
             for resume, facts in self.store.facts(start, end, services=services, token=token):
                 scanned += 1
                 if match is None or match(facts):
-                    found.append(trace.summary(facts))
+                    found.append(trace.trace_summary(facts))
                 if len(found) >= PAGE_SIZE or (scanned % 256 == 0 and time.monotonic() > deadline):
                     next_token = resume
                     break
@@ -109,7 +110,7 @@ class Console:
 
     def get_service_graph(self, body: Mapping[str, Any]) -> dict[str, Any]:
         start, end = _time_range(body)
-        services = graph.service_graph(self.store.all_facts(start, end), start, end)
+        services = graph.service_graph(self.store.node_rows(start, end), self.store.edge_rows(start, end))
         return {"StartTime": start, "EndTime": end, "Services": services, "ContainsOldGroupVersions": False}
 
     def get_trace_graph(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +118,7 @@ class Console:
         for trace_id in _trace_ids(body):
             assembled = self.store.trace(trace_id)
             if assembled is not None:
-                facts.append(trace.derive(trace_id, *assembled))
+                facts.append(trace.trace_facts(assembled[0]))
         return {"Services": graph.trace_graph(facts)}
 
     def get_time_series_service_statistics(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,8 +130,15 @@ class Console:
         if selector is not None and not isinstance(selector, str):
             raise invalid("EntitySelectorExpression must be a string")
         try:
-            series = graph.time_series(self.store.all_facts(start, end), start, end, period, selector or None)
-        except filters.FilterError as exc:
+            series = graph.time_series(
+                self.store.node_rows(start, end),
+                self.store.edge_rows(start, end),
+                start,
+                end,
+                period=period,
+                entity=selector or None,
+            )
+        except ValueError as exc:  # FilterError is one
             raise invalid(f"EntitySelectorExpression: {exc}") from None
         return {"TimeSeriesServiceStatistics": series, "ContainsOldGroupVersions": False}
 

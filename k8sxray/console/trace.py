@@ -51,6 +51,9 @@ Edge row, a flat tuple in :data:`EDGE_COLUMNS` order::
 
 timed and flagged from the caller's side (its subsegment), as X-Ray draws edges. The entry segment
 hangs off a ``client`` node: ``(entry name, "client", entry name, entry type, ...)``.
+
+:func:`trace_summary` renders the facts as botocore's ``TraceSummary``; the service graph of one or
+more traces (``GetTraceGraph``) is :func:`k8sxray.console.graph.trace_graph` over their facts.
 """
 
 from __future__ import annotations
@@ -134,15 +137,18 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_NOTHING: Mapping[str, Any] = {}
+
+
 def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else _NOTHING
 
 
 def _subsegments(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     subs = doc.get("subsegments")
     if not isinstance(subs, list):
         return []
-    return [s for s in subs if isinstance(s, Mapping)]
+    return [s for s in subs if isinstance(s, dict)]
 
 
 def _walk(doc: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -177,8 +183,8 @@ def _flags(doc: Mapping[str, Any]) -> int:
         flags |= THROTTLE
     if doc.get("fault") is True:
         flags |= FAULT
-    status = _http(doc)[2]
-    if status is not None:
+    status = _map(_map(doc.get("http")).get("response")).get("status")
+    if isinstance(status, int):
         if status == 429:
             flags |= ERROR | THROTTLE
         elif 400 <= status < 500:
@@ -208,12 +214,12 @@ def _span(start: float, end: float) -> float:
 
 def _exceptions(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     cause = doc.get("cause")
-    if not isinstance(cause, Mapping):
+    if not isinstance(cause, dict):
         return []  # absent, or the id of an exception recorded on a child
     excs = cause.get("exceptions")
     if not isinstance(excs, list):
         return []
-    return [e for e in excs if isinstance(e, Mapping)]
+    return [e for e in excs if isinstance(e, dict)]
 
 
 def _annotation_value(value: object) -> bool | float | str | None:
@@ -276,7 +282,7 @@ class _Builder:
         info = self.info[index]
         service = self.service(self.nodes[index][0], self.nodes[index][1])
         annotations = doc.get("annotations")
-        if isinstance(annotations, Mapping):
+        if isinstance(annotations, dict):
             for key, raw in annotations.items():
                 value = _annotation_value(raw)
                 if not isinstance(key, str) or value is None:
@@ -413,7 +419,7 @@ def trace_facts(segments: Iterable[Mapping[str, Any]], revision: int | None = No
     segs = [
         s
         for s in segments
-        if isinstance(s, Mapping) and _str(s.get("id")) and _num(s.get("start_time")) is not None
+        if isinstance(s, dict) and _str(s.get("id")) and _num(s.get("start_time")) is not None
     ]
     if not segs:
         raise ValueError("a trace needs at least one segment document with an id and a start_time")

@@ -145,6 +145,6 @@ class Web:
 
 def _asset(name: str) -> bytes | None:
     try:
-        return resources.files(__package__).joinpath("static", name).read_bytes()
+        return resources.files(__package__).joinpath("static").joinpath(name).read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None

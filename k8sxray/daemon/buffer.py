@@ -29,6 +29,7 @@ class Buffer:
         self._docs: deque[bytes] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._held = 0
+        self._held_docs = 0
         self._waiting = 0
         self._closed = False
         self._oldest = 0.0  # when the oldest buffered document arrived (approximately)
@@ -38,7 +39,13 @@ class Buffer:
         """Bytes of buffered and in-flight documents."""
         return self._held
 
+    @property
+    def held_documents(self) -> int:
+        """Documents buffered, in flight or waiting for a retry: everything not yet shipped."""
+        return self._held_docs
+
     def __len__(self) -> int:
+        """Documents waiting in the queue (not those in flight or in retry)."""
         return len(self._docs)
 
     @property
@@ -57,6 +64,7 @@ class Buffer:
             if nbytes <= room:
                 self._docs.extend(docs)
                 self._held += nbytes
+                self._held_docs += len(docs)
             else:
                 kept = 0
                 for doc in docs:
@@ -68,6 +76,7 @@ class Buffer:
                     self._docs.append(doc)
                     kept += 1
                 dropped = len(docs) - kept
+                self._held_docs += kept
             if self._waiting and len(self._docs) >= self.batch_size:
                 self._cond.notify(min(self._waiting, len(self._docs) // self.batch_size))
             return dropped
@@ -95,10 +104,11 @@ class Buffer:
                 self._oldest = time.monotonic()  # the rest arrived after the batch just taken
             return batch
 
-    def release(self, nbytes: int) -> None:
-        """Forget ``nbytes`` of documents that were delivered or given up."""
+    def release(self, nbytes: int, ndocs: int) -> None:
+        """Forget ``ndocs`` documents (``nbytes`` held) that were delivered or given up."""
         with self._cond:
             self._held -= nbytes
+            self._held_docs -= ndocs
 
     def close(self) -> None:
         """No more input: waiting takers get partial batches at once, later puts are refused."""
@@ -112,4 +122,5 @@ class Buffer:
             rest = list(self._docs)
             self._docs.clear()
             self._held -= sum(len(d) + DOC_OVERHEAD for d in rest)
+            self._held_docs -= len(rest)
             return rest

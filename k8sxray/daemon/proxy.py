@@ -1,9 +1,10 @@
-"""The daemon's sampling proxy: signs the SDKs' two sampling calls and forwards them to X-Ray.
+"""The daemon's TCP port: the SDKs' two sampling calls, forwarded to X-Ray or answered locally.
 
 The SDKs' centralized samplers send ``POST /GetSamplingRules`` and ``POST /SamplingTargets`` unsigned to
-the daemon's TCP port. This proxy forwards exactly those two calls, signed with SigV4 (service ``xray``)
-using the daemon's credentials, and refuses everything else: unlike AWS's daemon, it never lends the
-node's credentials to an arbitrary X-Ray API path.
+the daemon's TCP port. :class:`SamplingProxy` forwards exactly those two calls, signed with SigV4
+(service ``xray``) using the daemon's credentials, and refuses everything else: unlike AWS's daemon, it
+never lends the node's credentials to an arbitrary X-Ray API path. :class:`LocalSamplingServer` serves
+the same two calls from :mod:`k8sxray.daemon.local_sampling` when no X-Ray is behind the daemon.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.httpsession import get_cert_path
 
 from ._served import Served
+from .local_sampling import LocalSampling
 
 log = logging.getLogger(__name__)
 
 ALLOWED_PATHS = frozenset({"/GetSamplingRules", "/SamplingTargets"})
-"""The only paths forwarded: what the SDKs' centralized samplers call (botocore's X-Ray model)."""
+"""The only paths served: what the SDKs' centralized samplers call (botocore's X-Ray model)."""
 
 MAX_BODY = 1 << 20
 """Largest request body accepted (bytes); sampling calls are a few KiB at most."""
@@ -243,11 +245,40 @@ class SamplingProxy(Served):
         return _Reply(response.status, data, headers)
 
 
+class LocalSamplingServer(Served):
+    """Serves the two sampling calls on ``bind`` (TCP) from ``sampling``, with no X-Ray behind it."""
+
+    def __init__(self, bind: tuple[str, int], sampling: LocalSampling) -> None:
+        super().__init__()
+        self._bind = bind
+        self.sampling = sampling
+
+    def start(self) -> None:
+        """Binds the TCP port and serves in a daemon thread; raises OSError if the port is taken."""
+        if self._server is not None:
+            return
+        self._serve(_Server(self._bind, self), "k8sxray-local-sampling")
+        names = ", ".join(rule["RuleName"] for rule in self.sampling.rules)
+        log.info("answering sampling calls on %s:%d from local rules: %s", *self.address, names)
+
+    def close(self) -> None:
+        """Stops serving and closes the listening socket."""
+        self._stop()
+
+    def forward(self, path: str, body: bytes, content_type: str | None) -> _Reply:
+        """The local answer to one allowed call; never raises."""
+        status, answer, error_type = self.sampling.answer(path, body)
+        headers = {"Content-Type": "application/json"}
+        if error_type:
+            headers["x-amzn-ErrorType"] = error_type
+        return _Reply(status, json.dumps(answer).encode(), headers)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, bind: tuple[str, int], proxy: SamplingProxy) -> None:
+    def __init__(self, bind: tuple[str, int], proxy: SamplingProxy | LocalSamplingServer) -> None:
         self.proxy = proxy
         self.address_family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
         self._active = 0
@@ -336,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if self.path not in ALLOWED_PATHS:
-            self._refuse(404, "only POST /GetSamplingRules and POST /SamplingTargets are forwarded")
+            self._refuse(404, "only POST /GetSamplingRules and POST /SamplingTargets are served here")
             return
         length = self._body_length()
         if length is None:
@@ -356,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path in ALLOWED_PATHS:
             self._refuse(405, "only POST is allowed here", Allow="POST")
         else:
-            self._refuse(404, "only POST /GetSamplingRules and POST /SamplingTargets are forwarded")
+            self._refuse(404, "only POST /GetSamplingRules and POST /SamplingTargets are served here")
 
     do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _not_allowed
 
@@ -375,4 +406,4 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(_Reply(code, _error_body(message or phrase)), close=True)
 
 
-__all__ = ["ALLOWED_PATHS", "MAX_BODY", "SamplingProxy"]
+__all__ = ["ALLOWED_PATHS", "MAX_BODY", "LocalSamplingServer", "SamplingProxy"]

@@ -1,19 +1,25 @@
 """The daemon program: wires settings, receiver, buffer, shipper, sink and the side services.
 
 Shutdown on SIGTERM or SIGINT: stop receiving (after draining what the kernel already holds), ship
-what is buffered within ``--shutdown-timeout``, report what could not be shipped, exit 0.
+what is buffered within ``--shutdown-timeout``, report what could not be shipped, exit 0. A sink that
+can take nothing more (stdout's reader went away) stops the daemon the same way, with exit code 1.
+A port that cannot be bound is an error naming it (exit code 1) and nothing else is reported.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import secrets
 import signal
+import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from k8sxray.daemon import _aws, _logging
 from k8sxray.daemon.buffer import Buffer
@@ -25,6 +31,8 @@ from k8sxray.daemon.sinks.stdout import StdoutSink
 from k8sxray.daemon.stats import Stats
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class StartupError(RuntimeError):
@@ -43,30 +51,42 @@ class Daemon:
         self.stats = Stats()
         self.buffer = Buffer(settings.buffer_bytes)
         self.stats.buffer_bytes = lambda: self.buffer.held_bytes
-        self.stats.buffer_docs = lambda: len(self.buffer)
+        self.stats.buffer_docs = lambda: self.buffer.held_documents
         self.session: Any = None
+        self.console: Any = None
+        """The local console's web face (``--sink local``), mounted on the ops endpoint."""
         self.region: str | None = None
         self.sink: Sink | None = None
         self.receiver: Receiver | None = None
         self.shipper: Shipper | None = None
+        self.failure: str | None = None
+        """Why the daemon stops on its own (its sink can take nothing more); None while all is well."""
         self._services: list[tuple[str, Any]] = []
         self._ready = False
         self._stopping = threading.Event()
+        self._stop_requested = threading.Event()
 
     def ready(self) -> bool:
-        return self._ready and not self._stopping.is_set()
+        return self._ready and not self._stopping.is_set() and self.failure is None
 
     def start(self) -> None:
+        """Binds every port, then starts receiving and shipping. Raises StartupError (nothing is left
+        running after it: call ``abort()``)."""
         s = self.settings
-        self.sink = self._make_sink()
-        sock = bind_udp(s.udp, s.receive_buffer_bytes)
-        self.receiver = Receiver(sock, self.buffer, self.stats)
+        self.sink = sink = self._make_sink()
+        self._start_services(sink)
+        sock = _listen("udp", s.udp, lambda: bind_udp(s.udp, s.receive_buffer_bytes))
+        self.receiver = Receiver(sock, self.buffer, self.stats, check_json=sink.check_documents)
         self.shipper = Shipper(
-            self.buffer, self.sink, self.stats, concurrency=s.concurrency, flush_interval=s.flush_interval
+            self.buffer,
+            sink,
+            self.stats,
+            concurrency=s.concurrency,
+            flush_interval=s.flush_interval,
+            on_closed=self._sink_closed,
         )
         self.shipper.start()
         self.receiver.start()
-        self._start_services()
         self._ready = True
         host, port = self.receiver.address
         log.info(
@@ -74,7 +94,7 @@ class Daemon:
             host,
             port,
             s.buffer_bytes // (1024 * 1024),
-            self.sink.name,
+            sink.name,
             s.concurrency,
         )
 
@@ -83,17 +103,19 @@ class Daemon:
         name = s.sink
         if name == "stdout":
             return StdoutSink()
+        if name == "local":
+            return self._local_sink()
         self.session = _aws.make_session(s.role_arn, s.region)
         credentials = self.session.get_credentials()
         if name is None and credentials is None:
-            log.warning(
-                "no AWS credentials found: writing segments to stdout (pass --sink xray to "
-                "insist on X-Ray, --sink stdout to silence this)"
-            )
-            return StdoutSink()
+            log.warning("no AWS credentials found: running locally (pass --sink xray to insist on X-Ray)")
+            return self._local_sink()
         if credentials is None:
             log.error("no AWS credentials found yet; segments are buffered and retried until they appear")
         region = s.region or (None if s.local_mode else _aws.metadata_region(self.session))
+        if not region and name is None:
+            log.warning("no AWS region found: running locally (pass --region or set AWS_REGION for X-Ray)")
+            return self._local_sink()
         if not region:
             raise StartupError("no AWS region: pass -n/--region or set AWS_REGION", code=2)
         self.region = region
@@ -116,26 +138,86 @@ class Daemon:
             connections=s.concurrency,
         )
 
-    def _start_services(self) -> None:
-        """The sampling proxy, telemetry and the ops endpoint; each optional and isolated."""
+    def _local_sink(self) -> Sink:
+        """The console's store as the sink, and its web face for the ops endpoint."""
+        from k8sxray.console.app import Console, Web, default_store_path, open_store
+        from k8sxray.daemon.sinks.local import LocalSink
+
+        s = self.settings
+        path = Path(s.store_path) if s.store_path else default_store_path()
+        try:
+            store = open_store(path, retention=s.retention, max_bytes=s.store_max_bytes)
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"cannot open the local store {path}: {exc}") from exc
+        store.start()
+        token = s.console_token
+        if s.http is not None and token is None and not _loopback(s.http[0]):
+            token = secrets.token_urlsafe(18)
+        self.console = Web(Console(store), token=token)
+        log.info(
+            "running locally: keeping traces in %s (for %s, up to %d MB)",
+            path,
+            _age(s.retention),
+            s.store_max_bytes // (1024 * 1024),
+        )
+        if s.http is None:
+            log.info("the console is off (--http off); python -m k8sxray traces needs it")
+        else:
+            host, port = s.http
+            shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+            suffix = f"?token={token}" if token else ""
+            log.info("console: http://%s:%d/%s (X-Ray's API at the same address)", shown, port, suffix)
+        return LocalSink(store)
+
+    def _start_services(self, sink: Sink) -> None:
+        """The ops endpoint, the sampling port (forwarding to X-Ray, or answering from local rules as
+        the sink asks) and telemetry (only with X-Ray behind the sink)."""
         s = self.settings
         if s.http is not None:
             http = s.http
-            self._try_start("ops endpoint", lambda: _ops(http, self.ready, self.stats.render_prometheus))
-        if self.sink is None or self.sink.name != "xray":
+            self._try_start(
+                "ops endpoint",
+                "http",
+                http,
+                lambda: _ops(http, self.ready, self.stats.render_prometheus, self.console),
+            )
+        if sink.local_sampling:
             if s.tcp is not None:
-                log.info("sampling proxy off: it needs the xray sink (AWS credentials and a region)")
+                tcp, sampling = s.tcp, self._local_sampling()
+                self._try_start("sampling port", "tcp", tcp, lambda: _local_sampling_server(tcp, sampling))
             return
+        if s.sampling_rules:
+            log.warning(
+                "--sampling-rules %s is not used: the %s sink forwards sampling calls to X-Ray",
+                s.sampling_rules,
+                sink.name,
+            )
         if s.tcp is not None:
             tcp = s.tcp
-            self._try_start("sampling proxy", lambda: _proxy(tcp, self.session, self.region, s))
+            self._try_start("sampling proxy", "tcp", tcp, lambda: _proxy(tcp, self.session, self.region, s))
         if s.telemetry:
-            self._try_start("telemetry", lambda: _telemetry(self.stats, self.session, self.region, s))
+            self._try_start(
+                "telemetry", None, None, lambda: _telemetry(self.stats, self.session, self.region, s)
+            )
 
-    def _try_start(self, what: str, factory: Callable[[], Any]) -> None:
+    def _local_sampling(self) -> Any:
+        from k8sxray.daemon.local_sampling import LocalSampling, RulesError, load_rules
+
+        path = self.settings.sampling_rules
+        try:
+            return LocalSampling(load_rules(path) if path else None)
+        except RulesError as exc:
+            raise StartupError(str(exc), code=2) from None
+
+    def _try_start(
+        self, what: str, scheme: str | None, bind: tuple[str, int] | None, factory: Callable[[], Any]
+    ) -> None:
         try:
             service = factory()
-            service.start()
+            if bind is not None and scheme is not None:
+                _listen(scheme, bind, service.start, what)
+            else:
+                service.start()
         except ImportError as exc:
             log.warning("%s unavailable in this build: %s", what, exc)
             return
@@ -143,9 +225,33 @@ class Daemon:
             raise StartupError(f"cannot start the {what}: {exc}") from exc
         self._services.append((what, service))
 
+    def _sink_closed(self, reason: str) -> None:
+        """Called by the shipper, once, when the sink can take nothing more: the daemon stops."""
+        self.failure = reason
+        log.error(
+            "%s: the %s sink can take no more segments; stopping", reason, self.sink.name if self.sink else ""
+        )
+        self._stop_requested.set()
+
+    def abort(self) -> None:
+        """After a failed start: close whatever was started, without a shutdown report."""
+        self._stopping.set()
+        if self.receiver is not None:
+            self.receiver.stop()
+        for what, service in reversed(self._services):
+            _close(what, service)
+        self._services.clear()
+        if self.shipper is not None:
+            self.shipper.drain(0.0)
+        if self.sink is not None:
+            self.sink.close()
+
     def stop(self) -> int:
-        """Stop receiving, ship what is buffered within the grace period; returns documents left."""
+        """Stop receiving, ship what is held within the grace period; returns documents left."""
         if self._stopping.is_set():
+            return 0
+        if not self._ready:
+            self.abort()
             return 0
         self._stopping.set()
         started = time.monotonic()
@@ -157,18 +263,22 @@ class Daemon:
                 _close(what, service)
         unshipped = 0
         if self.shipper is not None:
-            buffered = len(self.buffer)
-            log.info(
-                "shutting down: shipping %d buffered segments (up to %.0f s)",
-                buffered,
-                self.settings.shutdown_timeout,
-            )
+            if self.failure is None:
+                log.info(
+                    "shutting down: shipping %d segments (buffered or waiting for a retry; up to %.0f s)",
+                    self.buffer.held_documents,
+                    self.settings.shutdown_timeout,
+                )
             unshipped = self.shipper.drain(self.settings.shutdown_timeout)
         for what, service in self._services:
             if what in last:
                 _close(what, service)
         if self.sink is not None:
             self.sink.close()
+        self._report(unshipped, time.monotonic() - started)
+        return unshipped
+
+    def _report(self, unshipped: int, elapsed: float) -> None:
         st = self.stats
         summary = (
             f"received {st.received}, sent {st.sent}, rejected {sum(st.rejected.values())}, "
@@ -177,24 +287,25 @@ class Daemon:
         )
         if st.dropped:
             summary += f" (dropped by reason: {dict(st.dropped)})"
-        if unshipped:
-            log.warning(
-                "stopped after %.1f s: %d segments could not be shipped; %s",
-                time.monotonic() - started,
+        if self.failure is not None:
+            log.error(
+                "stopped after %.1f s (%s): %d segments could not be shipped; %s",
+                elapsed,
+                self.failure,
                 unshipped,
                 summary,
             )
-        else:
-            log.info(
-                "stopped after %.1f s: everything buffered was shipped; %s",
-                time.monotonic() - started,
-                summary,
+        elif unshipped:
+            log.warning(
+                "stopped after %.1f s: %d segments could not be shipped; %s", elapsed, unshipped, summary
             )
-        return unshipped
+        else:
+            log.info("stopped after %.1f s: everything buffered was shipped; %s", elapsed, summary)
 
     def run(self) -> int:
-        """Start, serve until SIGTERM/SIGINT, stop; returns the exit code (0)."""
-        stop = threading.Event()
+        """Start, serve until SIGTERM/SIGINT (or until the sink fails), stop; returns the exit code:
+        0, or 1 when the sink failed."""
+        stop = self._stop_requested
 
         def on_signal(signum: int, _frame: object) -> None:
             name = signal.Signals(signum).name
@@ -210,7 +321,19 @@ class Daemon:
         while not stop.wait(1.0):
             pass
         self.stop()
-        return 0
+        return 0 if self.failure is None else 1
+
+
+def _listen(scheme: str, bind: tuple[str, int], open_: Callable[[], _T], what: str = "") -> _T:
+    """``open_()``, with an OSError turned into a StartupError naming the address."""
+    try:
+        return open_()
+    except OSError as exc:
+        host, port = bind
+        shown = f"[{host}]" if ":" in host else host
+        role = f" ({what})" if what else ""
+        reason = exc.strerror or str(exc)
+        raise StartupError(f"cannot listen on {scheme} {shown}:{port}{role}: {reason}") from exc
 
 
 def _close(what: str, service: Any) -> None:
@@ -220,10 +343,32 @@ def _close(what: str, service: Any) -> None:
         log.exception("error while closing the %s", what)
 
 
-def _ops(bind: tuple[str, int], ready: Callable[[], bool], metrics: Callable[[], str]) -> Any:
+def _ops(bind: tuple[str, int], ready: Callable[[], bool], metrics: Callable[[], str], console: Any) -> Any:
     from k8sxray.daemon.ops import OpsServer
 
-    return OpsServer(bind, ready, metrics)
+    return OpsServer(bind, ready, metrics, app=console.handle if console is not None else None)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _local_sampling_server(bind: tuple[str, int], sampling: Any) -> Any:
+    from k8sxray.daemon.proxy import LocalSamplingServer
+
+    return LocalSamplingServer(bind, sampling)
 
 
 def _proxy(bind: tuple[str, int], session: Any, region: str | None, s: Settings) -> Any:
@@ -259,9 +404,5 @@ def main(argv: list[str] | None = None) -> int:
         return daemon.run()
     except StartupError as exc:
         log.error("%s", exc)
-        daemon.stop()
+        daemon.abort()
         return exc.code
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
-        daemon.stop()
-        return 1

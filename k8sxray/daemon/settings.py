@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from k8sxray._protocol import DEFAULT_PORT
+from k8sxray.daemon._goflags import boolean, normalize
 from k8sxray.daemon._memory import MIB, MIN_BUFFER, cgroup_memory_limit, default_buffer_bytes
 from k8sxray.daemon.sinks import SINK_NAMES
-
-VERSION = "0.1.0"
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/amazon/xray/cfg.yaml"), Path("cfg.yaml"))
 LOG_LEVELS = {
@@ -66,6 +68,11 @@ class Settings:
     local_mode: bool = False
     verify_ssl: bool = True
     sink: str | None = None
+    sampling_rules: str | None = None
+    store_path: str | None = None
+    retention: float = 24 * 3600.0
+    store_max_bytes: int = 512 * MIB
+    console_token: str | None = None
     log_level: str = "INFO"
     log_format: str = "text"
     log_file: str | None = None
@@ -91,68 +98,159 @@ def _optional_address(text: str, what: str) -> tuple[str, int] | None:
     return parse_address(text, what)
 
 
+_VALUE, _BOOL, _ACTION = "value", "bool", "action"
+
+
+@dataclass(frozen=True)
+class _Flag:
+    long: str
+    short: str | None
+    kind: str
+    help: str
+    metavar: str | None = None
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+
+
+_FLAGS = (
+    # The official daemon's flags, short and long as it spells them.
+    _Flag("bind", "b", _VALUE, "UDP address for segments (default 127.0.0.1:2000)", "ADDR"),
+    _Flag(
+        "bind-tcp",
+        "t",
+        _VALUE,
+        "TCP address for sampling calls (default 127.0.0.1:2000; 'off' disables)",
+        "ADDR",
+    ),
+    _Flag(
+        "buffer-memory",
+        "m",
+        _VALUE,
+        "buffer size in MB (minimum 3; 0 or absent: a quarter of the container's memory limit, "
+        "at most 64, or 16 without a limit)",
+        "MB",
+        int,
+    ),
+    _Flag("region", "n", _VALUE, "AWS region (default: AWS_REGION, then instance metadata)", "REGION"),
+    _Flag("resource-arn", "a", _VALUE, "ARN of the AWS resource running the daemon", "ARN"),
+    _Flag("role-arn", "r", _VALUE, "assume this IAM role to upload segments", "ARN"),
+    _Flag("proxy-address", "p", _VALUE, "HTTPS proxy for calls to AWS", "URL"),
+    _Flag("local-mode", "o", _BOOL, "do not read instance metadata"),
+    _Flag("config", "c", _VALUE, "YAML file with the official daemon's keys", "FILE"),
+    _Flag("log-level", "l", _VALUE, "log level (default prod = info)", choices=tuple(sorted(LOG_LEVELS))),
+    _Flag("log-file", "f", _VALUE, "write logs to this file instead of stderr", "FILE"),
+    _Flag("version", "v", _ACTION, "print the version and exit"),
+    _Flag("help", "h", _ACTION, "show this help and exit"),
+    # k8sxray's own.
+    _Flag(
+        "http", None, _VALUE, "health and metrics address (default 127.0.0.1:2020; 'off' disables)", "ADDR"
+    ),
+    _Flag("receive-buffer", None, _VALUE, "UDP socket receive buffer to ask for (default 8)", "MB", float),
+    _Flag("concurrency", None, _VALUE, "concurrent calls to the sink (default 8)", "N", int),
+    _Flag("endpoint-url", None, _VALUE, "X-Ray endpoint URL (default: the region's)", "URL"),
+    _Flag(
+        "sink",
+        None,
+        _VALUE,
+        "where segments go: xray, local (kept here, with X-Ray's API and a viewer on --http) or "
+        "stdout (default: xray when AWS credentials and a region are found, else local)",
+        choices=SINK_NAMES,
+    ),
+    _Flag(
+        "store",
+        None,
+        _VALUE,
+        "the local sink's SQLite file (default: $XDG_DATA_HOME/k8sxray/traces.db, "
+        "else ~/.local/share/k8sxray/traces.db)",
+        "FILE",
+    ),
+    _Flag(
+        "retention", None, _VALUE, "how long the local sink keeps traces: 90m, 24h, 7d (default 24h)", "AGE"
+    ),
+    _Flag(
+        "store-max-mb", None, _VALUE, "the local sink's file stays within this size (default 512)", "MB", int
+    ),
+    _Flag(
+        "console-token",
+        None,
+        _VALUE,
+        "token the console asks for (default: none on loopback; generated and logged when --http is not)",
+        "TOKEN",
+    ),
+    _Flag(
+        "sampling-rules",
+        None,
+        _VALUE,
+        "sampling rules the daemon answers with when it does not forward to X-Ray (JSON: X-Ray's "
+        "SamplingRule objects or the SDKs' local rules file; default: the Default rule, 1/s + 5%%)",
+        "FILE",
+    ),
+    _Flag("log-format", None, _VALUE, "one line per event, text or JSON", choices=("text", "json")),
+    _Flag(
+        "shutdown-timeout",
+        None,
+        _VALUE,
+        "time to ship what is buffered after SIGTERM (default 25, below Kubernetes' 30)",
+        "SECONDS",
+        float,
+    ),
+    _Flag(
+        "request-timeout", None, _VALUE, "time to wait for one call to the sink (default 5)", "SECONDS", float
+    ),
+    _Flag(
+        "flush-interval",
+        None,
+        _VALUE,
+        "time a partial batch waits for more segments before it is sent (default 0.1)",
+        "SECONDS",
+        float,
+    ),
+    _Flag("no-telemetry", None, _BOOL, "do not send PutTelemetryRecords"),
+)
+
+
+def daemon_version() -> str:
+    """This daemon's version: the k8sxray package's, from its installed metadata."""
+    try:
+        return metadata.version("k8sxray")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m k8sxray.daemon",
         description="Receive X-Ray segments over UDP and ship them to AWS X-Ray (drop-in for the "
-        "official X-Ray daemon).",
+        "official X-Ray daemon). Every flag may be written with one dash or two, its value after a "
+        "space or '=', as the official daemon accepts them.",
         argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,
+        add_help=False,
     )
-    add = p.add_argument
-    add("-b", "--bind", metavar="ADDR", help="UDP address for segments (default 127.0.0.1:2000)")
-    add(
-        "-t",
-        "--bind-tcp",
-        metavar="ADDR",
-        help="TCP address of the sampling proxy (default 127.0.0.1:2000; 'off' disables)",
-    )
-    add("--http", metavar="ADDR", help="health and metrics address (default 127.0.0.1:2020; 'off' disables)")
-    add(
-        "-m",
-        "--buffer-memory",
-        type=int,
-        metavar="MB",
-        help="buffer size in MB (minimum 3; default: a quarter of the container's memory limit, "
-        "at most 64, or 16 without a limit)",
-    )
-    add("--receive-buffer", type=float, metavar="MB", help="UDP socket receive buffer to ask for (default 8)")
-    add("--concurrency", type=int, metavar="N", help="concurrent calls to the sink (default 8)")
-    add("-n", "--region", metavar="REGION", help="AWS region (default: AWS_REGION, then instance metadata)")
-    add("--endpoint-url", metavar="URL", help="X-Ray endpoint URL (default: the region's)")
-    add("-a", "--resource-arn", metavar="ARN", help="ARN of the AWS resource running the daemon")
-    add("-r", "--role-arn", metavar="ARN", help="assume this IAM role to upload segments")
-    add("-p", "--proxy-address", metavar="URL", help="HTTPS proxy for calls to AWS")
-    add("-o", "--local-mode", action="store_true", help="do not read instance metadata")
-    add("-c", "--config", metavar="FILE", help="YAML file with the official daemon's keys")
-    add(
-        "--sink",
-        choices=SINK_NAMES,
-        help="where segments go (default: xray when AWS credentials are found, else stdout)",
-    )
-    add("-l", "--log-level", choices=sorted(LOG_LEVELS), help="log level (default prod = info)")
-    add("--log-format", choices=("text", "json"), help="one line per event, text or JSON")
-    add("-f", "--log-file", metavar="FILE", help="write logs to this file instead of stderr")
-    add(
-        "--shutdown-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="time to ship what is buffered after SIGTERM (default 25, below Kubernetes' 30)",
-    )
-    add(
-        "--request-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="time to wait for one call to the sink (default 5)",
-    )
-    add(
-        "--flush-interval",
-        type=float,
-        metavar="SECONDS",
-        help="time a partial batch waits for more segments before it is sent (default 0.1)",
-    )
-    add("--no-telemetry", action="store_true", help="do not send PutTelemetryRecords")
-    add("-v", "--version", action="version", version=f"k8sxray daemon {VERSION}")
+    for flag in _FLAGS:
+        names = ([f"-{flag.short}"] if flag.short else []) + [f"--{flag.long}"]
+        if flag.long == "help":
+            p.add_argument(*names, action="help", help=flag.help)
+        elif flag.long == "version":
+            p.add_argument(
+                *names, action="version", version=f"k8sxray daemon {daemon_version()}", help=flag.help
+            )
+        elif flag.kind == _BOOL:
+            p.add_argument(*names, nargs="?", const=True, type=boolean, metavar="true|false", help=flag.help)
+        else:
+            p.add_argument(
+                *names, metavar=flag.metavar, type=flag.type or str, choices=flag.choices, help=flag.help
+            )
     return p
+
+
+def _go_style(argv: list[str]) -> list[str]:
+    names: dict[str, str] = {}
+    for flag in _FLAGS:
+        names[flag.long] = flag.long
+        if flag.short:
+            names[flag.short] = flag.long
+    return normalize(argv, names, {flag.long: flag.kind for flag in _FLAGS})
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -202,7 +300,7 @@ def parse(
 ) -> Settings:
     """Settings from the command line and configuration file. Raises SettingsError."""
     env = os.environ if environ is None else environ
-    args = vars(_parser().parse_args(argv))
+    args = vars(_parser().parse_args(_go_style(sys.argv[1:] if argv is None else list(argv))))
     config_path = args.get("config")
     yaml_data: dict[str, Any] = {}
     if config_path is not None:
@@ -226,16 +324,17 @@ def parse(
     http = _optional_address(http_text if http_text is not None else "127.0.0.1:2020", "--http")
 
     buffer_mb = pick("buffer_memory", "TotalBufferSizeMB")
-    if buffer_mb:
+    if buffer_mb is not None and _int(buffer_mb, "buffer memory (MB)") != 0:  # 0: the default, as in Go
         buffer_bytes = _int(buffer_mb, "buffer memory (MB)") * MIB
         if buffer_bytes < MIN_BUFFER:
             raise SettingsError(f"buffer memory must be at least {MIN_BUFFER // MIB} MB, got {buffer_mb}")
     else:
         buffer_bytes = default_buffer_bytes(cgroup_memory_limit(cgroup_root))
 
-    concurrency = _int(pick("concurrency", "Concurrency") or 8, "concurrency")
+    concurrency_value = pick("concurrency", "Concurrency")
+    concurrency = 8 if concurrency_value is None else _int(concurrency_value, "concurrency")
     if not 1 <= concurrency <= 256:
-        raise SettingsError(f"concurrency must be between 1 and 256, got {concurrency}")
+        raise SettingsError(f"concurrency must be between 1 and 256 concurrent calls, got {concurrency}")
 
     level_name = str(pick("log_level", "Logging", "LogLevel") or "prod").lower()
     if level_name not in LOG_LEVELS:
@@ -256,6 +355,11 @@ def parse(
             raise SettingsError(f"--{name.replace('_', '-')} must be positive, got {value}")
         numbers[name] = value
 
+    retention = _age(args.get("retention", "24h"))
+    store_mb = _int(args.get("store_max_mb", 512), "--store-max-mb")
+    if store_mb < 1:
+        raise SettingsError(f"--store-max-mb must be at least 1, got {store_mb}")
+
     return Settings(
         udp=udp,
         tcp=tcp,
@@ -269,6 +373,11 @@ def parse(
         role_arn=_str_or_none(pick("role_arn", "RoleARN")),
         proxy_address=_str_or_none(pick("proxy_address", "ProxyAddress")),
         local_mode=bool(pick("local_mode", "LocalMode")),
+        sampling_rules=_str_or_none(args.get("sampling_rules")),
+        store_path=_str_or_none(args.get("store")),
+        retention=retention,
+        store_max_bytes=store_mb * MIB,
+        console_token=_str_or_none(args.get("console_token")),
         verify_ssl=not bool(_yaml_value(yaml_data, "NoVerifySSL")),
         sink=args.get("sink"),
         log_level=LOG_LEVELS[level_name],
@@ -287,6 +396,22 @@ def _int(value: Any, what: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise SettingsError(f"{what} must be a whole number, got {value!r}") from None
+
+
+_AGE_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _age(text: Any) -> float:
+    """``90m``, ``24h``, ``7d`` or plain seconds, as seconds; a clear error otherwise."""
+    raw = str(text).strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:].isalpha() else (raw, "")
+    try:
+        value = float(number) * _AGE_UNITS[unit]
+    except (ValueError, KeyError):
+        raise SettingsError(f"--retention: expected an age such as 90m, 24h or 7d, got {text!r}") from None
+    if not value > 0:
+        raise SettingsError(f"--retention must be positive, got {text!r}")
+    return value
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -4,6 +4,8 @@ Failed calls (throttling, 5xx, timeouts, refused connections) and retryable unpr
 are sent again after an exponential backoff with full jitter, for as long as it takes: their bytes
 stay charged to the buffer, so a long outage fills the buffer and *new* segments are dropped (and
 counted) instead of memory growing. Documents the sink refuses for good are counted by error code.
+A sink that can take nothing more (``SendResult.closed``) stops the shipping: its batch and everything
+still buffered are dropped as ``sink_closed``, and ``on_closed`` tells the daemon, which stops.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 
 from k8sxray.daemon.buffer import DOC_OVERHEAD, Buffer
 from k8sxray.daemon.sinks import SendResult, Sink
@@ -45,6 +48,7 @@ class Shipper:
         flush_interval: float = 0.1,
         backoff: Backoff | None = None,
         log_interval: float = 60.0,
+        on_closed: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.buffer = buffer
         self.sink = sink
@@ -53,11 +57,14 @@ class Shipper:
         self.flush_interval = flush_interval
         self.backoff = backoff or Backoff()
         self.log_interval = log_interval
+        self.on_closed = on_closed
+        self.closed_reason: str | None = None
         self._abort = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._in_flight = 0
         self._abandoned = 0
+        self._lost_to_close = 0
         self._next_error_log = 0.0
         self._errors_since_log = 0
 
@@ -80,9 +87,10 @@ class Shipper:
             thread.join(max(0.0, grace - time.monotonic()))
         left = self.buffer.clear()
         with self._lock:
-            unshipped = len(left) + self._in_flight + self._abandoned
+            unshipped = len(left) + self._in_flight + self._abandoned + self._lost_to_close
+        reason = "shutdown" if self.closed_reason is None else "sink_closed"
         if unshipped:
-            self.stats.add(dropped=("shutdown", len(left) + self._abandoned))
+            self.stats.add(dropped=(reason, len(left) + self._abandoned))
         return unshipped
 
     def _run(self) -> None:
@@ -107,6 +115,9 @@ class Shipper:
             while True:
                 started = time.monotonic()
                 result = self._send(pending)
+                if result.closed:
+                    self._sink_closed(result, len(pending))
+                    return
                 delivered = result.delivered(len(pending))
                 self.stats.add(
                     sent=delivered,
@@ -128,8 +139,19 @@ class Shipper:
         finally:
             with self._lock:
                 self._in_flight -= len(batch)
-            buffer = self.buffer
-            buffer.release(held)
+            self.buffer.release(held, len(batch))
+
+    def _sink_closed(self, result: SendResult, size: int) -> None:
+        """The sink can take nothing more: drop this batch, stop every sender, tell the daemon once."""
+        self.stats.add(dropped=("sink_closed", size), backend_error=result.error)
+        with self._lock:
+            self._lost_to_close += size
+            first = self.closed_reason is None
+            if first:
+                self.closed_reason = result.detail or f"the {self.sink.name} sink is closed"
+        self._abort.set()
+        if first:
+            self.on_closed(self.closed_reason or "")
 
     def _send(self, batch: list[bytes]) -> SendResult:
         try:

@@ -116,7 +116,7 @@ class Stats:
                 "segments_dropped_total",
                 "counter",
                 "Documents dropped before shipping, by reason.",
-                _labelled("reason", self.dropped, ("buffer_full", "shutdown")),
+                _labelled("reason", self.dropped, ("buffer_full", "shutdown", "sink_closed")),
             )
             metric(
                 "segments_retried_total",
@@ -143,7 +143,10 @@ class Stats:
                 [("", self.buffer_bytes())],
             )
             metric(
-                "buffer_documents", "gauge", "Documents waiting to be shipped.", [("", self.buffer_docs())]
+                "buffer_documents",
+                "gauge",
+                "Documents not yet shipped (buffered, in flight or waiting for a retry).",
+                [("", self.buffer_docs())],
             )
             cumulative = 0
             buckets: list[tuple[str, float]] = []

@@ -1,10 +1,12 @@
 """Trace any WSGI app: one segment per request, ended when the response body is done.
 
-The segment ends when the response iterable is exhausted or closed (so streaming
-bodies are timed whole); an exception from the app is recorded as the ``cause``
-and propagates unchanged. Unsampled requests only get the response header; their
-trace stays current, for outgoing calls, until the app returns a body that is ready (a
-list, or anything after a Content-Length), else until the body is closed.
+The segment ends when the response body is complete (all of its Content-Length produced, or
+the iterable exhausted) or closed, whichever comes first (so streaming bodies are timed
+whole, and a test client that never closes the body still gets its segment); an exception
+from the app is recorded as the ``cause`` and propagates unchanged. Unsampled requests only
+get the response header; their trace stays current, for outgoing calls, until the app
+returns a body that is ready (a list, or anything after a Content-Length), else until the
+body is closed.
 
 Each request allocates one :class:`Exchange`: its bound ``start_response`` is what the
 app calls, and the object itself is the body handed to the server, so the request path
@@ -231,9 +233,10 @@ class Exchange:
     """One request: the ``start_response`` the app calls, then the body the server gets.
 
     The body is the app's response iterable; closing it ends the segment (or, unsampled,
-    makes the previous trace current again). With a Content-Length the body is handed to
-    the server as it is (no per-chunk work); without one, the chunks are counted on their
-    way out (``content_length``) and an exception raised while producing them is recorded.
+    makes the previous trace current again). With a Content-Length the segment also ends as
+    soon as that many bytes were produced (a test client may never close the body); without
+    one, the chunks are counted on their way out (``content_length``) and the segment ends
+    when they run out. An exception raised while producing them is recorded.
     An unsampled request whose app gave a Content-Length before returning needs no
     exchange as its body: its trace ends when the app returns.
     """
@@ -277,9 +280,30 @@ class Exchange:
 
     def __iter__(self) -> Iterator[bytes]:
         trace = self._trace
-        if type(trace) is not Segment or trace.content_length is not None:
+        if type(trace) is not Segment:
             return iter(self._result)
-        return self._counting(trace)
+        length = trace.content_length
+        if length is None:
+            return self._counting(trace)
+        return self._sized(trace, length)
+
+    def _sized(self, segment: Segment, length: int) -> Iterator[bytes]:
+        """A body of known length: the segment ends once the app has produced all of it (just before
+        its last chunk is handed on), so a server that never closes the body, as test clients do,
+        still ends it; else when the body runs out or is closed."""
+        sent = 0
+        try:
+            for chunk in self._result:
+                sent += len(chunk)
+                if sent >= length:
+                    _recorder.end_segment(segment)  # once: later calls return at once
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            _record_failure(segment, exc)
+            raise
+        _recorder.end_segment(segment)
 
     def _counting(self, segment: Segment) -> Iterator[bytes]:
         sent = 0

@@ -14,11 +14,11 @@ from .. import _env as names
 from . import PluginData
 from ._container_id import is_container_id, read_container_id
 from ._downward import PodEnv, clean, from_env, hostname, namespace_from_file, read_labels
+from ._sources import Sources
 from ._workload import Workload, from_pod_name
 
 if TYPE_CHECKING:
     from ._kubeapi import ApiFacts
-    from .kubernetes import Sources
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -354,11 +355,42 @@ def test_current_configures_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert _config.is_configured()
 
 
-def test_a_bad_value_leaves_the_previous_configuration_in_place() -> None:
+def test_a_bad_argument_raises_and_leaves_the_previous_configuration_in_place() -> None:
     good = _config.configure(service_name="good", environ={})
-    with pytest.raises(ValueError, match="K8SXRAY_SAMPLING_RATE"):
-        _config.configure(environ={"K8SXRAY_SAMPLING_RATE": "7"})
+    with pytest.raises(ValueError, match=r"configure\(sampling_rate=7\)"):
+        _config.configure(sampling_rate=7, environ={})
+    with pytest.raises(ValueError, match=r"configure\(service_name=...\) must be a string, got \[\]"):
+        _config.configure(service_name=[], environ={})  # type: ignore[arg-type]
     assert _config.current() is good
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("K8SXRAY_SAMPLING_RATE", "abc"),
+        ("AWS_XRAY_DAEMON_ADDRESS", "udp:only"),
+        ("AWS_XRAY_TRACING_NAME", "bad~name"),
+        ("K8SXRAY_PLUGINS", "ec3"),
+        ("K8SXRAY_DISCOVERY_TIMEOUT", "soon"),
+    ],
+)
+def test_a_bad_environment_variable_turns_tracing_off_and_says_why(
+    name: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _config.configure(service_name="good", environ={})
+    with caplog.at_level(logging.ERROR, logger="k8sxray"):
+        config = _config.configure(environ={name: value, "KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+    assert _config.current() is config
+    assert config.enabled is False
+    assert config.problem is not None
+    assert f"{name}={value!r}" in config.problem
+    assert config.sources["enabled"] == Source("env", f"off: {config.problem}")
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR
+    assert f"{name}={value!r}" in record.getMessage()
+    assert "tracing is off" in record.getMessage()
+    assert config.daemon is not None
+    assert config.daemon.source_kind == "default"  # nothing was looked up for a configuration that is off
 
 
 def test_config_is_frozen_and_describes_its_sources() -> None:

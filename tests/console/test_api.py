@@ -153,8 +153,10 @@ def test_summaries_cover_the_window_and_fit_botocores_model(console: Running) ->
         ('service("Service-B") { fault }', {"CHECKOUT_ID"}),
         ("http.status = 429", {"THROTTLED_ID"}),
         ('annotation.customer_tier = "gold"', {"CHECKOUT_ID"}),
-        ("responsetime > 0.2 AND !fault", set()),
-        ('edge("Service-A", "service-b") { fault }', {"CHECKOUT_ID"}),
+        ("responsetime > 0.2 AND !fault", {"WEATHER_ID"}),
+        ("responsetime > 0.2 AND responsetime < 0.26", {"CHECKOUT_ID"}),
+        ('edge("Service-A", "Service-B") { fault }', {"CHECKOUT_ID"}),
+        ('service("Service-A") { error } OR annotation.missing', {"THROTTLED_ID"}),
     ],
 )
 def test_filter_expressions_narrow_the_summaries(
@@ -241,6 +243,7 @@ def test_bad_requests_get_xrays_error_shape(console: Running) -> None:
     with pytest.raises(urllib.error.HTTPError) as http:
         console.raw("/TraceSummaries", [])  # type: ignore[arg-type]
     assert http.value.code == 400
+    http.value.close()
 
 
 def test_a_token_is_asked_for_when_set(tmp_path: Path) -> None:
@@ -250,8 +253,10 @@ def test_a_token_is_asked_for_when_set(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as denied:
             running.raw("/TraceSummaries", {"StartTime": 0, "EndTime": 1})
         assert denied.value.code == 401
-        with pytest.raises(urllib.error.HTTPError):
+        denied.value.close()
+        with pytest.raises(urllib.error.HTTPError) as wrong:
             running.raw("/TraceSummaries", {"StartTime": 0, "EndTime": 1}, {"X-K8sxray-Token": "wrong"})
+        wrong.value.close()
         ok = running.raw(
             "/TraceSummaries", {"StartTime": 0, "EndTime": 1}, {"X-K8sxray-Token": "s3cret-token"}
         )

@@ -50,3 +50,38 @@ def test_maps_and_required_members_are_checked() -> None:
     assert any("NumberValue: expected a number" in p for p in problems(annotations, shape("Annotations")))
     # SamplingRule has required members.
     assert any("required member" in p for p in problems({}, shape("SamplingRule")))
+
+
+def test_botocore_parses_the_console_shapes_from_json() -> None:
+    """What the checker passes, botocore's own restJson parser reads back (timestamps become datetimes)."""
+    import datetime
+    import json
+
+    from botocore.parsers import RestJSONParser
+
+    from k8sxray.console.graph import service_graph
+    from k8sxray.console.trace import trace_facts, trace_summary
+
+    from . import _traces
+    from ._shapes import output_shape
+
+    facts = trace_facts(_traces.checkout())
+    bodies = {
+        "GetTraceSummaries": {"TraceSummaries": [trace_summary(facts)], "ApproximateTime": _traces.T},
+        "GetServiceGraph": {
+            "Services": service_graph(facts["nodes"], facts["edges"]),
+            "StartTime": _traces.T,
+        },
+    }
+    for operation, body in bodies.items():
+        assert_output(operation, body)
+        response = {"status_code": 200, "headers": {}, "body": json.dumps(body).encode()}
+        parsed = RestJSONParser().parse(response, output_shape(operation))
+        assert "Error" not in parsed, parsed
+    summary = RestJSONParser().parse(
+        {"status_code": 200, "headers": {}, "body": json.dumps(bodies["GetTraceSummaries"]).encode()},
+        output_shape("GetTraceSummaries"),
+    )["TraceSummaries"][0]
+    assert isinstance(summary["StartTime"], datetime.datetime)
+    assert summary["StartTime"].timestamp() == _traces.T
+    assert summary["Annotations"]["express"][0]["AnnotationValue"] == {"BooleanValue": True}

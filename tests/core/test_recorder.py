@@ -147,8 +147,8 @@ def test_unsampled_trace_propagates_sampled_0_and_records_nothing() -> None:
 def test_a_request_the_sampler_turns_down_gets_a_new_trace_to_answer_with() -> None:
     from k8sxray.sampling.sampler import RateSampler
 
-    _recorder.state().sampler = RateSampler(fixed_target=0, rate=0.0)  # says no to every request
     with capture_segments() as docs:
+        _recorder.state().sampler = RateSampler(fixed_target=0, rate=0.0)  # says no, even while capturing
         trace = _request()
         assert isinstance(trace, UnsampledTrace)
         assert trace.response_header == "Root=" + trace.trace_id
@@ -318,18 +318,21 @@ def test_large_segment_is_split_into_datagrams_that_fit(
         with k8sxray.subsegment(f"part{i}"):
             k8sxray.put_metadata("blob", "x" * 5000)
     with k8sxray.subsegment("monster"):
-        k8sxray.put_metadata("blob", "y" * 70000)  # cannot fit in any datagram
+        k8sxray.put_metadata("blob", "y" * 70000)  # cannot fit in any datagram: trimmed
+        monster = _recorder.current()
     with caplog.at_level(logging.WARNING, logger="k8sxray"):
         _recorder.end_segment(seg)
-        docs = receiver.documents(16)
+        docs = receiver.documents(17)
     assert all(len(raw) <= 65507 for raw in receiver.raw)
     (root,) = [d for d in docs if "type" not in d]
     parts = [d for d in docs if d.get("type") == "subsegment"]
     assert root["id"] == seg.id
-    assert sorted(p["name"] for p in parts) == sorted(f"part{i}" for i in range(15))
+    assert sorted(p["name"] for p in parts) == sorted([f"part{i}" for i in range(15)] + ["monster"])
     assert all(p["trace_id"] == seg.trace_id and p["parent_id"] == seg.id for p in parts)
-    assert receiver.quiet(0.1) == receiver.raw  # the monster was not sent...
-    assert sum("dropped" in r.getMessage() for r in caplog.records) == 1  # ...and it was said, once
+    (trimmed,) = [p for p in parts if p["name"] == "monster"]
+    assert trimmed["metadata"]["k8sxray"]["trimmed"] == ["metadata.default.blob"]
+    (message,) = [r.getMessage() for r in caplog.records if "trimmed" in r.getMessage()]
+    assert f"subsegment {monster.id} ('monster')" in message  # type: ignore[union-attr]
 
 
 def test_kind_of_detects_wsgi_and_asgi_callables() -> None:

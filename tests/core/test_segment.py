@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from k8sxray import _segment as segment_module
 from k8sxray._recorder import documents
 from k8sxray._segment import (
     Entity,
@@ -107,7 +109,7 @@ def test_exception_referenced_by_id_in_the_parent() -> None:
     assert doc["fault"] is True
 
 
-def test_split_streams_subsegments_and_drops_only_the_impossible() -> None:
+def test_split_streams_subsegments_and_trims_what_does_not_fit_alone() -> None:
     seg = _segment()
     for i in range(5):
         sub = Subsegment(f"sub{i}", "remote", seg, 100.6)
@@ -120,14 +122,17 @@ def test_split_streams_subsegments_and_drops_only_the_impossible() -> None:
     huge = Subsegment("huge", "local", seg, 100.6)
     huge.put_metadata("blob", "y" * 20000)
     seg._add_child(huge)
-    docs, dropped = split(seg, 8000)
-    assert dropped == 1
+    docs = split(seg, 8000)
     assert all(len(d) <= 8000 for d in docs)
     parsed = [json.loads(d) for d in docs]
     streamed = [d for d in parsed if d.get("type") == "subsegment"]
-    assert sorted(d["name"] for d in streamed) == [f"sub{i}" for i in range(5)]
+    assert sorted(d["name"] for d in streamed) == ["huge"] + [f"sub{i}" for i in range(5)]
     assert all(d["trace_id"] == ROOT and d["parent_id"] == seg.id for d in streamed)
-    assert all(d["subsegments"][0]["name"].startswith("inner") for d in streamed)
+    assert all(d["subsegments"][0]["name"].startswith("inner") for d in streamed if d["name"] != "huge")
+    (trimmed,) = [d for d in streamed if d["name"] == "huge"]
+    assert trimmed["id"] == huge.id
+    assert trimmed["metadata"]["default"]["blob"].startswith("yyy")
+    assert trimmed["metadata"]["k8sxray"] == {"trimmed": ["metadata.default.blob"], "trimmed_count": 1}
     (root,) = [d for d in parsed if "type" not in d]
     assert root["id"] == seg.id
     assert "subsegments" not in root
@@ -135,8 +140,7 @@ def test_split_streams_subsegments_and_drops_only_the_impossible() -> None:
 
 def test_split_keeps_a_small_document_whole() -> None:
     seg = _segment()
-    docs, dropped = split(seg, 65000)
-    assert (docs, dropped) == ([seg.to_json()], 0)
+    assert split(seg, 65000) == [seg.to_json()]
 
 
 def test_scrub_url() -> None:
@@ -405,3 +409,22 @@ def test_times_that_no_clock_gives_are_still_written() -> None:
     sub.end_time = 0.75
     assert plain_subsegment_json(sub) is None  # the general writer takes it
     assert '"start_time":0.500000,"end_time":0.750000' in sub.to_json()
+
+
+def test_an_invalid_annotation_is_dropped_with_a_warning_once_per_key(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segment_module, "_WARNED_KEYS", set())  # whatever earlier tests warned about
+    seg = Segment(Static("svc", sdk_version="1"), ROOT, "0123456789abcdef", None, 100.5)
+    with caplog.at_level(logging.WARNING, logger="k8sxray._segment"):
+        seg.put_annotation("bad-key", "v")
+        seg.put_annotation("bad-key", "v")  # the same key again: said once
+        seg.put_annotation("listed", [1, 2])  # type: ignore[arg-type]
+        seg.put_annotation("ratio", float("nan"))
+        seg.put_annotation("ok", 1)
+    assert seg.annotations == {"ok": 1}
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert "annotation 'bad-key' dropped: a key is one or more letters, digits or underscores" in messages[0]
+    assert "annotation 'listed' dropped: values are strings, numbers or booleans, not list" in messages[1]
+    assert "annotation 'ratio' dropped: values are finite numbers, not nan" in messages[2]

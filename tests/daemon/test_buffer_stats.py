@@ -39,9 +39,12 @@ def test_bytes_stay_held_until_released_and_bound_new_input() -> None:
     assert buffer.put_many(docs, 5 * size) == 2
     batch = buffer.take(0.0)
     assert len(batch) == 3
+    assert (len(buffer), buffer.held_documents) == (0, 3)  # taken, not yet shipped
     assert buffer.put_many(docs[:1], size) == 1  # in flight still counts
-    buffer.release(3 * size)
+    buffer.release(3 * size, 3)
+    assert buffer.held_documents == 0
     assert buffer.put_many(docs[:1], size) == 0
+    assert buffer.held_documents == 1
 
 
 def test_close_wakes_takers_and_refuses_input() -> None:

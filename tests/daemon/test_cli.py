@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
 from pathlib import Path
 
+import pytest
 from daemon_helpers import HEADER, DaemonProcess, FakeXRay, segment
 
 NO_CREDENTIALS = {
@@ -73,20 +76,63 @@ def test_xray_sink_without_region_exits_2() -> None:
     assert "no AWS region" in result.stderr
 
 
-def test_port_in_use_exits_1(start_daemon: Callable[..., DaemonProcess]) -> None:
+def test_udp_port_in_use_is_named_and_nothing_else_is_reported(
+    start_daemon: Callable[..., DaemonProcess],
+) -> None:
     daemon = start_daemon(["--sink", "stdout"], NO_CREDENTIALS)
     result = _run(
         "--sink", "stdout", "-b", f"127.0.0.1:{daemon.port}", "-t", "off", "--http", "off", env=NO_CREDENTIALS
     )
     assert result.returncode == 1
-    assert "cannot start" in result.stderr
+    assert f"cannot listen on udp 127.0.0.1:{daemon.port}: Address already in use" in result.stderr
+    assert "shutting down" not in result.stderr
+    assert "shipped" not in result.stderr
     assert daemon.stop() == 0
 
 
-def test_version_and_help() -> None:
-    version = _run("-v")
-    assert version.returncode == 0
-    assert version.stdout.startswith("k8sxray daemon ")
+@pytest.mark.parametrize(
+    ("flag", "scheme", "what"), [("-t", "tcp", "sampling port"), ("--http", "http", "ops")]
+)
+def test_tcp_and_http_ports_in_use_are_named(flag: str, scheme: str, what: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"-t": "off", "--http": "off", flag: f"127.0.0.1:{port}"}
+        args = [a for pair in ports.items() for a in pair]
+        result = _run("--sink", "stdout", "-b", "127.0.0.1:0", *args, env=NO_CREDENTIALS)
+    assert result.returncode == 1
+    assert f"cannot listen on {scheme} 127.0.0.1:{port} ({what}" in result.stderr
+    assert "Address already in use" in result.stderr
+    assert "shutting down" not in result.stderr
+    assert "shipped" not in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["-v", "--v", "-version", "--version", "-version=true"])
+def test_version_is_the_packages(flag: str) -> None:
+    result = _run(flag)
+    assert result.returncode == 0
+    assert result.stdout == f"k8sxray daemon {metadata.version('k8sxray')}\n"
+
+
+@pytest.mark.parametrize("flag", ["-h", "--h", "-help", "--help"])
+def test_help_in_every_go_spelling(flag: str) -> None:
+    result = _run(flag)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m k8sxray.daemon")
+
+
+def test_go_daemon_command_line_starts_the_daemon(start_daemon: Callable[..., DaemonProcess]) -> None:
+    # As a manifest written for AWS's daemon spells it (DaemonProcess adds its own -b/-t/--http first).
+    daemon = start_daemon(
+        ["-local-mode", "-region", "us-east-1", "-log-level=debug", "-buffer-memory", "4", "-sink", "stdout"],
+        NO_CREDENTIALS,
+    )
+    assert "buffer 4 MB; sink stdout" in daemon.log
+    assert daemon.stop() == 0
+
+
+def test_help_lists_every_flag() -> None:
     usage = _run("-h")
     assert usage.returncode == 0
     for flag in (
@@ -105,6 +151,8 @@ def test_version_and_help() -> None:
         "--shutdown-timeout",
         "--log-format",
         "--http",
+        "--concurrency",
+        "--sampling-rules",
     ):
         assert flag in usage.stdout
 

@@ -146,3 +146,110 @@ def test_log_levels_by_official_names() -> None:
 def test_non_positive_timeouts_are_refused() -> None:
     with pytest.raises(SettingsError, match="--shutdown-timeout must be positive"):
         parse(["--shutdown-timeout", "0"], environ={}, cgroup_root=NO_CGROUP)
+
+
+# Every flag of AWS's Go daemon, each way Go's flag package accepts it: (argv, Settings field, value).
+_GO_VALUES = [
+    (
+        "a",
+        "resource-arn",
+        "arn:aws:eks:us-east-1:1:cluster/c",
+        "resource_arn",
+        "arn:aws:eks:us-east-1:1:cluster/c",
+    ),
+    ("m", "buffer-memory", "8", "buffer_bytes", 8 * MIB),
+    ("n", "region", "us-east-1", "region", "us-east-1"),
+    ("b", "bind", "0.0.0.0:2001", "udp", ("0.0.0.0", 2001)),
+    ("t", "bind-tcp", "0.0.0.0:2002", "tcp", ("0.0.0.0", 2002)),
+    ("r", "role-arn", "arn:aws:iam::1:role/r", "role_arn", "arn:aws:iam::1:role/r"),
+    ("f", "log-file", "/tmp/xray.log", "log_file", "/tmp/xray.log"),
+    ("l", "log-level", "warn", "log_level", "WARNING"),
+    ("p", "proxy-address", "http://proxy:3128", "proxy_address", "http://proxy:3128"),
+]
+
+
+def _spellings(short: str, long: str, value: str) -> list[list[str]]:
+    out = []
+    for name in (short, long):
+        for dashes in ("-", "--"):
+            out += [[f"{dashes}{name}", value], [f"{dashes}{name}={value}"]]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "expected"),
+    [
+        pytest.param(argv, field, expected, id=" ".join(argv))
+        for short, long, value, field, expected in _GO_VALUES
+        for argv in _spellings(short, long, value)
+    ],
+)
+def test_every_go_daemon_spelling_of_a_value_flag(argv: list[str], field: str, expected: object) -> None:
+    assert getattr(parse(argv, environ={}, cgroup_root=NO_CGROUP), field) == expected
+
+
+def test_every_go_daemon_spelling_of_the_config_flag(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("Region: eu-north-1\n")
+    for argv in _spellings("c", "config", str(cfg)):
+        s = parse(argv, environ={}, cgroup_root=NO_CGROUP)
+        assert (s.config_file, s.region) == (str(cfg), "eu-north-1"), argv
+
+
+@pytest.mark.parametrize("name", ["-o", "--o", "-local-mode", "--local-mode"])
+def test_every_go_daemon_spelling_of_local_mode(name: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("LocalMode: true\n")
+
+    def local_mode(*argv: str) -> bool:
+        return parse(list(argv), environ={}, cgroup_root=NO_CGROUP).local_mode
+
+    assert local_mode(name)
+    assert not local_mode()
+    for true in ("1", "t", "T", "TRUE", "true", "True"):
+        assert local_mode(f"{name}={true}")
+    for false in ("0", "f", "F", "FALSE", "false", "False"):
+        assert not local_mode(f"{name}={false}", "-c", str(cfg))  # an explicit false wins over the file
+    assert local_mode(name, "-n", "us-east-1")  # a bare boolean does not take the next argument
+    with pytest.raises(SystemExit):
+        parse([f"{name}=maybe"], environ={}, cgroup_root=NO_CGROUP)
+
+
+def test_k8sxray_flags_take_one_dash_too() -> None:
+    s = parse(
+        ["-sink", "stdout", "-http=off", "-concurrency", "3", "-no-telemetry", "-shutdown-timeout=9"],
+        environ={},
+        cgroup_root=NO_CGROUP,
+    )
+    assert (s.sink, s.http, s.concurrency, s.telemetry, s.shutdown_timeout) == ("stdout", None, 3, False, 9.0)
+    assert parse(["--no-telemetry=false"], environ={}, cgroup_root=NO_CGROUP).telemetry
+
+
+def test_a_value_that_starts_with_a_dash_stays_a_value() -> None:
+    assert parse(["-a", "-odd"], environ={}, cgroup_root=NO_CGROUP).resource_arn == "-odd"
+
+
+def test_unknown_and_abbreviated_flags_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["-regio", "x"], ["--reg", "x"], ["-region"], ["-x"]):
+        with pytest.raises(SystemExit) as exc:
+            parse(argv, environ={}, cgroup_root=NO_CGROUP)
+        assert exc.value.code == 2
+    assert "expected one argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "257"])
+def test_concurrency_out_of_range_is_an_error(value: str, tmp_path: Path) -> None:
+    with pytest.raises(
+        SettingsError, match=f"concurrency must be between 1 and 256 concurrent calls, got {value}"
+    ):
+        parse(["--concurrency", value], environ={}, cgroup_root=NO_CGROUP)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"Concurrency: {value}\n")
+    with pytest.raises(SettingsError, match="concurrency must be between"):
+        parse(["-c", str(cfg)], environ={}, cgroup_root=NO_CGROUP)
+
+
+def test_buffer_memory_zero_means_the_default_as_in_go() -> None:
+    assert parse(["-m", "0"], environ={}, cgroup_root=NO_CGROUP).buffer_bytes == 16 * MIB
+    with pytest.raises(SettingsError, match="at least 3 MB"):
+        parse(["-m", "-1"], environ={}, cgroup_root=NO_CGROUP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import io
 import json
 import os
@@ -212,4 +213,30 @@ def test_stdout_sink_writes_one_json_line_per_document() -> None:
     assert [json.loads(line) for line in lines] == [{"a": 1}, {"b": 2}]
     stream.close()
     result = sink.send([b"{}"])
-    assert (result.error, result.retry) == ("Other", (0,))
+    assert (result.closed, result.retry) == (True, ())  # nothing written later could be read
+    assert sink.send([b"{}"]).closed
+
+
+def test_stdout_sink_on_a_broken_pipe_says_closed_once_and_for_all() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "wb", buffering=0) as stream:
+        sink = StdoutSink(stream)
+        result = sink.send([b"{}"])
+        assert result.closed
+        assert "Broken pipe" in result.detail
+        sink.close()  # points the descriptor at /dev/null: a later flush cannot fail
+        stream.write(b"lost\n")
+
+
+class _Full(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_stdout_sink_retries_other_write_errors() -> None:
+    result = StdoutSink(_Full()).send([b"{}", b"{}"])  # type: ignore[arg-type]
+    assert (result.closed, result.retry) == (False, (0, 1))

@@ -475,3 +475,50 @@ def test_an_unsampled_header_does_nothing_when_tracing_is_off(configure_to: Any)
     body = k8sxray.instrument(app)(environ, lambda status, h, exc_info=None: headers.extend(h))
     assert list(body) == [b"ok"]
     assert headers == [("Content-Length", "2")]  # no trace header added
+
+
+def test_a_sized_body_ends_its_segment_once_produced_even_if_never_closed(
+    daemon: Any, configure_to: Any
+) -> None:
+    """A test client may read a body without closing it: the segment ends when the body's
+    Content-Length was produced (a body cut short ends at close, a streamed one when it runs out)."""
+    configure_to()
+    closed: list[str] = []
+
+    class Body:
+        def __init__(self, chunks: list[bytes], name: str) -> None:
+            self.chunks, self.name = chunks, name
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter(self.chunks)
+
+        def close(self) -> None:
+            closed.append(self.name)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        length = {"/sized": "6", "/short": "10"}.get(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Length", length)] if length else [])
+        return Body([b"abc", b"def"], environ["PATH_INFO"])
+
+    traced = k8sxray.instrument(app)
+
+    def call(path: str) -> Iterator[bytes]:
+        env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "h", "SERVER_PORT": "80"}
+        return iter(traced(env, lambda status, headers, exc_info=None: None))
+
+    sized = call("/sized")
+    assert next(sized) == b"abc"
+    assert daemon.quiet(0.1) == []  # half of the body: still going
+    assert next(sized) == b"def"  # all of it, neither exhausted nor closed
+    (doc,) = daemon.segments(1)
+    assert doc["http"]["response"] == {"status": 200, "content_length": 6}
+    assert k8sxray.trace_header() is None  # nothing left current
+    short = call("/short")
+    assert b"".join(short) == b"abcdef"  # ran out before its Content-Length: it ends there
+    assert len(daemon.segments(2)) == 2
+    streamed = call("/streamed")
+    assert next(streamed) == b"abc"
+    assert len(daemon.quiet(0.1)) == 2  # a streamed body has no length: it may have a chunk to go
+    assert list(streamed) == [b"def"]
+    assert daemon.segments(3)[2]["http"]["response"] == {"status": 200, "content_length": 6}
+    assert closed == []  # none of them was closed

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import APPS, BIN, Launched, Receiver, _Downstream
+from .helpers import APPS, BIN, LOGSITE, Launched, Receiver, _Downstream
 
 
 @pytest.fixture
@@ -41,6 +41,8 @@ def env(receiver: Receiver, downstream: Any) -> dict[str, str]:
     return {
         **base,
         "PATH": BIN + os.pathsep + base.get("PATH", ""),
+        # k8sxray from this checkout (not whichever is installed), the logger named on log lines
+        "PYTHONPATH": os.pathsep.join([str(LOGSITE), *filter(None, [base.get("PYTHONPATH")])]),
         "AWS_XRAY_DAEMON_ADDRESS": receiver.address,
         "AWS_XRAY_TRACING_NAME": "zero-code",
         "K8SXRAY_SAMPLING_RATE": "1",
@@ -54,9 +56,10 @@ def env(receiver: Receiver, downstream: Any) -> dict[str, str]:
 def launch() -> Iterator[Callable[..., Launched]]:
     started: list[Launched] = []
 
-    def start(args: list[str], env: dict[str, str], **kwargs: Any) -> Launched:
+    def start(args: list[str], env: dict[str, str], *, zero_code: bool = True, **kwargs: Any) -> Launched:
+        """Start *args* under k8sxray-run (``zero_code=False``: as they are)."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "k8sxray.run", *args],
+            [sys.executable, "-m", "k8sxray.run", *args] if zero_code else args,
             env=env,
             cwd=APPS,
             stdout=subprocess.PIPE,

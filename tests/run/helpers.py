@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,18 @@ from typing import Any
 
 APPS = Path(__file__).parent / "apps"
 BIN = os.path.dirname(sys.executable)
+LOGSITE = Path(__file__).parent / "logsite"
+"""A ``sitecustomize`` that names the logger on last-resort log lines (see its docstring)."""
+
+_OURS = re.compile(r"^(?:[A-Z]+ k8sxray[.:]|k8sxray-run: )")
+
+
+def k8sxray_lines(output: str) -> list[str]:
+    """The lines of *output* that k8sxray wrote: its log records and the bootstrap's own lines.
+
+    Matching the bare word would also match paths (a checkout in a folder named ``k8sxray``).
+    """
+    return [line for line in output.splitlines() if _OURS.match(line)]
 
 
 class Receiver:

@@ -63,7 +63,7 @@ def test_an_existing_sitecustomize_still_runs(tmp_path: Path) -> None:
     (tmp_path / "sitecustomize.py").write_text("import os\nos.environ['THEIR_SITECUSTOMIZE'] = 'ran'\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY", "K8SXRAY"))}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = str(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
     code = (
         "import os, sys, sitecustomize\n"
         "print(os.environ.get('THEIR_SITECUSTOMIZE'), sitecustomize.__file__)\n"
@@ -84,7 +84,7 @@ def test_an_existing_sitecustomize_still_runs(tmp_path: Path) -> None:
 def test_a_broken_sitecustomize_does_not_stop_tracing(tmp_path: Path) -> None:
     (tmp_path / "sitecustomize.py").write_text("raise RuntimeError('theirs is broken')\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY", "K8SXRAY"))}
-    env["PYTHONPATH"] = str(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
     result = _run("import sys; print(sys.modules['k8sxray.run._boot']._started)", env)
     assert result.returncode == 0
     assert result.stdout.strip() == "True"

@@ -1,4 +1,5 @@
-"""End to end: the centralized sampler through k8sxray's own daemon proxy to an X-Ray stand-in."""
+"""End to end: the centralized sampler through k8sxray's own daemon proxy to an X-Ray stand-in, and
+against the daemon's local sampling answers (no X-Ray at all)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import botocore.session
 
-from k8sxray.daemon.proxy import SamplingProxy
+from k8sxray.daemon.local_sampling import LocalSampling
+from k8sxray.daemon.proxy import LocalSamplingServer, SamplingProxy
 from k8sxray.sampling.central import CentralSampler
 from k8sxray.sampling.sampler import RateSampler
 
@@ -51,3 +53,28 @@ def test_rules_and_targets_through_the_daemons_sampling_proxy(
     finally:
         sampler.close()
         proxy.close()
+
+
+def test_k8sxray_central_sampler_with_the_daemons_local_sampling_answers() -> None:
+    rules = [
+        {"RuleName": "checkout", "Priority": 1, "FixedRate": 0.0, "ReservoirSize": 3, "URLPath": "/checkout"},
+        {"RuleName": "Default", "Priority": 10000, "FixedRate": 1.0, "ReservoirSize": 0},
+    ]
+    server = LocalSamplingServer(("127.0.0.1", 0), LocalSampling(rules))
+    server.start()
+    sampler = CentralSampler(
+        RateSampler(0, 0.0), address=lambda: server.address, service_name="shop", poller=False
+    )
+    try:
+        assert sampler.refresh_rules()
+        assert [(r.name, r.rate) for r in sampler.rules] == [("checkout", 0.0), ("Default", 1.0)]
+        assert sampler.decide("shop", "GET", "/other")  # Default: FixedRate 1.0
+        sampler.decide("shop", "POST", "/checkout")
+        assert sampler.report_targets()
+        assert sampler.rules[0].reservoir.quota == 3  # the only client: the whole reservoir
+        while time.time() % 1 > 0.3:  # ten decisions within one second
+            time.sleep(0.02)
+        assert [sampler.decide("shop", "POST", "/checkout") for _ in range(10)].count(True) == 3
+    finally:
+        sampler.close()
+        server.close()

@@ -20,6 +20,8 @@ class LocalSink:
     """Hands batches to a console ``Store``."""
 
     name = "local"
+    local_sampling = True  # no X-Ray behind it: the daemon answers sampling calls itself
+    check_documents = False  # the store parses every document and refuses, counted, what it cannot use
 
     def __init__(self, store: Store) -> None:
         self.store = store

@@ -164,6 +164,8 @@ class XRaySink:
     """Sends batches to X-Ray's PutTraceSegments."""
 
     name = "xray"
+    local_sampling = False  # sampling calls are forwarded to X-Ray, signed
+    check_documents = False  # X-Ray validates; a refused batch is split to isolate bad documents
 
     def __init__(
         self,

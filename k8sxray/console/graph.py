@@ -1,0 +1,317 @@
+"""The service graph and its statistics, aggregated from node and edge rows (:mod:`k8sxray.console.trace`).
+
+Rows are flat tuples of scalars (:data:`~k8sxray.console.trace.NODE_COLUMNS`,
+:data:`~k8sxray.console.trace.EDGE_COLUMNS`), as the facts record holds them and as the store can keep
+them in SQLite tables, so a graph over any number of traces is one pass over two iterables, with no
+JSON parsed and no object built per row: a dict lookup, a few additions and two histogram slots per
+row.
+
+- :func:`service_graph` gives ``GetServiceGraph``'s ``Services`` (and ``GetTraceGraph``'s, through
+  :func:`trace_graph`): one service per distinct ``(name, type)`` of the rows (plus a ``client`` node
+  for each entry service), ``State`` ``"active"`` for a service that sent segments, ``"unknown"`` for an
+  inferred one and for clients; ``Root`` for entry services; ``AccountId`` is never given. A service's
+  ``SummaryStatistics`` and ``ResponseTimeHistogram`` count its requests (its segments, or for an
+  inferred service the calls made to it); its ``DurationHistogram`` counts the durations of the
+  traces those requests were part of. An edge's statistics count calls from the caller's side.
+- :func:`time_series` gives ``GetTimeSeriesServiceStatistics``' list, one entry per ``period`` that
+  has data, for one service, one edge, or everything.
+
+Statistics classify a request once: fault (5xx) before throttle (429) before other error (4xx) before
+ok. Histograms bucket response times in seconds at the bounds of :data:`HISTOGRAM_BOUNDS` (1, 1.2, 1.5,
+2, 2.5, 3, 4, 5, 6, 8 per decade, from 0.1 ms to 1,000 s): ``Value`` is the bucket's upper bound, so a
+``{"Value": 0.25, "Count": 3}`` entry is three requests that took more than 0.2 s and at most 0.25 s;
+a slower one than the last bound counts in the last bucket. Only buckets with requests are listed,
+ordered by value. Timestamps are epoch seconds, as X-Ray's JSON carries them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .filters import EntitySelector, parse_entity_selector
+from .trace import CLIENT, ERROR, FAULT, THROTTLE
+
+logger = logging.getLogger(__name__)
+
+HISTOGRAM_BOUNDS: tuple[float, ...] = (
+    *(
+        round(step * 10.0**exponent, 6)
+        for exponent in range(-4, 3)
+        for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+    ),
+    1000.0,
+)
+"""Upper bounds of the response-time histogram buckets, in seconds."""
+
+MAX_PERIODS = 100_000
+"""Most time-series buckets one call may ask for."""
+
+_BUCKETS = len(HISTOGRAM_BOUNDS)
+
+# Per service or edge: [ok, other error, throttle, fault, total response time, start, end,
+#                       root, active, response-time histogram, duration histogram]
+_OK, _ERR, _THR, _FLT, _RT, _START, _END, _ROOT, _ACTIVE, _HIST, _DUR = range(11)
+
+
+_SEARCH = HISTOGRAM_BOUNDS[:-1]
+"""Searched with ``bisect_left``: the index is the bucket; anything slower than all lands in the last."""
+_CLASS = tuple(
+    _FLT if flags & FAULT else _THR if flags & THROTTLE else _ERR if flags & ERROR else _OK
+    for flags in range((ERROR | THROTTLE | FAULT) + 1)
+)
+"""Flags (``ERROR | THROTTLE | FAULT``) -> the one class a request counts in."""
+
+
+def _new() -> list[Any]:
+    return [0, 0, 0, 0, 0.0, math.inf, -math.inf, False, False, [0] * _BUCKETS, [0] * _BUCKETS]
+
+
+def _histogram(counts: Sequence[int]) -> list[dict[str, Any]]:
+    return [{"Value": HISTOGRAM_BOUNDS[i], "Count": count} for i, count in enumerate(counts) if count]
+
+
+def _statistics(stats: Sequence[Any]) -> dict[str, Any]:
+    ok, other, throttle, fault = stats[_OK], stats[_ERR], stats[_THR], stats[_FLT]
+    return {
+        "OkCount": ok,
+        "ErrorStatistics": {"ThrottleCount": throttle, "OtherCount": other, "TotalCount": throttle + other},
+        "FaultStatistics": {"OtherCount": fault, "TotalCount": fault},
+        "TotalCount": ok + other + throttle + fault,
+        "TotalResponseTime": round(stats[_RT], 6),
+    }
+
+
+def _limits(start: float | None, end: float | None) -> tuple[float, float]:
+    return (-math.inf if start is None else start), (math.inf if end is None else end)
+
+
+def aggregate_nodes(
+    rows: Iterable[Sequence[Any]], start: float | None = None, end: float | None = None
+) -> dict[tuple[str, str], list[Any]]:
+    """Per ``(name, type)``: the statistics of its node rows overlapping ``[start, end]``."""
+    services: dict[tuple[str, str], list[Any]] = {}
+    get, new, find, bounds, classes = services.get, _new, bisect.bisect_left, _SEARCH, _CLASS
+    low, high = _limits(start, end)
+    # The hot loop: locals only, the classification by table, list slots by literal index (see _new).
+    for name, type_, row_start, row_end, rt, duration, flags, root, inferred in rows:
+        if row_end < low or row_start > high:
+            continue
+        stats = get((name, type_))
+        if stats is None:
+            stats = services[(name, type_)] = new()
+        stats[classes[flags & 7]] += 1
+        stats[4] += rt
+        if row_start < stats[5]:  # noqa: PLR1730 - a comparison costs less than a call, per row
+            stats[5] = row_start
+        if row_end > stats[6]:  # noqa: PLR1730
+            stats[6] = row_end
+        if root:
+            stats[7] = True
+        if not inferred:
+            stats[8] = True
+        stats[9][find(bounds, rt)] += 1
+        stats[10][find(bounds, duration)] += 1
+    return services
+
+
+def aggregate_edges(
+    rows: Iterable[Sequence[Any]], start: float | None = None, end: float | None = None
+) -> dict[tuple[str, str, str, str], list[Any]]:
+    """Per ``(source name, source type, target name, target type)``: the statistics of its edge rows."""
+    edges: dict[tuple[str, str, str, str], list[Any]] = {}
+    get, new, find, bounds, classes = edges.get, _new, bisect.bisect_left, _SEARCH, _CLASS
+    low, high = _limits(start, end)
+    for source_name, source_type, target_name, target_type, row_start, row_end, rt, flags in rows:
+        if row_end < low or row_start > high:
+            continue
+        key = (source_name, source_type, target_name, target_type)
+        stats = get(key)
+        if stats is None:
+            stats = edges[key] = new()
+        stats[classes[flags & 7]] += 1
+        stats[4] += rt
+        if row_start < stats[5]:  # noqa: PLR1730
+            stats[5] = row_start
+        if row_end > stats[6]:  # noqa: PLR1730
+            stats[6] = row_end
+        stats[9][find(bounds, rt)] += 1
+    return edges
+
+
+def service_graph(
+    node_rows: Iterable[Sequence[Any]],
+    edge_rows: Iterable[Sequence[Any]],
+    start: float | None = None,
+    end: float | None = None,
+) -> list[dict[str, Any]]:
+    """``GetServiceGraph``'s ``Services`` from node and edge rows overlapping ``[start, end]``."""
+    return render_services(aggregate_nodes(node_rows, start, end), aggregate_edges(edge_rows, start, end))
+
+
+def render_services(
+    services: Mapping[tuple[str, str], Sequence[Any]],
+    edges: Mapping[tuple[str, str, str, str], Sequence[Any]],
+) -> list[dict[str, Any]]:
+    """``Services`` from :func:`aggregate_nodes` and :func:`aggregate_edges` (results may be merged first)."""
+    keys = set(services)
+    for source_name, source_type, target_name, target_type in edges:
+        keys.add((source_name, source_type))
+        keys.add((target_name, target_type))
+    ordered = sorted(keys, key=lambda k: (k[1] == CLIENT, k[0], k[1]))
+    reference = {key: index for index, key in enumerate(ordered)}
+    outgoing: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for (source_name, source_type, target_name, target_type), stats in sorted(edges.items()):
+        outgoing.setdefault((source_name, source_type), []).append(
+            {
+                "ReferenceId": reference[(target_name, target_type)],
+                "StartTime": stats[_START],
+                "EndTime": stats[_END],
+                "SummaryStatistics": _statistics(stats),
+                "ResponseTimeHistogram": _histogram(stats[_HIST]),
+                "Aliases": [],
+            }
+        )
+    out: list[dict[str, Any]] = []
+    for key in ordered:
+        name, type_ = key
+        service: dict[str, Any] = {"ReferenceId": reference[key], "Name": name, "Names": [name]}
+        if type_:
+            service["Type"] = type_
+        found = services.get(key)
+        edges_out = outgoing.get(key, [])
+        if found is None:  # a client, or a service seen only at an edge's end
+            service["State"] = "unknown"
+            times = [(e["StartTime"], e["EndTime"]) for e in edges_out]
+            if times:
+                service["StartTime"] = min(t[0] for t in times)
+                service["EndTime"] = max(t[1] for t in times)
+            service["Edges"] = edges_out
+            out.append(service)
+            continue
+        service.update(
+            Root=bool(found[_ROOT]),
+            State="active" if found[_ACTIVE] else "unknown",
+            StartTime=found[_START],
+            EndTime=found[_END],
+            Edges=edges_out,
+            SummaryStatistics=_statistics(found),
+            DurationHistogram=_histogram(found[_DUR]),
+            ResponseTimeHistogram=_histogram(found[_HIST]),
+        )
+        out.append(service)
+    return out
+
+
+def trace_graph(facts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``GetTraceGraph``'s ``Services`` for the traces with these facts records."""
+    records = list(facts)
+    return service_graph(
+        itertools.chain.from_iterable(f["nodes"] for f in records),
+        itertools.chain.from_iterable(f["edges"] for f in records),
+    )
+
+
+def _matches(end: tuple[str, str], want: tuple[str | None, str | None]) -> bool:
+    return (want[0] is None or end[0] == want[0]) and (want[1] is None or end[1] == want[1])
+
+
+def _edge_selected(row: Sequence[Any], selector: EntitySelector) -> bool:
+    """A service selects the calls made to it (its clients' too); an edge selects itself."""
+    if selector.kind == "service":
+        return _matches((row[2], row[3]), selector.source)
+    if selector.target is None or (row[1] == CLIENT and selector.source[1] != CLIENT):
+        return False
+    return _matches((row[0], row[1]), selector.source) and _matches((row[2], row[3]), selector.target)
+
+
+def _node_series(
+    rows: Iterable[Sequence[Any]], start: float, end: float, period: int, selector: EntitySelector | None
+) -> dict[int, list[Any]]:
+    buckets: dict[int, list[Any]] = {}
+    get, new, find, bounds, classes = buckets.get, _new, bisect.bisect_left, _SEARCH, _CLASS
+    want_name, want_type = selector.source if selector is not None else (None, None)
+    for name, type_, row_start, _end, rt, _duration, flags, _root, _inferred in rows:
+        if row_start < start or row_start > end:
+            continue
+        if (want_name is not None and name != want_name) or (want_type is not None and type_ != want_type):
+            continue
+        slot = int(row_start // period)
+        stats = get(slot)
+        if stats is None:
+            stats = buckets[slot] = new()
+        stats[classes[flags & 7]] += 1
+        stats[4] += rt
+        stats[9][find(bounds, rt)] += 1
+    return buckets
+
+
+def _edge_series(
+    rows: Iterable[Sequence[Any]], start: float, end: float, period: int, selector: EntitySelector | None
+) -> dict[int, list[Any]]:
+    buckets: dict[int, list[Any]] = {}
+    get, new, find, bounds, classes = buckets.get, _new, bisect.bisect_left, _SEARCH, _CLASS
+    for row in rows:
+        row_start = row[4]
+        if row_start < start or row_start > end:
+            continue
+        if selector is not None and not _edge_selected(row, selector):
+            continue
+        slot = int(row_start // period)
+        stats = get(slot)
+        if stats is None:
+            stats = buckets[slot] = new()
+        stats[classes[row[7] & 7]] += 1
+        stats[4] += row[6]
+        stats[9][find(bounds, row[6])] += 1
+    return buckets
+
+
+def time_series(
+    node_rows: Iterable[Sequence[Any]],
+    edge_rows: Iterable[Sequence[Any]],
+    start: float,
+    end: float,
+    *,
+    period: int = 60,
+    entity: str | EntitySelector | None = None,
+) -> list[dict[str, Any]]:
+    """``GetTimeSeriesServiceStatistics``' list: one entry per ``period`` seconds (aligned to the epoch)
+    between ``start`` and ``end`` that has requests, by the rows' start times.
+
+    ``entity`` (an ``EntitySelectorExpression`` or its parse) narrows to one service (its requests as
+    ``ServiceSummaryStatistics``, the calls made to it as ``EdgeSummaryStatistics``, its response times)
+    or one edge (``EdgeSummaryStatistics`` and its response times); without it, every service and edge.
+    Raises ``ValueError`` (``FilterError`` for the selector) on a bad period, window or selector.
+    """
+    if isinstance(period, bool) or not isinstance(period, int) or period <= 0:
+        raise ValueError(f"period must be a positive number of seconds, not {period!r}")
+    if not end >= start:
+        raise ValueError("the window ends before it starts")
+    if (end - start) / period > MAX_PERIODS:
+        raise ValueError(
+            f"more than {MAX_PERIODS} periods of {period} s in the window; choose a longer period"
+        )
+    selector = parse_entity_selector(entity) if isinstance(entity, str) else entity
+    if selector is None or selector.kind == "service":
+        node_buckets = _node_series(node_rows, start, end, period, selector)
+    else:
+        node_buckets = {}
+    edge_buckets = _edge_series(edge_rows, start, end, period, selector)
+    out: list[dict[str, Any]] = []
+    for slot in sorted(set(node_buckets) | set(edge_buckets)):
+        entry: dict[str, Any] = {"Timestamp": float(slot * period)}
+        edge_stats = edge_buckets.get(slot)
+        node_stats = node_buckets.get(slot)
+        if edge_stats is not None:
+            entry["EdgeSummaryStatistics"] = _statistics(edge_stats)
+        if node_stats is not None:
+            entry["ServiceSummaryStatistics"] = _statistics(node_stats)
+        histogram_from = node_stats if node_stats is not None else edge_stats
+        entry["ResponseTimeHistogram"] = _histogram(histogram_from[_HIST] if histogram_from else [])
+        out.append(entry)
+    return out
