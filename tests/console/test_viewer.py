@@ -294,10 +294,10 @@ def wait_for_traces(base: str, ids: set[str], timeout: float = 20.0) -> None:
 class Console:
     """The daemon with its local store and console on free loopback ports."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, *extra: str) -> None:
         self.http_port = free_tcp_port()
         self.daemon = DaemonProcess(
-            ["--sink", "local", "--store", str(store), "--http", f"127.0.0.1:{self.http_port}"]
+            ["--sink", "local", "--store", str(store), "--http", f"127.0.0.1:{self.http_port}", *extra]
         )
         self.base = f"http://127.0.0.1:{self.http_port}"
 
@@ -648,6 +648,29 @@ def test_an_unreachable_console_is_said_so(browser: Any, tmp_path: Path) -> None
     expect(page.locator("#banner")).to_contain_text("unreachable")
     expect(page.locator("#status")).to_have_text("Offline")
     page.close()
+
+
+def test_a_console_with_a_token_is_opened_once_with_it_then_says_when_it_is_missing(
+    browser: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    console = Console(tmp_path / "traces.db", "--console-token", "s3cret-token")
+    try:
+        status, answer = post(console.base, "/ServiceGraph", {"StartTime": 0, "EndTime": 1})
+        assert status == 401, answer
+        watched = Watched(browser, console.base)
+        page = watched.open("/?token=s3cret-token")
+        expect(page.locator("#status")).to_contain_text("Live")
+        assert "token" not in page.url  # kept out of history, bookmarks and screenshots
+        browser.clear_cookies()
+        expect(page.locator("#banner")).to_contain_text("needs its token")
+        expect(page.locator("#status")).to_have_text("Not signed in")
+        watched.check()
+        page.close()
+    finally:
+        browser.clear_cookies()
+        console.stop()
 
 
 def test_screenshot_of_the_console(browser: Any, tmp_path: Path) -> None:
