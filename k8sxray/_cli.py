@@ -1,4 +1,5 @@
-"""The ``k8sxray`` command line: ``k8sxray config`` shows what k8sxray would do here, and why."""
+"""The ``k8sxray`` command line: ``k8sxray config`` shows what k8sxray would do here, and why;
+``k8sxray traces`` lists, shows and exports the traces a daemon's local console keeps."""
 
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_cmd.add_argument(
         "--probe-timeout", type=float, default=0.5, metavar="SECONDS", help="TCP probe timeout (0.5)"
     )
+    from .console import cli as traces_cli
+
+    traces_cli.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "traces":
+        return traces_cli.run(args)
     return _config_command(args.json, probe=not args.no_probe, timeout=args.probe_timeout)
 
 

@@ -87,3 +87,7 @@ AWS_EC2_METADATA_DISABLED = "AWS_EC2_METADATA_DISABLED"
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 """Where the kubelet mounts the service-account token, CA and namespace files."""
+K8SXRAY_CONSOLE = "K8SXRAY_CONSOLE"
+"""``python -m k8sxray traces``: the console's address (default ``http://127.0.0.1:2020``)."""
+K8SXRAY_CONSOLE_TOKEN = "K8SXRAY_CONSOLE_TOKEN"
+"""``python -m k8sxray traces``: the token of a console bound beyond loopback."""

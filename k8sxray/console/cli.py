@@ -17,8 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, TextIO
+
+from .. import _env
 
 __all__ = ["add_parser", "run"]
 
@@ -46,8 +48,8 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    endpoint = (args.endpoint or os.environ.get("K8SXRAY_CONSOLE") or DEFAULT_ENDPOINT).rstrip("/")
-    client = _Client(endpoint, args.token or os.environ.get("K8SXRAY_CONSOLE_TOKEN"))
+    endpoint = (args.endpoint or os.environ.get(_env.K8SXRAY_CONSOLE) or DEFAULT_ENDPOINT).rstrip("/")
+    client = _Client(endpoint, args.token or os.environ.get(_env.K8SXRAY_CONSOLE_TOKEN))
     try:
         if args.action == "show":
             if not args.target:
@@ -206,8 +208,6 @@ def timeline(segments: list[dict[str, Any]]) -> list[str]:
         lines.append(label.rstrip())
         for sub in sorted(entity.get("subsegments") or [], key=lambda d: float(d.get("start_time", 0))):
             emit(sub, depth + 1)
-            for later in children.get(sub.get("id"), []):
-                emit(later, depth + 2)
         for later in children.get(entity.get("id"), []):
             emit(later, depth + 1)
 
@@ -249,9 +249,3 @@ def _upload(client: _Client, path: str, out: TextIO) -> int:
             print(f"refused {item.get('Id') or '?'}: {item.get('Message')}", file=sys.stderr)
     print(f"uploaded {sent} segment documents, {refused} refused", file=out)
     return 1 if refused else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="k8sxray")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return run(parser.parse_args(argv))

@@ -75,6 +75,7 @@ class Daemon:
         s = self.settings
         self.sink = sink = self._make_sink()
         self._start_services(sink)
+        self._announce_console()
         sock = _listen("udp", s.udp, lambda: bind_udp(s.udp, s.receive_buffer_bytes))
         self.receiver = Receiver(sock, self.buffer, self.stats, check_json=sink.check_documents)
         self.shipper = Shipper(
@@ -162,12 +163,21 @@ class Daemon:
         )
         if s.http is None:
             log.info("the console is off (--http off); python -m k8sxray traces needs it")
-        else:
-            host, port = s.http
-            shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
-            suffix = f"?token={token}" if token else ""
-            log.info("console: http://%s:%d/%s (X-Ray's API at the same address)", shown, port, suffix)
         return LocalSink(store)
+
+    def _announce_console(self) -> None:
+        ops = next((service for what, service in self._services if what == "ops endpoint"), None)
+        if self.console is None or ops is None:
+            return
+        host, port = ops.address
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
+        token = self.console.token
+        log.info(
+            "console: http://%s:%d/%s (X-Ray's API at the same address)",
+            shown,
+            port,
+            f"?token={token}" if token else "",
+        )
 
     def _start_services(self, sink: Sink) -> None:
         """The ops endpoint, the sampling port (forwarding to X-Ray, or answering from local rules as
