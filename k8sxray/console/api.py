@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import filters, graph, trace
-from .store import Store, StoreError
+from .store import ROLLUP_PERIOD, Store, StoreError
 
 __all__ = ["OPERATIONS", "ApiError", "Console"]
 
@@ -110,7 +110,10 @@ class Console:
 
     def get_service_graph(self, body: Mapping[str, Any]) -> dict[str, Any]:
         start, end = _time_range(body)
-        services = graph.service_graph(self.store.node_rows(start, end), self.store.edge_rows(start, end))
+        nodes, edges = graph.from_rollups(
+            (kind, key, stats) for _, kind, key, stats in self.store.rollups(start, end)
+        )
+        services = graph.render_services(nodes, edges)
         return {"StartTime": start, "EndTime": end, "Services": services, "ContainsOldGroupVersions": False}
 
     def get_trace_graph(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,11 +133,9 @@ class Console:
         if selector is not None and not isinstance(selector, str):
             raise invalid("EntitySelectorExpression must be a string")
         try:
-            series = graph.time_series(
-                self.store.node_rows(start, end),
-                self.store.edge_rows(start, end),
-                start,
-                end,
+            series = graph.time_series_from_rollups(
+                self.store.rollups(start, end),
+                rollup_period=ROLLUP_PERIOD,
                 period=period,
                 entity=selector or None,
             )

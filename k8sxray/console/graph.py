@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -307,6 +308,162 @@ def time_series(
         entry: dict[str, Any] = {"Timestamp": float(slot * period)}
         edge_stats = edge_buckets.get(slot)
         node_stats = node_buckets.get(slot)
+        if edge_stats is not None:
+            entry["EdgeSummaryStatistics"] = _statistics(edge_stats)
+        if node_stats is not None:
+            entry["ServiceSummaryStatistics"] = _statistics(node_stats)
+        histogram_from = node_stats if node_stats is not None else edge_stats
+        entry["ResponseTimeHistogram"] = _histogram(histogram_from[_HIST] if histogram_from else [])
+        out.append(entry)
+    return out
+
+
+# --- Rollups: the statistics of every service and edge per period, kept by the store -----------------
+
+NODE, EDGE = 0, 1
+"""The kinds of rollup entries: a service's requests, or the calls along an edge."""
+
+Rollup = dict[tuple[int, int, tuple[str, ...]], list[Any]]
+"""``(slot, kind, key) -> statistics``: ``slot`` is ``start // period``; ``key`` a node's ``(name,
+type)`` or an edge's ``(source name, source type, target name, target type)``."""
+
+
+def rollup(
+    node_rows: Iterable[Sequence[Any]], edge_rows: Iterable[Sequence[Any]], period: int = 60
+) -> Rollup:
+    """The statistics of the rows per ``period`` seconds (by each row's start), node and edge alike."""
+    out: Rollup = {}
+    find, bounds, classes = bisect.bisect_left, _SEARCH, _CLASS
+    for name, type_, row_start, row_end, rt, duration, flags, root, inferred in node_rows:
+        key: tuple[int, int, tuple[str, ...]] = (int(row_start // period), NODE, (name, type_))
+        stats = out.get(key)
+        if stats is None:
+            stats = out[key] = _new()
+        _count(stats, classes[flags & 7], rt, row_start, row_end)
+        stats[_ROOT] = stats[_ROOT] or bool(root)
+        stats[_ACTIVE] = stats[_ACTIVE] or not inferred
+        stats[_HIST][find(bounds, rt)] += 1
+        stats[_DUR][find(bounds, duration)] += 1
+    for source_name, source_type, target_name, target_type, row_start, row_end, rt, flags in edge_rows:
+        key = (int(row_start // period), EDGE, (source_name, source_type, target_name, target_type))
+        stats = out.get(key)
+        if stats is None:
+            stats = out[key] = _new()
+        _count(stats, classes[flags & 7], rt, row_start, row_end)
+        stats[_HIST][find(bounds, rt)] += 1
+    return out
+
+
+def _count(stats: list[Any], slot: int, rt: float, start: float, end: float) -> None:
+    stats[slot] += 1
+    stats[_RT] += rt
+    stats[_START] = min(stats[_START], start)
+    stats[_END] = max(stats[_END], end)
+
+
+def blank() -> list[Any]:
+    """Statistics of no request, to :func:`merge` into."""
+    return _new()
+
+
+def merge(into: list[Any], other: Sequence[Any], sign: int = 1) -> None:
+    """Add ``other``'s statistics to ``into`` (``sign=-1`` takes them away again: counts, times and
+    histograms; first and last times only ever widen)."""
+    for slot in (_OK, _ERR, _THR, _FLT):
+        into[slot] += sign * other[slot]
+    into[_RT] += sign * other[_RT]
+    if sign > 0:
+        into[_START] = min(into[_START], other[_START])
+        into[_END] = max(into[_END], other[_END])
+        into[_ROOT] = into[_ROOT] or other[_ROOT]
+        into[_ACTIVE] = into[_ACTIVE] or other[_ACTIVE]
+    for slot in (_HIST, _DUR):
+        mine, theirs = into[slot], other[slot]
+        for i, count in enumerate(theirs):
+            if count:
+                mine[i] += sign * count
+
+
+def empty(stats: Sequence[Any]) -> bool:
+    """Whether statistics count no request (after requests were taken away again)."""
+    return bool(stats[_OK] + stats[_ERR] + stats[_THR] + stats[_FLT] <= 0)
+
+
+def encode(stats: Sequence[Any]) -> str:
+    """Statistics as compact JSON (histograms sparse), for the store's rollup table."""
+    plain = list(stats[:_HIST])
+    plain[_START] = None if math.isinf(plain[_START]) else plain[_START]
+    plain[_END] = None if math.isinf(plain[_END]) else plain[_END]
+    plain += [
+        [[i, c] for i, c in enumerate(stats[_HIST]) if c],
+        [[i, c] for i, c in enumerate(stats[_DUR]) if c],
+    ]
+    return json.dumps(plain, separators=(",", ":"))
+
+
+def decode(text: str | bytes) -> list[Any]:
+    """The statistics :func:`encode` wrote."""
+    plain = json.loads(text)
+    stats = _new()
+    stats[:_HIST] = plain[:_HIST]
+    stats[_START] = math.inf if plain[_START] is None else plain[_START]
+    stats[_END] = -math.inf if plain[_END] is None else plain[_END]
+    for slot, pairs in ((_HIST, plain[_HIST]), (_DUR, plain[_DUR])):
+        for i, count in pairs:
+            stats[slot][i] = count
+    return stats
+
+
+def from_rollups(
+    entries: Iterable[tuple[int, tuple[str, ...], Sequence[Any]]],
+) -> tuple[dict[tuple[str, str], list[Any]], dict[tuple[str, str, str, str], list[Any]]]:
+    """Rollup entries ``(kind, key, statistics)`` merged over time, ready for :func:`render_services`."""
+    services: dict[Any, list[Any]] = {}
+    edges: dict[Any, list[Any]] = {}
+    for kind, key, stats in entries:
+        into = services if kind == NODE else edges
+        held = into.get(key)
+        if held is None:
+            into[key] = held = _new()
+        merge(held, stats)
+    return services, edges
+
+
+def time_series_from_rollups(
+    entries: Iterable[tuple[int, int, tuple[str, ...], Sequence[Any]]],
+    *,
+    rollup_period: int,
+    period: int,
+    entity: str | EntitySelector | None = None,
+) -> list[dict[str, Any]]:
+    """``GetTimeSeriesServiceStatistics``' list from rollup entries ``(slot, kind, key, statistics)``
+    kept per ``rollup_period`` seconds, regrouped per ``period`` (a multiple of it), as
+    :func:`time_series` gives it from rows."""
+    if isinstance(period, bool) or not isinstance(period, int) or period <= 0 or period % rollup_period:
+        raise ValueError(f"period must be a multiple of {rollup_period} seconds, not {period!r}")
+    selector = parse_entity_selector(entity) if isinstance(entity, str) else entity
+    nodes: dict[int, list[Any]] = {}
+    edges: dict[int, list[Any]] = {}
+    for slot, kind, key, stats in entries:
+        if kind == NODE:
+            if selector is not None and (
+                selector.kind != "service" or not _matches((key[0], key[1]), selector.source)
+            ):
+                continue
+            into = nodes
+        else:
+            if selector is not None and not _edge_selected(key, selector):
+                continue
+            into = edges
+        bucket = slot * rollup_period // period
+        held = into.get(bucket)
+        if held is None:
+            into[bucket] = held = _new()
+        merge(held, stats)
+    out: list[dict[str, Any]] = []
+    for bucket in sorted(set(nodes) | set(edges)):
+        entry: dict[str, Any] = {"Timestamp": float(bucket * period)}
+        edge_stats, node_stats = edges.get(bucket), nodes.get(bucket)
         if edge_stats is not None:
             entry["EdgeSummaryStatistics"] = _statistics(edge_stats)
         if node_stats is not None:

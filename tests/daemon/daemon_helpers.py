@@ -49,6 +49,8 @@ class DaemonProcess:
         full_env = {
             k: v for k, v in os.environ.items() if not k.startswith("AWS_") and "proxy" not in k.lower()
         }
+        # a daemon without AWS keeps segments locally: never in the user's own data directory
+        full_env["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="k8sxray-data-")
         full_env.update(env or {})
         argv = [
             sys.executable,

@@ -14,7 +14,9 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from daemon_helpers import HEADER, DaemonProcess, FakeXRay, segment
+from daemon_helpers import HEADER, DaemonProcess, FakeXRay
+
+from k8sxray.console.store import Store
 
 NO_CREDENTIALS = {
     "AWS_EC2_METADATA_DISABLED": "true",
@@ -34,19 +36,35 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def test_without_credentials_segments_go_to_stdout(start_daemon: Callable[..., DaemonProcess]) -> None:
-    daemon = start_daemon(["--log-format", "json"], NO_CREDENTIALS)
-    docs = [segment(i) for i in range(3)]
+def test_without_credentials_it_runs_locally_and_keeps_segments(
+    start_daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    daemon = start_daemon(["--log-format", "json"], {**NO_CREDENTIALS, "XDG_DATA_HOME": str(tmp_path)})
+    now = time.time()
+    docs = [
+        json.dumps(
+            {
+                "name": "svc",
+                "id": f"{i:016x}",
+                "trace_id": f"1-{int(now):08x}-{i:024x}",
+                "start_time": now,
+                "end_time": now + 0.1,
+            }
+        ).encode()
+        for i in range(3)
+    ]
     daemon.send_docs(docs)
-    deadline = time.monotonic() + 5
-    while daemon.stdout.count(b"\n") < 3:
-        assert time.monotonic() < deadline, daemon.log
-        time.sleep(0.02)
+    time.sleep(0.3)
     assert daemon.stop() == 0
-    assert daemon.stdout.splitlines() == docs
+    assert daemon.stdout == b""
     records = [json.loads(line) for line in daemon.log.splitlines()]
     assert {"time", "level", "logger", "message"} <= set(records[0])
-    assert any("no AWS credentials found: writing segments to stdout" in r["message"] for r in records)
+    assert any("no AWS credentials found: running locally" in r["message"] for r in records)
+    store = Store(tmp_path / "k8sxray" / "traces.db")
+    try:
+        assert sorted(store.documents(f"1-{int(now):08x}-{i:024x}")[0] for i in range(3)) == sorted(docs)
+    finally:
+        store.close()
 
 
 def test_sink_stdout_by_name_needs_no_aws_at_all(start_daemon: Callable[..., DaemonProcess]) -> None:
