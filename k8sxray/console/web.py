@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import mimetypes
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,16 @@ __all__ = ["Reply", "Web"]
 _TRACE_PAGE = re.compile(r"/traces/[A-Za-z0-9-]{1,64}\Z")
 _STATIC = re.compile(r"/static/([A-Za-z0-9_.-]+)\Z")
 _COOKIE = "k8sxray_token"
+_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+    "json": "application/json",
+}
+"""Content types by extension, fixed here: browsers refuse a module script served with another type,
+and the system's ``mimetypes`` table varies from machine to machine."""
 _MAX_BODY = 16 * 1024 * 1024
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
@@ -63,6 +72,14 @@ def _error(exc: ApiError) -> Reply:
     )
 
 
+_ASK_FOR_TOKEN = Reply(
+    401,
+    "text/plain; charset=utf-8",
+    b"This console asks for its token: open the address the daemon logged (it ends in ?token=...).\n",
+    dict(_SECURITY_HEADERS),
+)
+
+
 class Web:
     """Routes requests to the console's operations and files."""
 
@@ -79,11 +96,18 @@ class Web:
             log.exception("console: answering %s %s failed", method, target.split("?", 1)[0])
             return _error(ApiError(500, "ServiceException", "internal error; see the daemon's log"))
 
-    def _handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
+    def _handle(  # noqa: PLR0912 - one branch per kind of request, in the order they are checked
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
         url = urlsplit(target)
         path = url.path
         query = parse_qs(url.query)
-        set_cookie = self._check_token(headers, query)
+        try:
+            set_cookie = self._check_token(headers, query)
+        except ApiError:
+            if method in ("GET", "HEAD") and path not in OPERATIONS:
+                return _ASK_FOR_TOKEN
+            raise
         if path in OPERATIONS:
             if method != "POST":
                 raise ApiError(405, "InvalidRequestException", f"{path} takes POST")
@@ -108,9 +132,7 @@ class Web:
         data = _asset(page)
         if data is None:
             raise ApiError(404, "ResourceNotFoundException", f"no such file: {page}")
-        kind = mimetypes.guess_type(page)[0] or "application/octet-stream"
-        if kind.startswith("text/") or kind == "application/javascript":
-            kind += "; charset=utf-8"
+        kind = _TYPES.get(page.rsplit(".", 1)[-1], "application/octet-stream")
         extra = dict(_SECURITY_HEADERS)
         if set_cookie:
             extra["Set-Cookie"] = set_cookie
