@@ -50,6 +50,13 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("Role", "k8sxray-pod-reader"),
         ("RoleBinding", "k8sxray-pod-reader"),
     },
+    "examples/sidecar": {
+        ("ServiceAccount", "k8sxray-examples"),
+        ("Deployment", "service-a"),
+        ("Service", "service-a"),
+        ("Deployment", "service-b"),
+        ("Service", "service-b"),
+    },
 }
 """The objects each kustomization under deploy/kubernetes renders, by kind and name (generated names
 without their hash suffix). A test keeps the list of kustomizations complete."""
@@ -107,8 +114,17 @@ def workloads(docs: list[Doc]) -> list[Doc]:
     return [d for d in docs if d["kind"] in ("DaemonSet", "Deployment", "StatefulSet", "Job")]
 
 
+def all_containers(workload: Doc) -> list[Doc]:
+    """The Pod's containers and init containers (sidecars among them)."""
+    pod = workload["spec"]["template"]["spec"]
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
 def container(workload: Doc, name: str | None = None) -> Doc:
+    """The workload's only container, or the one called ``name`` (init containers included)."""
     containers = workload["spec"]["template"]["spec"]["containers"]
+    if name is not None:
+        containers = all_containers(workload)
     if name is None:
         assert len(containers) == 1, f"{workload['metadata']['name']}: more than one container"
         return dict(containers[0])

@@ -3,6 +3,10 @@ own parser reading the arguments and the cfg.yaml the manifests give it."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,7 @@ from deploy_helpers import (
     KUSTOMIZATIONS,
     WORKLOADS,
     Doc,
+    all_containers,
     container,
     env_values,
     expand,
@@ -77,8 +82,9 @@ def test_every_workload_meets_the_restricted_profile(item: tuple[str, str, str])
     for volume in pod.get("volumes", []):
         kinds = set(volume) - {"name"}
         assert kinds <= RESTRICTED_VOLUMES, volume
-    assert not pod.get("initContainers")
-    for c in pod["containers"]:
+    for init in pod.get("initContainers", []):
+        assert init.get("restartPolicy") == "Always", "init containers only as sidecars"
+    for c in all_containers(workload):
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["readOnlyRootFilesystem"] is True
@@ -97,7 +103,7 @@ def test_every_workload_meets_the_restricted_profile(item: tuple[str, str, str])
 def test_only_the_node_local_daemonset_binds_host_ports(item: tuple[str, str, str]) -> None:
     kustomization, kind, name = item
     workload = find(render(kustomization), kind, name)
-    ports = [p for c in workload["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])]
+    ports = [p for c in all_containers(workload) for p in c.get("ports", [])]
     host = sorted((p["hostPort"], p["containerPort"], p["protocol"]) for p in ports if "hostPort" in p)
     if kind == "DaemonSet" and kustomization != "overlays/node-local-service":
         assert host == [(2000, 2000, "TCP"), (2000, 2000, "UDP")]
@@ -206,12 +212,12 @@ DOWNWARD = {
 }
 
 
-@pytest.mark.parametrize("kustomization", ["examples/base", "examples/with-kube-api"])
+@pytest.mark.parametrize("kustomization", ["examples/base", "examples/with-kube-api", "examples/sidecar"])
 @pytest.mark.parametrize("name", ["service-a", "service-b"])
 def test_the_examples_carry_what_the_kubernetes_plugin_reads(kustomization: str, name: str) -> None:
     docs = render(kustomization)
     deployment = find(docs, "Deployment", name)
-    c = container(deployment)
+    c = container(deployment, "app")
     env = env_values(c)
     for variable, field in DOWNWARD.items():
         assert env[variable] == {"fieldRef": {"fieldPath": field}}, variable
@@ -253,3 +259,46 @@ def test_the_api_lookups_have_exactly_their_permissions() -> None:
         assert find(docs, "Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == (
             "k8sxray-examples"
         )
+
+
+@pytest.mark.parametrize("name", ["service-a", "service-b"])
+def test_the_sidecar_daemon_serves_its_own_pod(name: str, tmp_path: Path) -> None:
+    deployment = find(render("examples/sidecar"), "Deployment", name)
+    pod = deployment["spec"]["template"]["spec"]
+    sidecar = container(deployment, "xray-daemon")
+    assert sidecar["restartPolicy"] == "Always"  # a native sidecar: up before the app, down after it
+    assert [c["name"] for c in pod["initContainers"]] == ["xray-daemon"]
+    limit = sidecar["resources"]["limits"]["memory"]
+    s = _parse(sidecar["args"], None, tmp_path, str(_bytes(limit)))
+    assert s.sink == "xray"
+    assert s.udp == ("127.0.0.1", 2000)
+    assert s.tcp == ("127.0.0.1", 2000)
+    assert s.http == ("0.0.0.0", 2020)
+    assert s.buffer_bytes == 16 * 1024 * 1024
+    ports = {p["name"]: p["containerPort"] for p in sidecar["ports"]}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert ports[sidecar[probe]["httpGet"]["port"]] == 2020
+        assert sidecar[probe]["httpGet"]["path"] == "/healthz"
+    # the application's SIGTERM, then the sidecar's full flush, fit in the grace period
+    assert pod["terminationGracePeriodSeconds"] >= s.shutdown_timeout + 15
+    # the application sends to its sidecar, whatever else discovery would find
+    app = container(deployment, "app")
+    env = {k: v for k, v in env_values(app).items() if isinstance(v, str)}
+    env.update(KUBERNETES_SERVICE_HOST="10.100.0.1", K8SXRAY_NODE_IP="10.0.3.7", POD_NAMESPACE="default")
+    shown = _k8sxray_config(env, tmp_path)
+    assert re.search(r"daemon_udp\s+127\.0\.0\.1:2000\s+<- env", shown), shown
+
+
+def _k8sxray_config(env: dict[str, str], home: Path) -> str:
+    """What ``python -m k8sxray config`` prints with this environment (the troubleshooting command)."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "SYSTEMROOT")}
+    done = subprocess.run(
+        [sys.executable, "-m", "k8sxray", "config"],
+        env={**keep, "HOME": str(home), "K8SXRAY_PODINFO_DIR": str(home / "podinfo"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
