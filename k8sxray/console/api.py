@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import filters, graph, trace
-from .store import ROLLUP_PERIOD, Store, StoreError
+from .packing import ROLLUP_PERIOD
+from .store import Store, StoreError
 
 __all__ = ["OPERATIONS", "ApiError", "Console"]
 

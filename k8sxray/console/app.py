@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ._worker import WorkerPacker
 from .api import Console
 from .assembly import Document
+from .packing import pack
 from .store import Store
 from .trace import trace_facts
 from .web import Web
@@ -50,8 +52,17 @@ def open_store(
     retention: float = DEFAULT_RETENTION,
     max_bytes: int = DEFAULT_MAX_BYTES,
     settle: float = 1.0,
+    workers: int = 0,
 ) -> Store:
-    """The console's store at ``path`` (default: ``default_store_path()``), flusher not started."""
+    """The console's store at ``path`` (default: ``default_store_path()``), flusher not started.
+
+    With ``workers``, traces are packed in that many worker processes, beside this one's work.
+    """
     return Store(
-        path or default_store_path(), derive=derive, retention=retention, max_bytes=max_bytes, settle=settle
+        path or default_store_path(),
+        derive=derive,
+        retention=retention,
+        max_bytes=max_bytes,
+        settle=settle,
+        packer=WorkerPacker(workers) if workers > 0 else pack,
     )

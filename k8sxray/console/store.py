@@ -20,32 +20,26 @@ thread. Everything here is stdlib ``sqlite3`` and ``zlib``.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import logging
+import queue
 import re
 import sqlite3
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import graph
-from .assembly import Document, assemble, latest
+from .assembly import Document, assemble
+from .packing import ROLLUP_PERIOD, Derive, Facts, Result, Work, pack, span, unpack, unpack_facts
 
 log = logging.getLogger(__name__)
 
-Facts = dict[str, Any]
-Derive = Callable[[str, list[Document], bool], Facts]
-"""``derive(trace_id, assembled_segments, complete)``: the facts kept for a trace, anything JSON
-can hold; its ``"nodes"`` and ``"edges"`` (rows in the trace model's ``NODE_COLUMNS`` and
-``EDGE_COLUMNS`` order) feed the service index and the per-minute statistics."""
-
-ROLLUP_PERIOD = 60
-"""Seconds of one rollup slot: the service graph and the time series are exact to the minute."""
+Packer = Callable[[Work, Derive], Result]
+"""Runs ``packing.pack`` (in this process, or in a worker process: see ``console._worker``)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
@@ -76,42 +70,32 @@ CREATE TABLE IF NOT EXISTS rollups (
 _TRACE_ID = re.compile(rb'"trace_id"\s*:\s*"([^"\\]{1,64})"')
 """The trace id of a document, found without parsing it (checked when the document is parsed)."""
 
-_BLOB_V1 = b"\x01"
-_WBITS = 13
-"""Raw deflate with an 8 KB window: a trace's blob is a few KB, and a small window costs a tenth of
-the default's set-up (measured: 15 µs a trace instead of 40-60)."""
-_ZDICT = (
-    b'"type":"subsegment","namespace":"remote","namespace":"aws","in_progress":true,"error":true,'
-    b'"fault":true,"throttle":true,"cause":{"working_directory":"/app","exceptions":[{"id":"",'
-    b'"message":"","type":"","remote":true,"stack":[{"path":"","line":,"label":""}]}]},'
-    b'"annotations":{"metadata":{"default":{"k8s":{"namespace":"default","workload":"deployment/",'
-    b'"labels":{"app.kubernetes.io/name":"","aws":{"operation":"","region":"us-east-1",'
-    b'"request_id":"","table_name":"","queue_url":"https://sqs.","bucket_name":"","retries":0},'
-    b'"origin":"AWS::EKS::Container","aws":{"eks":{"pod":"","cluster_name":"","container_id":""},'
-    b'"xray":{"sdk":"k8sxray","sdk_version":"0.1.0"}},"http":{"request":{"method":"GET",'
-    b'"method":"POST","url":"http://","user_agent":"python-requests/","client_ip":"10.",'
-    b'"x_forwarded_for":true,"traced":true},"response":{"status":200,"content_length":}},'
-    b'"subsegments":[{"name":"","id":"","start_time":1,"end_time":1,"parent_id":"",'
-    b'{"v":1,"id":"1-","start":1,"end":1,"duration":0.0,"response_time":0.0,"flags":0,'
-    b'"partial":false,"http":["http://","GET",200,null,null],"services":[["","AWS::EKS::Container"]],'
-    b'"entry":0,"annotations":{},"users":[],"arns":[],"instance_ids":[],"azs":[],'
-    b'"fault_root_causes":[],"error_root_causes":[],"revision":1,"nodes":[["","",1,1,0.0,0.0,0,1,0]],'
-    b'"node_info":[{"h":["http://","GET",200,null,null]},{}],"edges":[["","client","","",1,1,0.0,0]]}\n'
-    b'{"name":"","id":"","trace_id":"1-","start_time":1,"end_time":1,'
-)
-"""A preset dictionary of what segment documents and facts have in common: a trace of a few small
-documents compresses to a third of what plain deflate makes of it. Part of the blob format: never
-change it without a new blob version."""
-
 
 class StoreError(ValueError):
     """A request the store cannot answer (a bad pagination token, say); the message says why."""
+
+
+class StoreBusy(RuntimeError):
+    """Writing fell behind and the memory for held documents is full: try the batch again later."""
 
 
 @dataclass
 class _Pending:
     touched: float
     raw: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A chunk of settled traces, packed, waiting to be written."""
+
+    chunk: list[tuple[str, _Pending]]
+    existing: dict[str, tuple[int, float, str, bytes]]
+    result: Result
+
+
+CHUNK = 1000
+"""Traces packed in one go: bounds the memory a burst takes while it is packed."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +107,7 @@ class Added:
 
 
 def _default_derive(trace_id: str, segments: list[Document], complete: bool) -> Facts:
-    start, end = _span(segments)
+    start, end = span(segments)
     nodes = [
         (str(s.get("name", "")), str(s.get("origin", "")), start, end, end - start, end - start, 0, 1, 0)
         for s in segments
@@ -143,9 +127,13 @@ class Store:
         max_bytes: int = 512 * 1024 * 1024,
         settle: float = 1.0,
         clock: Callable[[], float] = time.time,
+        packer: Packer = pack,
+        max_held_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.path = Path(path)
         self.derive = derive
+        self.packer = packer
+        self.max_held_bytes = max_held_bytes
         self.retention = retention
         self.max_bytes = max_bytes
         self.settle = settle
@@ -161,7 +149,12 @@ class Store:
         (last,) = self._write.execute("SELECT max(rowid) FROM traces").fetchone()
         self._next_rowid = int(last or 0) + 1
         self._pending: dict[str, _Pending] = {}
-        self._lock = threading.Lock()  # guards _pending and the counters
+        self._lock = threading.Lock()  # guards _pending, _held_bytes and the counters
+        self._room = threading.Condition(self._lock)  # notified when written traces free memory
+        self._held_bytes = 0
+        self._in_flight: set[str] = set()  # taken to be packed and written, not yet written
+        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        self._writer: threading.Thread | None = None
         self._write_lock = threading.Lock()  # one writer at a time
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -180,8 +173,12 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def add(self, batch: Iterable[bytes]) -> Added:
-        """Hold documents (JSON objects with ``trace_id`` and ``id``) until their trace settles."""
+    def add(self, batch: Iterable[bytes], wait: float = 0.0) -> Added:
+        """Hold documents (JSON objects with ``trace_id`` and ``id``) until their trace settles.
+
+        When more than ``max_held_bytes`` are held (writing fell behind), waits up to ``wait``
+        seconds for room, then raises ``StoreBusy``: the caller keeps the batch and tries later.
+        """
         rejected: dict[str, int] = {}
         found: list[tuple[str, bytes]] = []
         for document in batch:
@@ -195,95 +192,126 @@ class Store:
             if b"\n" in line or b"\r" in line:
                 line = line.replace(b"\n", b" ").replace(b"\r", b" ")
             found.append((match.group(1).decode("ascii", "replace"), line))
-        now = time.monotonic()
+        size = sum(len(raw) for _, raw in found)
         with self._lock:
-            for trace_id, raw in found:
-                held = self._pending.get(trace_id)
-                if held is None:
-                    held = self._pending[trace_id] = _Pending(now)
-                held.touched = now
-                held.raw.append(raw)
+            if self._held_bytes + size > self.max_held_bytes and self._held_bytes > 0:
+                deadline = time.monotonic() + wait
+                while self._held_bytes + size > self.max_held_bytes and self._held_bytes > 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise StoreBusy(f"{self._held_bytes} bytes wait to be written")
+                    self._room.wait(left)
+            self._hold_locked(found, size)
         return Added(len(found), rejected)
 
+    def _hold(self, found: list[tuple[str, bytes]]) -> None:
+        with self._lock:
+            self._hold_locked(found, sum(len(raw) for _, raw in found))
+
+    def _hold_locked(self, found: list[tuple[str, bytes]], size: int) -> None:
+        now = time.monotonic()
+        for trace_id, raw in found:
+            held = self._pending.get(trace_id)
+            if held is None:
+                held = self._pending[trace_id] = _Pending(now)
+            held.touched = now
+            held.raw.append(raw)
+        self._held_bytes += size
+
     def flush(self, everything: bool = False) -> int:
-        """Write the traces that have settled (all held ones with ``everything``); returns how many."""
+        """Pack and write the traces that have settled (every held one with ``everything``).
+
+        Returns how many traces were taken. While ``start()``'s threads run, packing happens here
+        and writing in the writer thread, so the next batch is packed while this one is written;
+        otherwise both happen here, and the traces are written when this returns.
+        """
         cutoff = time.monotonic() - self.settle
         with self._lock:
-            ready = [t for t, p in self._pending.items() if everything or p.touched <= cutoff]
+            ready = [
+                t
+                for t, p in self._pending.items()
+                if (everything or p.touched <= cutoff) and t not in self._in_flight
+            ]
             taken = [(t, self._pending.pop(t)) for t in ready]
-        if not taken:
-            return 0
-        with self._write_lock:
-            written = self._write_traces(taken)
-            self._enforce_bounds()
-        return written
+            self._in_flight.update(ready)
+        for i in range(0, len(taken), CHUNK):
+            chunk = taken[i : i + CHUNK]
+            try:
+                packed = self._pack(chunk)
+            except BaseException:
+                self._hold_again(chunk)
+                raise
+            if self._writer is not None and self._writer.is_alive():
+                self._queue.put(packed)
+            else:
+                self._write_packed(packed)
+        return len(taken)
 
-    def _parse(self, taken: list[tuple[str, _Pending]]) -> dict[str, list[tuple[bytes, Document]]]:
-        groups: dict[str, list[tuple[bytes, Document]]] = {}
-        late: dict[str, int] = {}
-        for _trace_id, held in taken:
-            for raw in held.raw:
-                try:
-                    doc = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
-                    late["not JSON"] = late.get("not JSON", 0) + 1
-                    continue
-                trace_id = doc.get("trace_id") if isinstance(doc, dict) else None
-                if not isinstance(trace_id, str) or not trace_id or not isinstance(doc.get("id"), str):
-                    late["no trace_id or id"] = late.get("no trace_id or id", 0) + 1
-                    continue
-                groups.setdefault(trace_id, []).append((raw, doc))
-        if late:
-            log.debug("console store: refused %s", late)
-            with self._lock:
-                for reason, count in late.items():
-                    self.rejected[reason] = self.rejected.get(reason, 0) + count
-        return groups
-
-    def _write_traces(self, taken: list[tuple[str, _Pending]]) -> int:
-        conn = self._write
-        groups = self._parse(taken)
+    def _pack(self, chunk: list[tuple[str, _Pending]]) -> _Batch:
         existing: dict[str, tuple[int, float, str, bytes]] = {}
-        ids = list(groups)
+        ids = [trace_id for trace_id, _ in chunk]
+        reader = self._reader()
         for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+            some = ids[i : i + 500]
+            marks = ",".join("?" * len(some))
             sql = f"SELECT trace_id, rowid, start, services, blob FROM traces WHERE trace_id IN ({marks})"
-            for trace_id, rowid, start, services, blob in conn.execute(sql, chunk):
+            for trace_id, rowid, start, services, blob in reader.execute(sql, some):
                 existing[trace_id] = (rowid, start, services, blob)
-        added: list[Facts] = []
-        taken_away: list[Facts] = []
+        work = [(t, held.raw, existing[t][3] if t in existing else None) for t, held in chunk]
+        return _Batch(chunk, existing, self.packer(work, self.derive))
+
+    def _hold_again(self, chunk: list[tuple[str, _Pending]]) -> None:
+        """After a failure: the chunk's documents are held again, for the next try."""
+        with self._lock:
+            for trace_id, held in chunk:
+                again = self._pending.setdefault(trace_id, _Pending(held.touched))
+                again.raw[:0] = held.raw
+                self._in_flight.discard(trace_id)
+
+    def _write_packed(self, batch: _Batch) -> None:
+        try:
+            with self._write_lock:
+                self._write_traces(batch)
+                self._enforce_bounds()
+        except BaseException:
+            self._hold_again(batch.chunk)
+            raise
+        size = sum(len(raw) for _, held in batch.chunk for raw in held.raw)
+        with self._lock:
+            for trace_id, _ in batch.chunk:
+                self._in_flight.discard(trace_id)
+            self._held_bytes -= size
+            self._room.notify_all()
+
+    def _write_traces(self, batch: _Batch) -> int:
+        conn = self._write
+        result, existing = batch.result, batch.existing
+        if result.rejected:
+            log.debug("console store: refused %s", result.rejected)
+            with self._lock:
+                for reason, count in result.rejected.items():
+                    self.rejected[reason] = self.rejected.get(reason, 0) + count
+        if result.misplaced:
+            self._hold([(_trace_id_of(raw), raw) for raw in result.misplaced])
+        gone = [existing[t][:3] for t, _ in batch.chunk if t in existing]
         traces: list[tuple[Any, ...]] = []
         services_rows: list[tuple[str, float, int]] = []
-        gone: list[tuple[int, float, str]] = []
-        for trace_id, fresh in groups.items():
-            pairs = fresh
-            if trace_id in existing:
-                rowid, old_start, old_services, blob = existing[trace_id]
-                old_facts, old_raw = _unpack(blob)
-                taken_away.append(old_facts)
-                gone.append((rowid, old_start, old_services))
-                pairs = [(r, json.loads(r)) for r in old_raw] + pairs
-            raws = [r for r, _ in pairs]
-            docs = [d for _, d in pairs]
-            kept = latest(docs)
-            keep_ids = {id(d) for d in kept}
-            raws = [r for r, d in zip(raws, docs, strict=True) if id(d) in keep_ids]
-            start, end = _span(kept)
-            segments, complete = assemble(kept, owned=True)
-            facts = self.derive(trace_id, segments, complete)
-            added.append(facts)
-            names = sorted({str(row[0]) for row in facts.get("nodes", ())})
+        for packed in result.traces:
             rowid = self._next_rowid
             self._next_rowid += 1
-            joined = "\x1f".join(names)
             traces.append(
-                (rowid, trace_id, start, end, sum(map(len, raws)), len(raws), joined, _pack(facts, raws))
+                (
+                    rowid,
+                    packed.trace_id,
+                    packed.start,
+                    packed.end,
+                    packed.size,
+                    packed.documents,
+                    "\x1f".join(packed.services),
+                    packed.blob,
+                )
             )
-            services_rows += [(name, start, rowid) for name in names]
-        delta = _rollup(added)
-        for key, stats in _rollup(taken_away).items():
-            graph.merge(delta.setdefault(key, graph.blank()), stats, -1)
+            services_rows += [(name, packed.start, rowid) for name in packed.services]
         conn.execute("BEGIN")
         try:
             _delete(conn, gone)
@@ -295,7 +323,7 @@ class Store:
             conn.executemany(
                 "INSERT OR IGNORE INTO trace_services (name, start, trace) VALUES (?, ?, ?)", services_rows
             )
-            _merge_rollups(conn, delta)
+            _merge_rollups(conn, result.rollup)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -371,7 +399,7 @@ class Store:
             held = self._pending.get(trace_id)
             extra = list(held.raw) if held else []
         row = self._reader().execute("SELECT blob FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
-        return (_unpack(row[0])[1] if row else []) + extra
+        return (unpack(row[0])[1] if row else []) + extra
 
     def trace(self, trace_id: str) -> tuple[list[Document], bool] | None:
         """The assembled trace (segments, complete), or None when nothing is known of it."""
@@ -413,7 +441,7 @@ class Store:
             params += [after[0], after[0], after[1]]
         sql += " ORDER BY t.start DESC, t.rowid DESC"
         for t_start, rowid, blob in self._reader().execute(sql, params):
-            yield _encode_token(t_start, rowid), _unpack_facts(blob)
+            yield _encode_token(t_start, rowid), unpack_facts(blob)
 
     def rollups(self, start: float, end: float) -> Iterator[tuple[int, int, tuple[str, ...], list[Any]]]:
         """``(slot, kind, key, statistics)`` of every service and edge, per minute, over [start, end]."""
@@ -441,34 +469,55 @@ class Store:
     # --- life cycle ---------------------------------------------------------------------------
 
     def start(self, interval: float = 0.25) -> None:
-        """Flush settled traces every ``interval`` seconds in a daemon thread."""
+        """Pack settled traces every ``interval`` seconds in one thread, write them in another."""
         if self._thread is not None:
             return
 
-        def run() -> None:
+        def pack_loop() -> None:
             while not self._stop.wait(interval):
                 try:
                     self.flush()
                 except Exception:
+                    log.exception("console store: packing traces failed; they are kept for the next try")
+
+        def write_loop() -> None:
+            while (batch := self._queue.get()) is not None:
+                try:
+                    self._write_packed(batch)
+                except Exception:
                     log.exception("console store: writing traces failed; they are kept for the next try")
 
-        self._thread = threading.Thread(target=run, name="k8sxray-store", daemon=True)
+        self._writer = threading.Thread(target=write_loop, name="k8sxray-store-writer", daemon=True)
+        self._writer.start()
+        self._thread = threading.Thread(target=pack_loop, name="k8sxray-store", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the flusher, write everything held, close the connections."""
+        """Stop packing, write everything held, close the connections and the packing workers."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10.0)
+            self._thread.join(timeout=30.0)
             self._thread = None
         try:
             self.flush(everything=True)
         finally:
+            if self._writer is not None:
+                self._queue.put(None)
+                self._writer.join(timeout=60.0)
+                self._writer = None
             with self._lock:
                 readers, self._readers = self._readers, []
             for conn in readers:
                 conn.close()
             self._write.close()
+            close_packer = getattr(self.packer, "close", None)
+            if close_packer is not None:
+                close_packer()
+
+
+def _trace_id_of(raw: bytes) -> str:
+    match = _TRACE_ID.search(raw)
+    return match.group(1).decode("ascii", "replace") if match else ""
 
 
 def _problem(raw: bytes) -> str:
@@ -480,13 +529,6 @@ def _problem(raw: bytes) -> str:
     if not isinstance(doc, dict):
         return "not an object"
     return "no trace_id or id"
-
-
-def _rollup(facts: list[Facts]) -> graph.Rollup:
-    """The traces' share of the per-minute statistics."""
-    nodes = itertools.chain.from_iterable(f.get("nodes", ()) for f in facts)
-    edges = itertools.chain.from_iterable(f.get("edges", ()) for f in facts)
-    return graph.rollup(nodes, edges, ROLLUP_PERIOD)
 
 
 def _merge_rollups(conn: sqlite3.Connection, delta: graph.Rollup) -> None:
@@ -517,36 +559,6 @@ def _delete(conn: sqlite3.Connection, rows: Iterable[tuple[int, float, str]]) ->
         [(name, start, rowid) for rowid, start, services in rows for name in services.split("\x1f") if name],
     )
     conn.executemany("DELETE FROM traces WHERE rowid = ?", [(rowid,) for rowid, _, _ in rows])
-
-
-def _span(docs: list[Document]) -> tuple[float, float]:
-    starts = [float(d["start_time"]) for d in docs if isinstance(d.get("start_time"), int | float)]
-    ends = [float(d["end_time"]) for d in docs if isinstance(d.get("end_time"), int | float)]
-    start = min(starts) if starts else time.time()
-    return start, max([*ends, start])
-
-
-def _pack(facts: Facts, raws: list[bytes]) -> bytes:
-    body = json.dumps(facts, separators=(",", ":")).encode() + b"\n" + b"\n".join(raws)
-    deflate = zlib.compressobj(6, zlib.DEFLATED, -_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
-    return _BLOB_V1 + deflate.compress(body) + deflate.flush()
-
-
-def _inflate(blob: bytes) -> bytes:
-    if blob[:1] != _BLOB_V1:
-        raise StoreError(f"unknown trace blob version {blob[:1]!r}")
-    inflate = zlib.decompressobj(-_WBITS, _ZDICT)
-    return inflate.decompress(blob[1:]) + inflate.flush()
-
-
-def _unpack(blob: bytes) -> tuple[Facts, list[bytes]]:
-    facts, _, docs = _inflate(blob).partition(b"\n")
-    return json.loads(facts), docs.split(b"\n") if docs else []
-
-
-def _unpack_facts(blob: bytes) -> Facts:
-    facts: Facts = json.loads(_inflate(blob).partition(b"\n")[0])
-    return facts
 
 
 def _encode_token(start: float, rowid: int) -> str:

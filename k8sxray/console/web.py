@@ -5,6 +5,9 @@ the daemon's HTTP server calls it for every path it does not answer itself (``/h
 ``/metrics`` stay there, open). The viewer is plain files inside the package (``static/``),
 served from here: nothing is fetched from anywhere else.
 
+With ``sampling``, X-Ray's sampling calls (``/GetSamplingRules``, ``/SamplingTargets``) are
+answered here too, so a daemon whose sampling calls are forwarded to this console gets rules.
+
 When a ``token`` is set (the daemon sets one when its HTTP address is not loopback), every request
 must carry it: ``Authorization: Bearer <token>``, an ``X-K8sxray-Token`` header, or ``?token=`` on
 a page's URL, which also sets a cookie so the viewer's own calls carry it.
@@ -16,7 +19,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from importlib import resources
@@ -80,12 +83,19 @@ _ASK_FOR_TOKEN = Reply(
 )
 
 
+Sampling = Callable[[str, bytes], tuple[int, dict[str, Any], "str | None"]]
+"""``sampling(path, body) -> (status, answer, error type)``: X-Ray's two sampling calls, answered
+by whoever mounts the console (the daemon's local rules)."""
+_SAMPLING_PATHS = ("/GetSamplingRules", "/SamplingTargets")
+
+
 class Web:
     """Routes requests to the console's operations and files."""
 
-    def __init__(self, console: Console, token: str | None = None) -> None:
+    def __init__(self, console: Console, token: str | None = None, sampling: Sampling | None = None) -> None:
         self.console = console
         self.token = token
+        self.sampling = sampling
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
         try:
@@ -108,6 +118,13 @@ class Web:
             if method in ("GET", "HEAD") and path not in OPERATIONS:
                 return _ASK_FOR_TOKEN
             raise
+        if path in _SAMPLING_PATHS and self.sampling is not None:
+            if method != "POST":
+                raise ApiError(405, "InvalidRequestException", f"{path} takes POST")
+            status, answer, kind = self.sampling(path, body)
+            if kind is not None:
+                return _error(ApiError(status, kind, str(answer.get("Message", ""))))
+            return _json(status, answer)
         if path in OPERATIONS:
             if method != "POST":
                 raise ApiError(405, "InvalidRequestException", f"{path} takes POST")

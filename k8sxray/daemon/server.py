@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from k8sxray import _env
 from k8sxray.daemon import _aws, _logging
 from k8sxray.daemon.buffer import Buffer
 from k8sxray.daemon.receiver import Receiver, bind_udp
@@ -53,6 +54,7 @@ class Daemon:
         self.stats.buffer_bytes = lambda: self.buffer.held_bytes
         self.stats.buffer_docs = lambda: self.buffer.held_documents
         self.session: Any = None
+        self._sampling: Any = None
         self.console: Any = None
         """The local console's web face (``--sink local``), mounted on the ops endpoint."""
         self.region: str | None = None
@@ -137,6 +139,8 @@ class Daemon:
             verify_ssl=s.verify_ssl,
             timeout=s.request_timeout,
             connections=s.concurrency,
+            # shipping to another k8sxray daemon's console (the local overlay): its token, never to AWS
+            console_token=os.environ.get(_env.K8SXRAY_CONSOLE_TOKEN) if s.endpoint_url else None,
         )
 
     def _local_sink(self) -> Sink:
@@ -147,14 +151,16 @@ class Daemon:
         s = self.settings
         path = Path(s.store_path) if s.store_path else default_store_path()
         try:
-            store = open_store(path, retention=s.retention, max_bytes=s.store_max_bytes)
+            store = open_store(
+                path, retention=s.retention, max_bytes=s.store_max_bytes, workers=_packing_workers()
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"cannot open the local store {path}: {exc}") from exc
         store.start()
         token = s.console_token
         if s.http is not None and token is None and not _loopback(s.http[0]):
             token = secrets.token_urlsafe(18)
-        self.console = Web(Console(store), token=token)
+        self.console = Web(Console(store), token=token, sampling=self._local_sampling().answer)
         log.info(
             "running locally: keeping traces in %s (for %s, up to %d MB)",
             path,
@@ -211,13 +217,17 @@ class Daemon:
             )
 
     def _local_sampling(self) -> Any:
+        """The local sampling rules and quotas, one instance for the TCP port and the console."""
+        if self._sampling is not None:
+            return self._sampling
         from k8sxray.daemon.local_sampling import LocalSampling, RulesError, load_rules
 
         path = self.settings.sampling_rules
         try:
-            return LocalSampling(load_rules(path) if path else None)
+            self._sampling = LocalSampling(load_rules(path) if path else None)
         except RulesError as exc:
             raise StartupError(str(exc), code=2) from None
+        return self._sampling
 
     def _try_start(
         self, what: str, scheme: str | None, bind: tuple[str, int] | None, factory: Callable[[], Any]
@@ -357,6 +367,12 @@ def _ops(bind: tuple[str, int], ready: Callable[[], bool], metrics: Callable[[],
     from k8sxray.daemon.ops import OpsServer
 
     return OpsServer(bind, ready, metrics, app=console.handle if console is not None else None)
+
+
+def _packing_workers() -> int:
+    """Worker processes for the local store's packing: one per core beyond this process's, up to two."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(2, cores - 1) if cores > 1 else 0
 
 
 def _loopback(host: str) -> bool:

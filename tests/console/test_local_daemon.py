@@ -95,9 +95,23 @@ def test_with_no_aws_it_runs_locally_and_says_where_to_look(daemon: LocalDaemon)
     assert [s["Id"] for s in faulty["TraceSummaries"]] == [trace_id]
 
 
-def test_the_sampling_port_answers_from_local_rules(daemon: LocalDaemon) -> None:
-    rules = daemon.client(f"http://127.0.0.1:{daemon.tcp}").get_sampling_rules()["SamplingRuleRecords"]
-    assert [r["SamplingRule"]["RuleName"] for r in rules] == ["Default"]
+def test_the_sampling_port_and_the_console_answer_from_local_rules(daemon: LocalDaemon) -> None:
+    for endpoint in (f"http://127.0.0.1:{daemon.tcp}", daemon.endpoint):
+        rules = daemon.client(endpoint).get_sampling_rules()["SamplingRuleRecords"]
+        assert [r["SamplingRule"]["RuleName"] for r in rules] == ["Default"]
+        targets = daemon.client(endpoint).get_sampling_targets(
+            SamplingStatisticsDocuments=[
+                {
+                    "RuleName": "Default",
+                    "ClientID": "a" * 24,
+                    "Timestamp": time.time(),
+                    "RequestCount": 3,
+                    "SampledCount": 1,
+                    "BorrowCount": 0,
+                }
+            ]
+        )
+        assert targets["SamplingTargetDocuments"][0]["RuleName"] == "Default"
 
 
 def run_cli(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

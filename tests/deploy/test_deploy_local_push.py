@@ -196,12 +196,6 @@ def test_the_daemonsets_xray_sink_ships_into_the_console(tmp_path: Path, daemons
     assert "HTTP 4" not in daemons[1].log  # nothing refused on the way
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="needs the daemon's xray sink to send X-K8sxray-Token from K8SXRAY_CONSOLE_TOKEN: the console "
-    "of the local overlay asks for its token, and the sink's Authorization header carries SigV4",
-)
 def test_the_local_overlay_as_rendered_with_its_token(tmp_path: Path, daemons: list[Daemon]) -> None:
     """The overlay exactly: the console asks for the Secret's token, the DaemonSet has it."""
     _, _, sent, found = _run(tmp_path, daemons, token=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from k8sxray.console.store import Store
+from k8sxray.console.store import Store, StoreBusy
 from k8sxray.daemon.sinks import OK, SendResult
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,9 @@ class LocalSink:
 
     def send(self, batch: list[bytes]) -> SendResult:
         try:
-            added = self.store.add(batch)
+            added = self.store.add(batch, wait=1.0)
+        except StoreBusy as exc:  # writing fell behind: the buffer keeps the batch a little longer
+            return SendResult(retry=tuple(range(len(batch))), error="Other", detail=str(exc), throttled=True)
         except (sqlite3.Error, OSError) as exc:
             return SendResult(retry=tuple(range(len(batch))), error="Other", detail=str(exc))
         if added.rejected:

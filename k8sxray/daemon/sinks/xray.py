@@ -177,8 +177,10 @@ class XRaySink:
         verify_ssl: bool = True,
         timeout: float = 5.0,
         connections: int = 8,
+        console_token: str | None = None,
     ) -> None:
         self._credentials = credentials
+        self._extra = {"X-K8sxray-Token": console_token} if console_token else {}
         self._region = region
         self._url = endpoint_url.rstrip("/") + "/TraceSegments"
         proxy_url = proxy_for(self._url, proxy)
@@ -221,7 +223,7 @@ class XRaySink:
             return SendResult(retry=every, error="Other", detail="no AWS credentials found")
         body = encode_batch(batch)
         # Host is given so botocore need not parse the URL for it; the pool writes it itself
-        headers = {"Content-Type": _CONTENT_TYPE, "Host": self._pool.host_header}
+        headers = {"Content-Type": _CONTENT_TYPE, "Host": self._pool.host_header, **self._extra}
         request = _Request(self._url, body, headers)
         try:
             _Signer(credentials.get_frozen_credentials(), self._region, self._signing_key).add_auth(request)

@@ -1,0 +1,180 @@
+"""Packing settled traces for the store: pure work, done in a worker process when there is one.
+
+``pack(work, derive)`` takes, per trace, the documents received for it (bytes, as received) and the
+blob already stored for it (a trace reopened by a late document), and gives back everything the
+store writes: the trace's span, its service names, its blob (facts and documents, compressed), and
+the change in the per-minute statistics (the new share added, an old share taken away). Documents
+that turn out not to be JSON objects with a ``trace_id`` and an ``id`` are counted by reason; a
+document whose ``trace_id`` is not the one it was held under comes back to be held again.
+
+The blob: one version byte, then raw deflate (8 KB window, a preset dictionary of what segment
+documents and facts share) of the facts as JSON, a line break, and the documents one per line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import graph
+from .assembly import Document, assemble, latest
+
+Facts = dict[str, Any]
+Derive = Callable[[str, list[Document], bool], Facts]
+"""``derive(trace_id, assembled_segments, complete)``: the facts kept for a trace, anything JSON
+can hold; its ``"nodes"`` and ``"edges"`` (rows in the trace model's ``NODE_COLUMNS`` and
+``EDGE_COLUMNS`` order) feed the service index and the per-minute statistics."""
+
+ROLLUP_PERIOD = 60
+"""Seconds of one rollup slot: the service graph and the time series are exact to the minute."""
+
+_BLOB_V1 = b"\x01"
+_WBITS = 13
+"""Raw deflate with an 8 KB window: a trace's blob is a few KB, and a small window costs a tenth of
+the default's set-up (measured: 15 µs a trace instead of 40-60)."""
+_ZDICT = (
+    b'"type":"subsegment","namespace":"remote","namespace":"aws","in_progress":true,"error":true,'
+    b'"fault":true,"throttle":true,"cause":{"working_directory":"/app","exceptions":[{"id":"",'
+    b'"message":"","type":"","remote":true,"stack":[{"path":"","line":,"label":""}]}]},'
+    b'"annotations":{"metadata":{"default":{"k8s":{"namespace":"default","workload":"deployment/",'
+    b'"labels":{"app.kubernetes.io/name":"","aws":{"operation":"","region":"us-east-1",'
+    b'"request_id":"","table_name":"","queue_url":"https://sqs.","bucket_name":"","retries":0},'
+    b'"origin":"AWS::EKS::Container","aws":{"eks":{"pod":"","cluster_name":"","container_id":""},'
+    b'"xray":{"sdk":"k8sxray","sdk_version":"0.1.0"}},"http":{"request":{"method":"GET",'
+    b'"method":"POST","url":"http://","user_agent":"python-requests/","client_ip":"10.",'
+    b'"x_forwarded_for":true,"traced":true},"response":{"status":200,"content_length":}},'
+    b'"subsegments":[{"name":"","id":"","start_time":1,"end_time":1,"parent_id":"",'
+    b'{"v":1,"id":"1-","start":1,"end":1,"duration":0.0,"response_time":0.0,"flags":0,'
+    b'"partial":false,"http":["http://","GET",200,null,null],"services":[["","AWS::EKS::Container"]],'
+    b'"entry":0,"annotations":{},"users":[],"arns":[],"instance_ids":[],"azs":[],'
+    b'"fault_root_causes":[],"error_root_causes":[],"revision":1,"nodes":[["","",1,1,0.0,0.0,0,1,0]],'
+    b'"node_info":[{"h":["http://","GET",200,null,null]},{}],"edges":[["","client","","",1,1,0.0,0]]}\n'
+    b'{"name":"","id":"","trace_id":"1-","start_time":1,"end_time":1,'
+)
+"""A preset dictionary of what segment documents and facts have in common: a trace of a few small
+documents compresses to a third of what plain deflate makes of it. Part of the blob format: never
+change it without a new blob version."""
+
+
+@dataclass(frozen=True)
+class Packed:
+    """One trace, ready to be written."""
+
+    trace_id: str
+    start: float
+    end: float
+    size: int
+    documents: int
+    services: tuple[str, ...]
+    blob: bytes
+
+
+@dataclass
+class Result:
+    """What ``pack`` gives back for a batch of traces."""
+
+    traces: list[Packed] = field(default_factory=list)
+    rollup: graph.Rollup = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    misplaced: list[bytes] = field(default_factory=list)
+
+
+Work = Sequence[tuple[str, Sequence[bytes], bytes | None]]
+"""Per trace: its id, the documents received for it, and the blob already stored for it."""
+
+
+def pack(work: Work, derive: Derive) -> Result:
+    """Pack every trace of ``work``; see the module's docstring."""
+    result = Result()
+    added: list[Facts] = []
+    taken_away: list[Facts] = []
+    for trace_id, raws, old_blob in work:
+        pairs: list[tuple[bytes, Document]] = []
+        if old_blob is not None:
+            old_facts, old_raws = unpack(old_blob)
+            taken_away.append(old_facts)
+            pairs += [(r, json.loads(r)) for r in old_raws]
+        for raw in raws:
+            doc = _parse(raw, result.rejected)
+            if doc is None:
+                continue
+            if doc["trace_id"] != trace_id:
+                result.misplaced.append(raw)
+                continue
+            pairs.append((raw, doc))
+        if not pairs:
+            continue
+        docs = [d for _, d in pairs]
+        kept = latest(docs)
+        keep = {id(d) for d in kept}
+        kept_raws = [r for r, d in pairs if id(d) in keep]
+        start, end = span(kept)
+        segments, complete = assemble(kept, owned=True)
+        facts = derive(trace_id, segments, complete)
+        added.append(facts)
+        names = tuple(sorted({str(row[0]) for row in facts.get("nodes", ())}))
+        blob = _compress(facts, kept_raws)
+        result.traces.append(
+            Packed(trace_id, start, end, sum(map(len, kept_raws)), len(kept_raws), names, blob)
+        )
+    result.rollup = _rollup(added)
+    for key, stats in _rollup(taken_away).items():
+        graph.merge(result.rollup.setdefault(key, graph.blank()), stats, -1)
+    return result
+
+
+def _parse(raw: bytes, rejected: dict[str, int]) -> Document | None:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        rejected["not JSON"] = rejected.get("not JSON", 0) + 1
+        return None
+    if not isinstance(doc, dict):
+        rejected["not an object"] = rejected.get("not an object", 0) + 1
+        return None
+    if not isinstance(doc.get("trace_id"), str) or not doc["trace_id"] or not isinstance(doc.get("id"), str):
+        rejected["no trace_id or id"] = rejected.get("no trace_id or id", 0) + 1
+        return None
+    return doc
+
+
+def _rollup(facts: list[Facts]) -> graph.Rollup:
+    """The traces' share of the per-minute statistics."""
+    nodes = itertools.chain.from_iterable(f.get("nodes", ()) for f in facts)
+    edges = itertools.chain.from_iterable(f.get("edges", ()) for f in facts)
+    return graph.rollup(nodes, edges, ROLLUP_PERIOD)
+
+
+def span(docs: list[Document]) -> tuple[float, float]:
+    starts = [float(d["start_time"]) for d in docs if isinstance(d.get("start_time"), int | float)]
+    ends = [float(d["end_time"]) for d in docs if isinstance(d.get("end_time"), int | float)]
+    start = min(starts) if starts else time.time()
+    return start, max([*ends, start])
+
+
+def _compress(facts: Facts, raws: list[bytes]) -> bytes:
+    body = json.dumps(facts, separators=(",", ":")).encode() + b"\n" + b"\n".join(raws)
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    return _BLOB_V1 + deflate.compress(body) + deflate.flush()
+
+
+def _inflate(blob: bytes) -> bytes:
+    if blob[:1] != _BLOB_V1:
+        raise ValueError(f"unknown trace blob version {blob[:1]!r}")
+    inflate = zlib.decompressobj(-_WBITS, _ZDICT)
+    return inflate.decompress(blob[1:]) + inflate.flush()
+
+
+def unpack(blob: bytes) -> tuple[Facts, list[bytes]]:
+    facts, _, docs = _inflate(blob).partition(b"\n")
+    return json.loads(facts), docs.split(b"\n") if docs else []
+
+
+def unpack_facts(blob: bytes) -> Facts:
+    facts: Facts = json.loads(_inflate(blob).partition(b"\n")[0])
+    return facts
