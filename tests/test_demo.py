@@ -171,6 +171,18 @@ def assert_nothing_left(demo: Demo, children: set[int]) -> None:
         s.bind(("127.0.0.1", demo.udp_port))
 
 
+def traces_cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "k8sxray", "traces", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def wait_for_graph(demo: Demo, timeout: float = 45.0) -> dict[str, dict[str, Any]]:
     """The service graph (by name; the clients' node as ``client``) once service-b has recorded both
     errors (403) and faults (500)."""
@@ -213,6 +225,15 @@ def test_the_demo_shows_the_blogs_map_and_ctrl_c_leaves_nothing_running(
     )["TraceSummaries"]
     assert faults
     assert all(s["HasFault"] for s in faults)
+
+    # The terminal, as docs/quickstart.md shows it while the demo runs.
+    endpoint = demo.console.rstrip("/")
+    listed = traces_cli("--endpoint", endpoint)
+    assert "service-a" in listed
+    assert "service-b" in listed
+    faulty = traces_cli("--endpoint", endpoint, "--filter", 'service("service-b") { fault }')
+    assert faulty.splitlines()
+    assert all(" 500 " in line and "fault" in line for line in faulty.splitlines()), faulty
 
     children = descendants(demo.proc.pid)
     assert len(children) >= 5  # the daemon, uvicorn, gunicorn's master and its two workers
