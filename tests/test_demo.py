@@ -269,6 +269,19 @@ def test_duration_ends_it_and_a_taken_port_is_replaced(home: Path, demos: list[D
     assert_nothing_left(demo, children)
 
 
+def test_ctrl_c_while_starting_stops_what_was_started(home: Path, demos: list[Demo]) -> None:
+    demo = Demo(home, "--port", "0")
+    demos.append(demo)
+    deadline = time.monotonic() + 30
+    while not (children := descendants(demo.proc.pid)):  # the daemon is starting
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(demo.proc.pid, signal.SIGINT)
+    assert demo.wait() == 0, demo.stderr()
+    assert demo.output[-1] in ("stopped before everything was up", "stopped; the clients sent 0 requests")
+    assert sorted(p for p in children | descendants(demo.proc.pid) if alive(p)) == []
+
+
 def test_a_daemon_that_cannot_start_is_reported(home: Path, demos: list[Demo]) -> None:
     blocker = home / "not-a-directory"
     home.mkdir(parents=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from .. import _env
 from .traffic import Traffic
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_RATE", "REQUIRED", "add_parser", "run"]
@@ -54,12 +55,20 @@ _GUNICORN = (
     *(sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "8"),
     *("--graceful-timeout", "5", "--log-level", "warning"),
 )
+_OURS = ("AWS_XRAY_", "K8SXRAY_")
+"""Prefixes of the settings the demo sets itself for its services (a user's own would change the demo)."""
+_SERVICE_B_URL = "SERVICE_B_URL"
+"""Where Service-A finds Service-B (``service_a.SERVICE_B_URL``; not imported here, it needs Flask)."""
 _UDP = re.compile(r"receiving segments on udp 127\.0\.0\.1:(\d+)")
 _CONSOLE = re.compile(r"console: (http://\S+)")
 
 
 class DemoError(Exception):
     """Why the demo cannot start or go on; printed without a traceback."""
+
+
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM before everything was up."""
 
 
 def add_parser(commands: Any) -> None:
@@ -121,6 +130,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     restore = _on_signals(demo.request_stop)
     try:
         return demo.run(args.port, args.rate, args.duration, args.store)
+    except _Stopped:
+        demo.say("stopped before everything was up")
+        return 0
     except DemoError as exc:
         print(f"k8sxray demo: {exc}", file=sys.stderr)
         return 1
@@ -241,13 +253,13 @@ class _Demo:
             self._start(
                 "service-b",
                 [*_UVICORN, "k8sxray.demo.service_b:traced", "--fd", str(b_sock.fileno())],
-                {**env, "AWS_XRAY_TRACING_NAME": "service-b"},
+                {**env, _env.AWS_XRAY_TRACING_NAME: "service-b"},
                 pass_fds=[b_sock.fileno()],
             )
             self._start(
                 "service-a",
                 [*_GUNICORN, "k8sxray.demo.service_a:traced()", "--bind", f"fd://{a_sock.fileno()}"],
-                {**env, "AWS_XRAY_TRACING_NAME": "service-a", "SERVICE_B_URL": b_url},
+                {**env, _env.AWS_XRAY_TRACING_NAME: "service-a", _SERVICE_B_URL: b_url},
                 pass_fds=[a_sock.fileno()],
             )
         for url in (b_url, a_url):
@@ -308,7 +320,9 @@ class _Demo:
             if daemon.proc.poll() is not None:
                 raise DemoError(f"the daemon did not start (exit code {daemon.proc.returncode}):\n{log}")
             time.sleep(0.05)
-        raise DemoError("stopped before the daemon was ready" if self.stop.is_set() else "the daemon is slow")
+        if self.stop.is_set():
+            raise _Stopped
+        raise DemoError(f"the daemon did not start within {START_TIMEOUT:g} s:\n{daemon.log(20)}")
 
     def _wait_answers(self, url: str) -> None:
         """Until ``url/healthz`` answers (asked unsampled, so that no trace comes of it)."""
@@ -331,13 +345,15 @@ class _Demo:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        raise DemoError("stopped while starting" if self.stop.is_set() else f"{url} did not answer in time")
+        if self.stop.is_set():
+            raise _Stopped
+        raise DemoError(f"{url} did not answer within {START_TIMEOUT:g} s")
 
 
 def _clean(environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
     """The environment without settings of k8sxray or the X-Ray SDK (the demo sets its own), and
     with loopback kept away from any proxy."""
-    env = {k: v for k, v in environ.items() if not k.startswith(("AWS_XRAY_", "K8SXRAY_"))}
+    env = {k: v for k, v in environ.items() if not k.startswith(_OURS)}
     for name in ("NO_PROXY", "no_proxy"):
         env[name] = ",".join(filter(None, [env.get(name, ""), "127.0.0.1", "localhost"]))
     return env
@@ -345,7 +361,8 @@ def _clean(environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
 
 def _app_env(udp: int) -> dict[str, str]:
     env = _clean(os.environ)
-    env.update(AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{udp}", K8SXRAY_SAMPLING_RATE="1")
+    env[_env.AWS_XRAY_DAEMON_ADDRESS] = f"127.0.0.1:{udp}"
+    env[_env.K8SXRAY_SAMPLING_RATE] = "1"  # every request traced
     return env
 
 

@@ -22,12 +22,14 @@ from flask import Flask, Response, jsonify
 import k8sxray
 
 TIMEOUT = 5.0
+SERVICE_B_URL = "SERVICE_B_URL"
+"""The variable that says where Service-B is."""
 
 app = Flask("service-a")
 
 
 def _service_b() -> str:
-    return os.environ.get("SERVICE_B_URL", "http://127.0.0.1:8081").rstrip("/")
+    return os.environ.get(SERVICE_B_URL, "http://127.0.0.1:8081").rstrip("/")
 
 
 def _relay(status: int, body: object) -> tuple[Response, int]:

@@ -52,7 +52,7 @@ class Traffic:
             c = self.counts.copy()
         sent = sum(c.values())
         parts = [f"{c[k]} {k}" for k in ("ok", "4xx", "5xx", "failed") if c[k]]
-        return f"{sent} requests" + (f" ({', '.join(parts)})" if parts else "")
+        return f"{sent} request{'' if sent == 1 else 's'}" + (f" ({', '.join(parts)})" if parts else "")
 
     def _run(self) -> None:
         interval = 1.0 / self.rate
