@@ -4,7 +4,8 @@ import k8sxray
 app = k8sxray.instrument(app)   # Flask, Django, FastAPI/Starlette, any WSGI/ASGI app
 
 The names below load on first use, so that ``python -m k8sxray.daemon`` (which needs
-none of the library) starts without it.
+none of the library) starts without it. ``k8sxray.__version__`` is the installed distribution's
+version (``importlib.metadata``), read on first use too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ if _typing.TYPE_CHECKING:
     from ._errors import ContextMissingError
     from ._instrument import instrument, uninstrument
     from ._recorder import annotate, flush, put_metadata, subsegment, trace_header
+
+    __version__: str
 
 __all__ = [
     "Config",
@@ -46,6 +49,15 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> _typing.Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version(__name__)
+        except PackageNotFoundError:  # imported from a source tree that was never installed
+            value = "0+unknown"
+        globals()[name] = value
+        return value
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'k8sxray' has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """The ``k8sxray`` command line: ``k8sxray config`` shows what k8sxray would do here, and why;
-``k8sxray traces`` lists, shows and exports the traces a daemon's local console keeps."""
+``k8sxray traces`` lists, shows and exports the traces a daemon's local console keeps;
+``k8sxray demo`` runs two traced services and a local console on this machine."""
 
 from __future__ import annotations
 
@@ -31,11 +32,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--probe-timeout", type=float, default=0.5, metavar="SECONDS", help="TCP probe timeout (0.5)"
     )
     from .console import cli as traces_cli
+    from .demo import runner as demo
 
     traces_cli.add_parser(commands)
+    demo.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "traces":
         return traces_cli.run(args)
+    if args.command == "demo":
+        return demo.run(args)
     return _config_command(args.json, probe=not args.no_probe, timeout=args.probe_timeout)
 
 

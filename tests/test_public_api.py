@@ -56,3 +56,19 @@ def test_import_has_no_side_effects() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.stdout.strip() == "clean", done.stderr
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    assert k8sxray.__version__ == version("k8sxray")
+    assert "__version__" not in k8sxray.__all__  # a dunder, beside the API rather than in it
+    assert "__version__" in dir(k8sxray)
+
+
+def test_version_is_read_only_when_asked_for() -> None:
+    code = "import k8sxray; print('__version__' in vars(k8sxray), k8sxray.__version__ != '')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.split() == ["False", "True"], done.stderr
