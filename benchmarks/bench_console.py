@@ -133,7 +133,8 @@ def documents(count: int, now: float, seed: int = 1) -> list[bytes]:
     return out
 
 
-def _send(port: int, count: int, rate: int, now: float, ready: Any, done: Any) -> None:
+def _send(port: int, count: int, rate: int, now: float, events: tuple[Any, Any]) -> None:
+    ready, done = events
     docs = [HEADER + d for d in documents(count, now)]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
@@ -252,7 +253,7 @@ def ingest(args: argparse.Namespace, workdir: Path) -> tuple[Daemon, float]:
     daemon = Daemon(workdir / "traces.db")
     now = time.time()
     ready, done = mp.Event(), mp.Queue()
-    sender = mp.Process(target=_send, args=(daemon.udp, args.segments, args.rate, now, ready, done))
+    sender = mp.Process(target=_send, args=(daemon.udp, args.segments, args.rate, now, (ready, done)))
     drops, cpu = _udp_drops(), _cpu_seconds(daemon.proc.pid)
     sender.start()
     ready.wait(timeout=600)
@@ -294,8 +295,12 @@ def _timed(call: Any, runs: int) -> list[float]:
     return out
 
 
+def _row(label: str, middle: float, high: float, target: str) -> str:
+    return f"{label:52s} {1000 * middle:>7,.1f}ms {1000 * high:>7,.1f}ms   {target}".rstrip()
+
+
 def _p95(values: list[float]) -> float:
-    return sorted(values)[max(0, int(round(0.95 * len(values))) - 1)]
+    return sorted(values)[max(0, round(0.95 * len(values)) - 1)]
 
 
 def queries(daemon: Daemon, now: float, runs: int) -> None:
@@ -312,20 +317,14 @@ def queries(daemon: Daemon, now: float, runs: int) -> None:
         ),
     ):
         times = _timed(lambda e=expression: xray.get_trace_summaries(**window, FilterExpression=e), runs)
-        print(
-            f"{label:52s} {1000 * statistics.median(times):>7,.1f}ms {1000 * _p95(times):>7,.1f}ms   p95 ≤ 200 ms"
-        )
+        print(_row(label, statistics.median(times), _p95(times), "p95 ≤ 200 ms"))
     hour = {"StartTime": now - 3600, "EndTime": now}
     times = _timed(lambda: xray.get_service_graph(**hour), max(3, runs // 5))
     services = xray.get_service_graph(**hour)["Services"]
     label = f"service graph, 1 h ({len(services)} services)"
-    print(
-        f"{label:52s} {1000 * statistics.median(times):>7,.1f}ms {1000 * max(times):>7,.1f}ms   ≤ 1 s (max)"
-    )
+    print(_row(label, statistics.median(times), max(times), "≤ 1 s (max)"))
     times = _timed(lambda: xray.get_time_series_service_statistics(**hour, Period=60), max(3, runs // 5))
-    print(
-        f"{'time series, 1 h, per minute':52s} {1000 * statistics.median(times):>7,.1f}ms {1000 * max(times):>7,.1f}ms"
-    )
+    print(_row("time series, 1 h, per minute", statistics.median(times), max(times), ""))
 
 
 def first_paint(url: str) -> float | None:

@@ -42,6 +42,7 @@ DEMO = "tests/test_demo.py::test_the_demo_shows_the_blogs_map_and_ctrl_c_leaves_
 EXAMPLES = "tests/test_examples.py::test_service_a_calls_service_b_in_one_trace"
 WHEEL = "tests/test_packaging.py::test_the_wheel_installs_and_runs"
 BUILD = "tests/test_packaging.py::test_twine_accepts_the_sdist_and_the_wheel"
+RENDERED = "tests/deploy/test_deploy_render.py::test_every_rendered_manifest_is_valid"
 _ENV = r"(?:[A-Z_0-9]+=\S+ )*"
 
 RUN_HERE: dict[str, tuple[int, str]] = {
@@ -96,8 +97,18 @@ PROVEN_BY: list[tuple[str, str]] = [
         EXAMPLES,
     ),
     (r"curl localhost:8080/orders/7", EXAMPLES),
-    # a cluster: the manifests are rendered and validated instead
-    (r"kubectl .*", "tests/deploy/test_manifests.py"),
+    # a cluster, AWS, a Docker engine: none is here, so what they would use is checked instead
+    (r"kubectl .*", RENDERED),
+    (r"cd deploy/kubernetes/\S+", RENDERED),
+    (r"kustomize edit set image .*", "tests/deploy/test_deploy_render.py::test_renders_the_expected_objects"),
+    (
+        r"docker build -f \S*Dockerfile\S* .*",
+        "tests/deploy/test_deploy_images.py::test_hadolint_finds_nothing",
+    ),
+    (
+        r"aws (?:iam|eks) .*",
+        "tests/deploy/test_deploy_iam.py::test_the_policy_allows_exactly_the_daemons_actions_on_every_resource",
+    ),
 ]
 
 

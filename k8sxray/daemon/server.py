@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from k8sxray import _env
 from k8sxray.daemon import _aws, _logging
 from k8sxray.daemon.buffer import Buffer
 from k8sxray.daemon.receiver import Receiver, bind_udp
@@ -34,6 +33,11 @@ from k8sxray.daemon.stats import Stats
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+
+_CONSOLE_TOKEN = "K8SXRAY_CONSOLE_TOKEN"
+"""The token of the console an ``--endpoint-url`` may point at (named in k8sxray._env, which the
+daemon does not import: it loads nothing of the library but the wire format)."""
 
 
 class StartupError(RuntimeError):
@@ -140,7 +144,7 @@ class Daemon:
             timeout=s.request_timeout,
             connections=s.concurrency,
             # shipping to another k8sxray daemon's console (the local overlay): its token, never to AWS
-            console_token=os.environ.get(_env.K8SXRAY_CONSOLE_TOKEN) if s.endpoint_url else None,
+            console_token=os.environ.get(_CONSOLE_TOKEN) if s.endpoint_url else None,
         )
 
     def _local_sink(self) -> Sink:
