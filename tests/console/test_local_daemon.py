@@ -208,3 +208,40 @@ def test_bound_beyond_loopback_the_console_asks_for_its_token(tmp_path: Path) ->
             assert health.status == 200
     finally:
         running.stop()
+
+
+def test_ingest_loses_nothing_while_the_console_is_queried(daemon: LocalDaemon) -> None:
+    """Segments sent at a steady pace while graph and trace-list queries run all end up kept."""
+    import threading
+
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def query() -> None:
+        client = daemon.client()
+        while not stop.is_set():
+            now = time.time()
+            client.get_service_graph(StartTime=now - 600, EndTime=now + 60)
+            answered.append(
+                len(client.get_trace_summaries(StartTime=now - 600, EndTime=now + 60)["TraceSummaries"])
+            )
+
+    poller = threading.Thread(target=query)
+    poller.start()
+    now = time.time()
+    ids = set()
+    try:
+        for n in range(1500):  # 6,000 documents, about 3,000 a second
+            trace_id, docs = trace_documents(n, now - 300 + n * 0.1)
+            ids.add(trace_id)
+            daemon.send(*docs)
+            if n % 50 == 49:
+                time.sleep(0.05)
+        daemon.wait_for(ids, timeout=30)
+    finally:
+        stop.set()
+        poller.join()
+    assert answered  # the queries ran meanwhile
+    assert daemon.stop() == 0
+    assert "dropped 0" in daemon.log
+    assert "received 6000, sent 6000" in daemon.log
