@@ -74,6 +74,7 @@ class Daemon:
         running after it: call ``abort()``)."""
         s = self.settings
         self.sink = sink = self._make_sink()
+        self.buffer.batch_size = getattr(sink, "batch_size", self.buffer.batch_size)
         self._start_services(sink)
         self._start_otlp_receiver()
         self._announce_console()
