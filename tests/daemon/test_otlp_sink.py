@@ -369,3 +369,12 @@ def test_x_rays_endpoint_needs_a_region() -> None:
     )
     assert done.returncode == 2
     assert "no AWS region to sign OTLP requests" in done.stderr
+
+
+def test_a_request_carries_up_to_500_documents(
+    start_daemon: Callable[..., DaemonProcess], fake: FakeOtlp
+) -> None:
+    daemon = start_daemon(["--sink", "otlp", "--otlp-endpoint", fake.url, "--flush-interval", "1"])
+    send(daemon, *[dict(SEGMENT, id=f"{i:016x}", subsegments=[]) for i in range(1, 401)])
+    fake.wait_for(400)
+    assert [r["spans"] for r in fake.requests] == [400]  # the xray sink would have made 8 calls
