@@ -91,7 +91,12 @@ class OtlpReceiver(Served):
             return self.refuse(exc, content_type)
         except codec.DecodeError as exc:
             return self.refuse(RequestError(400, "bad_payload", str(exc)), content_type)
-        converted = convert(spans)
+        try:
+            converted = convert(spans)
+        except Exception:  # a bug here must not leave the client without an answer
+            log.exception("cannot convert an OTLP request's spans")
+            self.stats.add_otlp(refused=("internal_error", 1))
+            return 500, codec.status(kind, "the daemon could not convert these spans", code=13), {}
         docs = converted.documents
         nbytes = sum(map(len, docs)) + DOC_OVERHEAD * len(docs)
         if docs and self.buffer.max_bytes - self.buffer.held_bytes < nbytes:

@@ -121,6 +121,8 @@ def decode_json(data: bytes) -> list[Span]:
                     spans.append(_json_span(s, resource, scope))
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         raise DecodeError(f"not an OTLP/JSON trace request: {exc}") from None
+    except RecursionError:
+        raise DecodeError("not an OTLP/JSON trace request: values nested too deeply") from None
     return spans
 
 

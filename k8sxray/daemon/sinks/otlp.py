@@ -122,6 +122,10 @@ class OtlpSink:
             except (ValueError, RecursionError):
                 rejected["InvalidDocument: not_json"] = rejected.get("InvalidDocument: not_json", 0) + 1
                 continue
+            except Exception:  # a bug must not keep a batch retrying forever: this document is refused
+                log.exception("cannot convert a document to spans; it is refused")
+                rejected["InvalidDocument: unexpected"] = rejected.get("InvalidDocument: unexpected", 0) + 1
+                continue
             if not spans:
                 continue  # in progress: nothing to send yet, nothing to retry
             resource = spans[0].resource
