@@ -80,7 +80,9 @@ class Daemon:
         running after it: call ``abort()``)."""
         s = self.settings
         self.sink = sink = self._make_sink()
+        self.buffer.batch_size = getattr(sink, "batch_size", self.buffer.batch_size)
         self._start_services(sink)
+        self._start_otlp_receiver()
         self._announce_console()
         sock = _listen("udp", s.udp, lambda: bind_udp(s.udp, s.receive_buffer_bytes))
         self.receiver = Receiver(sock, self.buffer, self.stats, check_json=sink.check_documents)
@@ -112,6 +114,8 @@ class Daemon:
             return StdoutSink()
         if name == "local":
             return self._local_sink()
+        if name == "otlp":
+            return self._otlp_sink()
         self.session = _aws.make_session(s.role_arn, s.region)
         credentials = self.session.get_credentials()
         if name is None and credentials is None:
@@ -146,6 +150,57 @@ class Daemon:
             # shipping to another k8sxray daemon's console (the local overlay): its token, never to AWS
             console_token=os.environ.get(_CONSOLE_TOKEN) if s.endpoint_url else None,
         )
+
+    def _otlp_sink(self) -> Sink:
+        """``--sink otlp``: X-Ray's OTLP endpoint, signed; another endpoint, unsigned unless asked."""
+        from k8sxray.daemon.sinks.otlp import OtlpSink, default_endpoint
+
+        s = self.settings
+        _require_otlp("--sink otlp")
+        signed = s.otlp_endpoint is None or s.otlp_sigv4
+        credentials: Callable[[], Any] | None = None
+        region: str | None = None
+        if signed:
+            session = self.session = _aws.make_session(s.role_arn, s.region)
+            if session.get_credentials() is None:
+                log.error("no AWS credentials found yet; spans are buffered and retried until they appear")
+            region = s.region or (None if s.local_mode else _aws.metadata_region(session))
+            if not region:
+                raise StartupError(
+                    "no AWS region to sign OTLP requests: pass -n/--region or set AWS_REGION "
+                    "(or --otlp-endpoint for an unsigned collector)",
+                    code=2,
+                )
+            self.region = region
+
+            def current_credentials() -> Any:
+                return session.get_credentials()
+
+            credentials = current_credentials
+        endpoint = s.otlp_endpoint or default_endpoint(region or "")
+        try:
+            sink = OtlpSink(
+                endpoint,
+                credentials=credentials,
+                region=region,
+                proxy=s.proxy_address,
+                verify_ssl=s.verify_ssl,
+                timeout=s.request_timeout,
+                connections=s.concurrency,
+            )
+        except ValueError as exc:
+            raise StartupError(str(exc), code=2) from None
+        how = f"SigV4-signed for xray in {region}" if signed else "unsigned; sampling answered here"
+        log.info("shipping spans over OTLP to %s (%s)", endpoint, how)
+        return sink
+
+    def _start_otlp_receiver(self) -> None:
+        bind = self.settings.otlp
+        if bind is not None:
+            _require_otlp("--otlp")
+            self._try_start(
+                "OTLP receiver", "http", bind, lambda: _otlp_receiver(bind, self.buffer, self.stats)
+            )
 
     def _local_sink(self) -> Sink:
         """The console's store as the sink, and its web face for the ops endpoint."""
@@ -393,6 +448,21 @@ def _age(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def _require_otlp(what: str) -> None:
+    from k8sxray.otlp.codec import require
+
+    try:
+        require()
+    except ImportError as exc:
+        raise StartupError(f"{what}: {exc}", code=2) from None
+
+
+def _otlp_receiver(bind: tuple[str, int], buffer: Buffer, stats: Stats) -> Any:
+    from k8sxray.daemon.otlp_receiver import OtlpReceiver
+
+    return OtlpReceiver(bind, buffer, stats)
 
 
 def _local_sampling_server(bind: tuple[str, int], sampling: Any) -> Any:

@@ -81,6 +81,9 @@ class Settings:
     flush_interval: float = 0.1
     telemetry: bool = True
     config_file: str | None = None
+    otlp: tuple[str, int] | None = None
+    otlp_endpoint: str | None = None
+    otlp_sigv4: bool = False
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -152,8 +155,9 @@ _FLAGS = (
         "sink",
         None,
         _VALUE,
-        "where segments go: xray, local (kept here, with X-Ray's API and a viewer on --http) or "
-        "stdout (default: xray when AWS credentials and a region are found, else local)",
+        "where segments go: xray, local (kept here, with X-Ray's API and a viewer on --http), "
+        "otlp (as OpenTelemetry spans, see --otlp-endpoint) or stdout (default: xray when AWS "
+        "credentials and a region are found, else local)",
         choices=SINK_NAMES,
     ),
     _Flag(
@@ -206,6 +210,23 @@ _FLAGS = (
         float,
     ),
     _Flag("no-telemetry", None, _BOOL, "do not send PutTelemetryRecords"),
+    _Flag(
+        "otlp",
+        None,
+        _VALUE,
+        "also receive OpenTelemetry traces, OTLP/HTTP POST /v1/traces, on this address "
+        "(e.g. 127.0.0.1:4318, 0.0.0.0:4318 in a DaemonSet; default off)",
+        "ADDR",
+    ),
+    _Flag(
+        "otlp-endpoint",
+        None,
+        _VALUE,
+        "where --sink otlp sends spans (default: X-Ray's https://xray.<region>.amazonaws.com/v1/traces, "
+        "signed; other endpoints unsigned unless --otlp-sigv4)",
+        "URL",
+    ),
+    _Flag("otlp-sigv4", None, _BOOL, "sign requests to --otlp-endpoint with SigV4 for service xray"),
 )
 
 
@@ -388,6 +409,9 @@ def parse(
         flush_interval=numbers["flush_interval"],
         telemetry=not args.get("no_telemetry", False),
         config_file=config_path,
+        otlp=_optional_address(str(args.get("otlp", "off")), "--otlp"),
+        otlp_endpoint=_url_or_none(args.get("otlp_endpoint"), "--otlp-endpoint"),
+        otlp_sigv4=bool(args.get("otlp_sigv4", False)),
     )
 
 
@@ -412,6 +436,13 @@ def _age(text: Any) -> float:
     if not value > 0:
         raise SettingsError(f"--retention must be positive, got {text!r}")
     return value
+
+
+def _url_or_none(value: Any, what: str) -> str | None:
+    url = _str_or_none(value)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise SettingsError(f"{what} must be an http:// or https:// URL, got {url!r}")
+    return url
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -36,6 +36,10 @@ class Stats:
         self._latency_counts = [0] * (len(_LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
         self._latency_n = 0
+        self.otlp_spans = 0
+        self.otlp_documents = 0
+        self.otlp_rejected_spans: Counter[str] = Counter()
+        self.otlp_refused: Counter[str] = Counter()
         self.buffer_bytes: Callable[[], int] = lambda: 0
         self.buffer_docs: Callable[[], int] = lambda: 0
         self._last: dict[str, Any] = {}
@@ -63,6 +67,23 @@ class Stats:
             if latency is not None:
                 self._observe(latency)
 
+    def add_otlp(
+        self,
+        *,
+        spans: int = 0,
+        documents: int = 0,
+        rejected_spans: dict[str, int] | None = None,
+        refused: tuple[str, int] | None = None,
+    ) -> None:
+        """Record one OTLP request: spans converted, documents buffered, spans and requests refused."""
+        with self._lock:
+            self.otlp_spans += spans
+            self.otlp_documents += documents
+            if rejected_spans:
+                self.otlp_rejected_spans.update(rejected_spans)
+            if refused is not None:
+                self.otlp_refused[refused[0]] += refused[1]
+
     def _observe(self, seconds: float) -> None:
         self._latency_counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1  # first bound >= seconds
         self._latency_sum += seconds
@@ -72,7 +93,7 @@ class Stats:
         """Counts since the previous call, in the shape of the official daemon's telemetry record."""
         with self._lock:
             now = {
-                "segments_received": self.received,
+                "segments_received": self.received + self.otlp_documents,
                 "segments_sent": self.sent,
                 "segments_spillover": sum(self.dropped.values()),
                 "segments_rejected": sum(self.rejected.values()) + sum(self.backend_rejected.values()),
@@ -147,6 +168,30 @@ class Stats:
                 "gauge",
                 "Documents not yet shipped (buffered, in flight or waiting for a retry).",
                 [("", self.buffer_docs())],
+            )
+            metric(
+                "otlp_spans_received_total",
+                "counter",
+                "Spans received over OTLP and converted to segment documents.",
+                [("", self.otlp_spans)],
+            )
+            metric(
+                "otlp_documents_total",
+                "counter",
+                "Segment documents made from OTLP spans and buffered.",
+                [("", self.otlp_documents)],
+            )
+            metric(
+                "otlp_spans_rejected_total",
+                "counter",
+                "OTLP spans refused in accepted requests, by reason.",
+                _labelled("reason", self.otlp_rejected_spans, ()),
+            )
+            metric(
+                "otlp_requests_rejected_total",
+                "counter",
+                "OTLP requests refused, by reason.",
+                _labelled("reason", self.otlp_refused, ("bad_payload", "bad_gzip", "too_large")),
             )
             cumulative = 0
             buckets: list[tuple[str, float]] = []

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.daemon_helpers import HEADER, DaemonProcess, free_tcp_port
+from ._daemon import LocalDaemon
 
 CHROMIUM = "/usr/bin/chromium"
 STATIC = Path(__file__).resolve().parents[2] / "k8sxray" / "console" / "static"
@@ -295,14 +295,15 @@ class Console:
     """The daemon with its local store and console on free loopback ports."""
 
     def __init__(self, store: Path, *extra: str) -> None:
-        self.http_port = free_tcp_port()
-        self.daemon = DaemonProcess(
-            ["--sink", "local", "--store", str(store), "--http", f"127.0.0.1:{self.http_port}", *extra]
-        )
-        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.daemon = LocalDaemon(store.parent, "--sink", "local", "--store", str(store), *extra)
+        self.http_port = self.daemon.http_port
+        self.base = self.daemon.endpoint
 
     def send(self, docs: list[dict[str, Any]]) -> None:
-        self.daemon.send_docs([json.dumps(d, separators=(",", ":")).encode() for d in docs], header=HEADER)
+        for n, doc in enumerate(docs, 1):
+            self.daemon.send(doc)
+            if n % 200 == 0:
+                time.sleep(0.002)  # stay far below the kernel's receive buffer
 
     def stop(self) -> None:
         self.daemon.stop()

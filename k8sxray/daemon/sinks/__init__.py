@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-SINK_NAMES = ("xray", "local", "stdout")
+SINK_NAMES = ("xray", "local", "stdout", "otlp")
 """Sinks ``--sink`` accepts."""
 
 
