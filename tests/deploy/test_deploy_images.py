@@ -109,7 +109,7 @@ def test_the_daemon_image_starts_the_daemon_with_arguments_a_manifest_can_replac
     s = daemon_settings.parse(cmd, environ={}, cgroup_root=cgroup)
     assert (s.udp, s.tcp, s.http) == (("0.0.0.0", 2000), ("0.0.0.0", 2000), ("0.0.0.0", 2020))
     exposed = " ".join(a for i, a in final if i == "EXPOSE").split()
-    assert sorted(exposed) == ["2000/tcp", "2000/udp", "2020/tcp"]
+    assert sorted(exposed) == ["2000/tcp", "2000/udp", "2020/tcp", "4318/tcp"]  # 4318: OTLP (--otlp)
 
 
 def _served_module(command: list[str]) -> str:
