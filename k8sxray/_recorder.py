@@ -473,11 +473,14 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
         root = segment.trace_id
         extra = segment.extra
         send = (_state or state()).send
-        if send == _XRAY_AND_W3C and not extra and not segment.tracestate:  # the usual call
-            return sub, (
-                (XRAY_KEY, _header.NAME, f"Root={root};Parent={sid};Sampled=1"),
-                (TRACEPARENT, TRACEPARENT, f"00-{root[2:10]}{root[11:]}-{sid}-01"),
-            )
+        if not extra and not segment.tracestate:  # the usual call
+            if send == _XRAY_AND_W3C:
+                return sub, (
+                    (XRAY_KEY, _header.NAME, f"Root={root};Parent={sid};Sampled=1"),
+                    (TRACEPARENT, TRACEPARENT, f"00-{root[2:10]}{root[11:]}-{sid}-01"),
+                )
+            if send == _XRAY:
+                return sub, ((XRAY_KEY, _header.NAME, f"Root={root};Parent={sid};Sampled=1"),)
         return sub, _headers(send, root, sid, True, extra, segment.tracestate)
     except Exception:
         _guard.internal_error("recorder.begin_call")
