@@ -26,6 +26,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HEADER = b"x-amzn-trace-id"
+_WANTED = frozenset({b"host", b"user-agent", _HEADER, b"x-forwarded-for", b"traceparent", b"tracestate"})
 
 
 def _headers(scope: Scope) -> tuple[str | None, str, str | None, str | None, str | None, str | None]:
@@ -35,6 +36,8 @@ def _headers(scope: Scope) -> tuple[str | None, str, str | None, str | None, str
     trace = ua = xff = parent = state = None
     host = ""
     for name, value in scope.get("headers") or ():
+        if name not in _WANTED:  # most headers: one set lookup, not a comparison with each name
+            continue
         if name == b"host":
             host = value.decode("latin-1")
         elif name == b"user-agent":
