@@ -64,8 +64,9 @@ _XRAY, _W3C, _XRAY_AND_W3C = 1, 2, 3
 XRAY_KEY = _header.NAME.lower()
 TRACEPARENT = _header.TRACEPARENT
 TRACESTATE = _header.TRACESTATE
-Headers = tuple[tuple[str, str, str], ...]
-"""Trace headers to send: ``(lowercase name, name, value)`` each."""
+Headers = tuple[tuple[str, tuple[str, str]], ...]
+"""Trace headers to send: ``(lowercase name, (name, value))`` each (the layout of requests' own
+header dict, which takes them in one ``update``)."""
 
 
 class Sampler(Protocol):
@@ -476,11 +477,11 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
         if not extra and not segment.tracestate:  # the usual call
             if send == _XRAY_AND_W3C:
                 return sub, (
-                    (XRAY_KEY, _header.NAME, f"Root={root};Parent={sid};Sampled=1"),
-                    (TRACEPARENT, TRACEPARENT, f"00-{root[2:10]}{root[11:]}-{sid}-01"),
+                    (XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),
+                    (TRACEPARENT, (TRACEPARENT, f"00-{root[2:10]}{root[11:]}-{sid}-01")),
                 )
             if send == _XRAY:
-                return sub, ((XRAY_KEY, _header.NAME, f"Root={root};Parent={sid};Sampled=1"),)
+                return sub, ((XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),)
         return sub, _headers(send, root, sid, True, extra, segment.tracestate)
     except Exception:
         _guard.internal_error("recorder.begin_call")
@@ -493,13 +494,13 @@ def _headers(  # noqa: PLR0917
     """The trace headers that *send* names, for a call whose parent is *parent*."""
     out = []
     if send & _XRAY:
-        out.append((XRAY_KEY, _header.NAME, _header.format_header(root, parent, sampled, extra)))
+        out.append((XRAY_KEY, (_header.NAME, _header.format_header(root, parent, sampled, extra))))
     if send & _W3C:
         # W3C requires a parent id: an unsampled new trace has none, so a call gets its own
         span = parent or entity_id()
-        out.append((TRACEPARENT, TRACEPARENT, _header.format_traceparent(root, span, sampled)))
+        out.append((TRACEPARENT, (TRACEPARENT, _header.format_traceparent(root, span, sampled))))
         if tracestate:
-            out.append((TRACESTATE, TRACESTATE, tracestate))
+            out.append((TRACESTATE, (TRACESTATE, tracestate)))
     return tuple(out)
 
 
@@ -553,8 +554,7 @@ def trace_header(sub: Subsegment | None = None) -> str | None:
 
 def trace_headers(sub: Subsegment | None = None) -> Headers | None:
     """The trace headers to send downstream (as the propagators say), or ``None`` outside any
-    trace: each ``(lowercase name, name, value)``, all with the same trace id, parent id and
-    sampling decision."""
+    trace (:data:`Headers`), all with the same trace id, parent id and sampling decision."""
     try:
         entity = sub if sub is not None else _context.get()
         if entity is None:

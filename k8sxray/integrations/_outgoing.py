@@ -131,7 +131,7 @@ def begin_http(
 
 def add_headers(headers: MutableMapping[str, str], found: _recorder.Headers) -> None:
     """Set each of the trace headers *found* that *headers* (case-insensitive) does not carry."""
-    for _key, name, value in found:
+    for _key, (name, value) in found:
         if name not in headers:
             headers[name] = value
 

@@ -94,7 +94,8 @@ found that a client without mounts sends through its ``_transport``."""
 
 def _as_items(added: _recorder.Headers) -> tuple[Header, ...]:
     """Trace headers as httpx.Headers keeps them (a trace header is ASCII)."""
-    return tuple((_NAMES[key], key.encode(), value.encode()) for key, _name, value in added)
+    names = _NAMES
+    return tuple([(*names[key], value.encode()) for key, (_name, value) in added])
 
 
 def _check_plain_transports() -> tuple[type, ...]:
@@ -194,10 +195,11 @@ _STATE_KEY = _recorder.TRACESTATE.encode()
 _lowercase_name = itemgetter(1)  # of httpx.Headers' (name, lowercase name, value) triples
 _NAME = _outgoing.HEADER.encode()
 _NAMES = {
-    _recorder.XRAY_KEY: _NAME,
-    _recorder.TRACEPARENT: _recorder.TRACEPARENT.encode(),
-    _recorder.TRACESTATE: _recorder.TRACESTATE.encode(),
+    _recorder.XRAY_KEY: (_NAME, _KEY),
+    _recorder.TRACEPARENT: (_recorder.TRACEPARENT.encode(),) * 2,
+    _recorder.TRACESTATE: (_recorder.TRACESTATE.encode(),) * 2,
 }
+"""Each trace header's (name, lowercase name) as httpx.Headers keeps them."""
 _fast_headers: Any = None
 """``httpx.Headers`` when its private layout passed :func:`_check_fast_headers`, else ``None``."""
 

@@ -45,9 +45,9 @@ def _patched_send(original: Any) -> Any:  # noqa: PLR0915  # the send below is o
                     found = targets.get(url) or remember(url, url)
                     sub, added = begin_call(_WHAT, found[0], request.method or "GET", found[1])
                     if added is not None:  # set as CaseInsensitiveDict.__setitem__ does
-                        for key, name, text in added:
-                            if key not in store:  # a tracestate of the caller's stays
-                                store[key] = (name, text)
+                        if _TRACESTATE in store:  # the caller's own tracestate stays
+                            added = tuple(item for item in added if item[0] != _TRACESTATE)
+                        store.update(added)
             elif not _outgoing.carries_trace(headers):
                 sub = _outgoing.begin_http(_WHAT, request.method or "GET", request.url or "", headers)
         except ContextMissingError:  # outside any request, with AWS_XRAY_CONTEXT_MISSING=RUNTIME_ERROR
@@ -114,6 +114,7 @@ def _end_with_body(response: Any, done: _outgoing.Once) -> bool:
 # dict (every release since 2012), that dict is asked instead.
 _KEY = _outgoing.HEADER.lower()
 _TRACEPARENT = _outgoing.TRACEPARENT
+_TRACESTATE = _recorder.TRACESTATE
 _fast_headers: Any = None
 """``requests.structures.CaseInsensitiveDict`` when its layout passed :func:`_check_fast_headers`."""
 

@@ -42,7 +42,7 @@ def never_sample(configure_to: Any, **options: Any) -> None:
 
 def seen_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """Answers with the trace headers an outgoing call made here would carry."""
-    sent = {name: value for _key, name, value in _recorder.trace_headers() or ()}
+    sent = {name: value for _key, (name, value) in _recorder.trace_headers() or ()}
     body = json.dumps(sent).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
@@ -291,7 +291,7 @@ GUNICORN_APP = textwrap.dedent(
     _recorder.state().sampler = RateSampler(0, 0.0)  # only an incoming flag samples
 
     def seen(environ, start_response):
-        sent = {name: value for _key, name, value in _recorder.trace_headers() or ()}
+        sent = {name: value for _key, (name, value) in _recorder.trace_headers() or ()}
         body = json.dumps(sent).encode()
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
@@ -346,7 +346,7 @@ def test_gunicorn_continues_a_traceparent(daemon: Any, http: Any, tmp_path: Any)
 
 # --- ASGI, behind uvicorn --------------------------------------------------------------------
 async def seen_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    sent = {name: value for _key, name, value in _recorder.trace_headers() or ()}
+    sent = {name: value for _key, (name, value) in _recorder.trace_headers() or ()}
     body = json.dumps(sent).encode()
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]}
