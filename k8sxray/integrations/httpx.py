@@ -66,7 +66,7 @@ def _begin(client: Any, request: Any) -> Any:
             ):
                 items = _as_items(added)
                 if items[-1][1] == _STATE_KEY and _STATE_KEY in map(_lowercase_name, headers._list):
-                    items = items[:-1]  # the caller's own tracestate goes instead
+                    del items[-1]  # the caller's own tracestate goes instead
                 sub.wire = items
                 return sub
             try:
@@ -92,10 +92,10 @@ _plain_transports: tuple[type, ...] = ()
 found that a client without mounts sends through its ``_transport``."""
 
 
-def _as_items(added: _recorder.Headers) -> tuple[Header, ...]:
+def _as_items(added: _recorder.Headers) -> list[Header]:
     """Trace headers as httpx.Headers keeps them (a trace header is ASCII)."""
     names = _NAMES
-    return tuple([(*names[key], value.encode()) for key, (_name, value) in added])
+    return [(*names[key], value.encode()) for key, (_name, value) in added]
 
 
 def _check_plain_transports() -> tuple[type, ...]:
@@ -114,7 +114,7 @@ def _check_plain_transports() -> tuple[type, ...]:
     return (httpx.HTTPTransport, httpx.AsyncHTTPTransport) if works else ()
 
 
-def _with_headers(request: Any, items: tuple[Header, ...]) -> Any:
+def _with_headers(request: Any, items: list[Header]) -> Any:
     """A hop whose headers are not httpx's own (an event hook replaced them) gets the headers
     through the public API, for good."""
     headers = request.headers
@@ -125,12 +125,9 @@ def _with_headers(request: Any, items: tuple[Header, ...]) -> Any:
     return request
 
 
-def _without(found: list[Header], items: tuple[Header, ...]) -> None:
-    """Take the trace headers *items* off *found* again (the hop is done)."""
-    count = len(items)
-    if len(found) >= count and all(a is b for a, b in zip(found[-count:], items, strict=True)):
-        del found[-count:]
-        return
+def _without(found: list[Header], items: list[Header]) -> None:
+    """Take the trace headers *items* off *found* again, wherever they are now (the usual case,
+    still last, is handled inline)."""
     for item in items:
         if item in found:
             found.remove(item)
@@ -151,11 +148,15 @@ def _patched_handle(original: Any) -> Any:
         found = headers._list
         if not _KEYS.isdisjoint(map(_lowercase_name, found)):
             return call(self, request)
+        count = len(items)
         found.extend(items)
         try:
             return call(self, request)
         finally:
-            _without(found, items)
+            if found[-count:] == items:  # still last: compared in C, each item by identity first
+                del found[-count:]
+            else:
+                _without(found, items)
 
     return handle_request
 
@@ -175,11 +176,15 @@ def _patched_handle_async(original: Any) -> Any:
         found = headers._list
         if not _KEYS.isdisjoint(map(_lowercase_name, found)):
             return await call(self, request)
+        count = len(items)
         found.extend(items)
         try:
             return await call(self, request)
         finally:
-            _without(found, items)
+            if found[-count:] == items:  # still last: compared in C, each item by identity first
+                del found[-count:]
+            else:
+                _without(found, items)
 
     return handle_async_request
 
