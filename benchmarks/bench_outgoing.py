@@ -100,13 +100,14 @@ def _setup(variant: str, udp: str, client_name: str, inproc: bool) -> tuple[Trac
         import k8sxray
         from k8sxray import _recorder, integrations
 
+        options = {"propagators": ["xray"]} if variant == "k8sxray-xray" else {}
         k8sxray.configure(
             daemon_address=udp,
             sampling_rate=1.0,
             plugins=[],
             sampling_central=False,
             service_name="bench",
-            propagators=["xray"] if variant == "k8sxray-xray" else None,
+            **options,  # type: ignore[arg-type]
         )
         integration = integrations.load(client_name)
         integration.instrument()
