@@ -64,7 +64,10 @@ def _begin(client: Any, request: Any) -> Any:
                 and type(client._transport) in _plain_transports
                 and not client._mounts
             ):
-                items = _as_items(added)
+                items = []  # as httpx.Headers keeps them (a trace header is ASCII); not a
+                for key, (_name, text) in added:  # comprehension: a further frame costs here
+                    name, lower = _NAMES[key]
+                    items.append((name, lower, text.encode()))
                 if items[-1][1] == _STATE_KEY and _STATE_KEY in map(_lowercase_name, headers._list):
                     del items[-1]  # the caller's own tracestate goes instead
                 sub.wire = items
