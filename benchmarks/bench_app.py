@@ -30,6 +30,8 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 SAMPLED_ROOT = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+TRACEPARENT = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
+"""The same trace and parent as W3C's header."""
 
 
 # --- the receiver: a separate process counting datagrams ------------------------------------
@@ -105,7 +107,7 @@ def _starlette_app() -> Any:
     return Starlette(routes=[Route("/hello", hello)])
 
 
-def _environ(header: str | None) -> dict[str, Any]:
+def _environ(header: str | None, traceparent: str | None = None) -> dict[str, Any]:
     environ = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
@@ -127,6 +129,8 @@ def _environ(header: str | None) -> dict[str, Any]:
     }
     if header:
         environ["HTTP_X_AMZN_TRACE_ID"] = header
+    if traceparent:
+        environ["HTTP_TRACEPARENT"] = traceparent
     return environ
 
 
@@ -134,10 +138,10 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any =
     return None
 
 
-def wsgi_runner(app: Any, header: str | None) -> Callable[[int], None]:
+def wsgi_runner(app: Any, header: str | None, traceparent: str | None = None) -> Callable[[int], None]:
     import io
 
-    base = _environ(header)
+    base = _environ(header, traceparent)
 
     def run(n: int) -> None:
         for _ in range(n):
@@ -153,10 +157,12 @@ def wsgi_runner(app: Any, header: str | None) -> Callable[[int], None]:
     return run
 
 
-def asgi_runner(app: Any, header: str | None) -> Callable[[int], None]:
+def asgi_runner(app: Any, header: str | None, traceparent: str | None = None) -> Callable[[int], None]:
     headers = [(b"host", b"bench.local"), (b"user-agent", b"bench/1.0")]
     if header:
         headers.append((b"x-amzn-trace-id", header.encode()))
+    if traceparent:
+        headers.append((b"traceparent", traceparent.encode()))
     scope_base = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -322,6 +328,19 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
                 finish=k8s_finish,
             )
         )
+    # a trace continued from an incoming header: X-Ray's, or W3C's (the same ids)
+    for label, header, traceparent in (
+        ("X-Amzn-Trace-Id", SAMPLED_ROOT, None),
+        ("traceparent", None, TRACEPARENT),
+    ):
+        wsgi.append(
+            Variant(
+                f"k8sxray sampled (incoming {label})",
+                with_emitter("batched", wsgi_runner(k8sxray.instrument(_flask_app()), header, traceparent)),
+                datagrams=1,
+                finish=k8s_finish,
+            )
+        )
     # unsampled requests are served in C when k8sxray._native is built (the default); the
     # Python entry's rows show what an install without a C compiler gets
     entries = [("", True), (", Python entry", False)] if k8s_wsgi.NATIVE else [(", Python entry", False)]
@@ -338,6 +357,12 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
                 never_sampled(wsgi_runner(flask_wrapped(native), None)),
             )
         )
+    wsgi.append(  # the C entry hands a traceparent to the Python one
+        Variant(
+            "k8sxray unsampled (traceparent 00)",
+            wsgi_runner(flask_wrapped(True), None, TRACEPARENT[:-1] + "0"),
+        )
+    )
     sdk_app = _flask_app()
     XRayMiddleware(sdk_app, xray_recorder)
     wsgi.append(Variant("X-Ray SDK XRayMiddleware", wsgi_runner(sdk_app, None), datagrams=1))
@@ -358,10 +383,30 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
                 finish=k8s_finish,
             )
         )
+    for label, header, traceparent in (
+        ("X-Amzn-Trace-Id", SAMPLED_ROOT, None),
+        ("traceparent", None, TRACEPARENT),
+    ):
+        asgi.append(
+            Variant(
+                f"k8sxray sampled (incoming {label})",
+                with_emitter(
+                    "batched", asgi_runner(k8sxray.instrument(_starlette_app()), header, traceparent)
+                ),
+                datagrams=1,
+                finish=k8s_finish,
+            )
+        )
     asgi.append(
         Variant(
             "k8sxray unsampled (Sampled=0)",
             asgi_runner(k8sxray.instrument(_starlette_app()), SAMPLED_ROOT[:-1] + "0"),
+        )
+    )
+    asgi.append(
+        Variant(
+            "k8sxray unsampled (traceparent 00)",
+            asgi_runner(k8sxray.instrument(_starlette_app()), None, TRACEPARENT[:-1] + "0"),
         )
     )
     asgi.append(
@@ -421,7 +466,7 @@ def report_paced(title: str, variants: list[Variant], added: dict[str, list[floa
 
 def report(title: str, variants: list[Variant]) -> None:
     """Medians; "added" is the median of (variant - the bare run just before it)."""
-    ours = [v for v in variants if v.name.startswith("k8sxray sampled")]
+    ours = [v for v in variants if v.name.startswith("k8sxray sampled") and "incoming" not in v.name]
     best = min(statistics.median(v.added) for v in ours) if ours else 0.0
     print(f"\n{title}")
     head = f"{'variant':46} {'µs/request':>11} {'added µs':>9} {'peer adds x k8sxray':>20}"
@@ -464,7 +509,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     variant.added.append(measure(variant, receiver, args.requests) - before)
                     variant.added_cpu.append(variant.cpu[-1] - bare.cpu[-1])
         # paced: the sampled variants, whose datagrams and background threads pacing is about
-        paced_variants = [wsgi[0]] + [v for v in wsgi[1:] if "unsampled" not in v.name]
+        paced_variants = [wsgi[0]] + [
+            v for v in wsgi[1:] if "unsampled" not in v.name and "incoming" not in v.name
+        ]
         paced: dict[str, list[float]] = {v.name: [] for v in paced_variants}
         for index in range(args.paced_rounds if args.rate > 0 else 0):
             for variant in paced_variants[1:]:

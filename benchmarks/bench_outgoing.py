@@ -2,13 +2,15 @@
 
     python benchmarks/bench_outgoing.py [--calls 1000] [--rounds 4] [--repeat 5]
                                         [--transport in-process|loopback] [--client httpx|requests]
+                                        [--variants k8sxray,k8sxray-xray]
 
-``--transport``/``--client`` run one table or one client only (quicker while iterating; every
-variant still runs side by side).
+``--transport``/``--client``/``--variants`` run one table, one client or some variants only
+(quicker while iterating; the variants chosen still run side by side).
 
 One run measures, for ``requests.Session`` and ``httpx.Client`` (keep-alive) calling a
-loopback server in another process: no tracing, k8sxray, the official aws-xray-sdk's
-patchers, and OpenTelemetry's instrumentors (BatchSpanProcessor, no-op exporter). Each
+loopback server in another process: no tracing, k8sxray (its default: ``X-Amzn-Trace-Id`` and
+W3C ``traceparent``; and ``k8sxray-xray``, ``X-Amzn-Trace-Id`` alone), the official
+aws-xray-sdk's patchers, and OpenTelemetry's instrumentors (BatchSpanProcessor, no-op exporter). Each
 variant runs in its own fresh process (patches are global), inside a sampled parent
 segment/span that is closed and sent every 50 calls; X-Ray documents go to a real UDP
 socket drained by the server process. The figure is process CPU time (all threads, so
@@ -39,7 +41,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-VARIANTS = ("k8sxray", "xray-sdk", "otel")
+VARIANTS = ("k8sxray", "k8sxray-xray", "xray-sdk", "otel")
+"""k8sxray with its default propagators (X-Amzn-Trace-Id and W3C traceparent), k8sxray sending
+X-Amzn-Trace-Id alone (``K8SXRAY_PROPAGATORS=xray``), the X-Ray SDK, OpenTelemetry."""
 CLIENTS = ("requests", "httpx")
 TRANSPORTS = {
     "loopback": "a real HTTP server in another process",
@@ -92,12 +96,18 @@ def _setup(variant: str, udp: str, client_name: str, inproc: bool) -> tuple[Trac
     """Set up *variant*; returns it with the untraced and the traced client (often one object)."""
     import contextlib
 
-    if variant == "k8sxray":
+    if variant.startswith("k8sxray"):
         import k8sxray
         from k8sxray import _recorder, integrations
 
+        options = {"propagators": ["xray"]} if variant == "k8sxray-xray" else {}
         k8sxray.configure(
-            daemon_address=udp, sampling_rate=1.0, plugins=[], sampling_central=False, service_name="bench"
+            daemon_address=udp,
+            sampling_rate=1.0,
+            plugins=[],
+            sampling_central=False,
+            service_name="bench",
+            **options,  # type: ignore[arg-type]
         )
         integration = integrations.load(client_name)
         integration.instrument()
@@ -260,6 +270,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per variant (interleaved)")
     parser.add_argument("--transport", choices=tuple(TRANSPORTS), help="only this transport's table")
     parser.add_argument("--client", choices=CLIENTS, help="only this client")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -285,6 +298,7 @@ def main() -> None:
         )
         return
 
+    variants = tuple(v for v in VARIANTS if v in args.variants.split(","))
     transports = (args.transport,) if args.transport else tuple(TRANSPORTS)
     clients = (args.client,) if args.client else CLIENTS
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY", "K8SXRAY", "OTEL"))}
@@ -298,7 +312,7 @@ def main() -> None:
         results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
         per_process: dict[tuple[str, str, str], list[float]] = {}  # each process's added median
         for repeat in range(args.repeat):
-            order = VARIANTS if repeat % 2 == 0 else tuple(reversed(VARIANTS))
+            order = variants if repeat % 2 == 0 else tuple(reversed(variants))
             for transport in transports:
                 for client in clients:
                     for variant in order:
@@ -326,26 +340,26 @@ def main() -> None:
     for transport in transports:
         print(f"\n{transport}: {TRANSPORTS[transport]}")
         print(
-            f"{'client':<9} {'variant':<9} {'untraced':>9} {'traced':>8} {'added':>8} {'x k8sxray':>10}"
+            f"{'client':<9} {'variant':<12} {'untraced':>9} {'traced':>8} {'added':>8} {'x k8sxray':>10}"
             "  added per process"
         )
         for client in clients:
             added = {}
-            for variant in VARIANTS:
+            for variant in variants:
                 pairs = results[(transport, client, variant)]
                 added[variant] = statistics.median(t - b for b, t in pairs)
-            for variant in VARIANTS:
+            for variant in variants:
                 pairs = results[(transport, client, variant)]
                 bare = statistics.median(b for b, _ in pairs)
                 traced = statistics.median(t for _, t in pairs)
                 ratio = ""
-                if variant != "k8sxray":
+                if not variant.startswith("k8sxray") and "k8sxray" in added:
                     # a ratio to an added cost within the noise (or below zero) would mean nothing
                     ratio = (
                         f"{added[variant] / added['k8sxray']:.1f}x" if added["k8sxray"] >= 2.0 else "(noise)"
                     )
                 each = sorted(per_process[(transport, client, variant)])
-                row = f"{client:<9} {variant:<9} {bare:>9.1f} {traced:>8.1f} {added[variant]:>+8.1f}"
+                row = f"{client:<9} {variant:<12} {bare:>9.1f} {traced:>8.1f} {added[variant]:>+8.1f}"
                 print(f"{row} {ratio:>10}  {each[0]:+.1f} .. {each[-1]:+.1f}")
 
 

@@ -31,6 +31,13 @@ CONTEXT_MISSING_VALUES: tuple[ContextMissing, ...] = ("RUNTIME_ERROR", "LOG_ERRO
 
 SourceKind = Literal["argument", "env", "discovery", "default"]
 
+PROPAGATORS: Mapping[str, str] = {
+    "xray": "X-Amzn-Trace-Id",
+    "tracecontext": "W3C traceparent and tracestate",
+}
+"""The trace header formats k8sxray reads and sends (``K8SXRAY_PROPAGATORS``)."""
+DEFAULT_PROPAGATORS = ("xray", "tracecontext")
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -75,6 +82,9 @@ class Config:
     native: bool = True
     """Serve unsampled WSGI requests in C (``k8sxray._native``) when it is built; read when
     an app is instrumented."""
+    propagators: tuple[str, ...] = DEFAULT_PROPAGATORS
+    """The trace headers read from incoming requests and sent on outgoing calls: ``xray``
+    (``X-Amzn-Trace-Id``, which wins when a request carries both) and ``tracecontext`` (W3C)."""
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False)
     daemon: _discovery.DaemonEndpoint | None = field(default=None, compare=False, repr=False)
     """Live, resolved daemon addresses (re-resolved in the background when found by DNS)."""
@@ -110,6 +120,7 @@ _SETTINGS = (
     "daemon_service",
     "udp_gso",
     "native",
+    "propagators",
 )
 
 _lock = threading.Lock()
@@ -131,6 +142,7 @@ def configure(
     daemon_service: str | None = None,
     udp_gso: bool | None = None,
     native: bool | None = None,
+    propagators: Iterable[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Resolve the configuration and make it current; calling it again reconfigures.
@@ -159,6 +171,7 @@ def configure(
             daemon_service=daemon_service,
             udp_gso=udp_gso,
             native=native,
+            propagators=propagators,
         )
     except SettingError as exc:
         if exc.source.kind == "argument":
@@ -237,6 +250,7 @@ def build(
     daemon_service: str | None = None,
     udp_gso: bool | None = None,
     native: bool | None = None,
+    propagators: Iterable[str] | None = None,
     namespace_file: str = _discovery.NAMESPACE_FILE,
 ) -> Config:
     """Resolve a :class:`Config` without making it current (no side effects but DNS)."""
@@ -297,6 +311,8 @@ def build(
         default_detail="the C module is built" if built else "the C module is not built: Python serves all",
     )
 
+    headers = _pick_propagators(pick, propagators)
+
     service = pick.text("daemon_service", daemon_service, _env.K8SXRAY_DAEMON_SERVICE) or "xray-service"
     _check_dns_label(service, sources["daemon_service"], _env.K8SXRAY_DAEMON_SERVICE)
 
@@ -334,9 +350,28 @@ def build(
         daemon_service=service,
         udp_gso=gso,
         native=use_native,
+        propagators=headers,
         sources=sources,
         daemon=endpoint,
     )
+
+
+def _pick_propagators(pick: _Picker, propagators: Iterable[str] | None) -> tuple[str, ...]:
+    headers = pick.names("propagators", propagators, _env.K8SXRAY_PROPAGATORS, known=PROPAGATORS)
+    source = pick.sources["propagators"]
+    if headers is None:
+        pick.sources["propagators"] = Source("default", "X-Amzn-Trace-Id and W3C traceparent")
+        return DEFAULT_PROPAGATORS
+    if not headers:
+        given: object = pick.environ.get(_env.K8SXRAY_PROPAGATORS, "")
+        if propagators is not None:
+            given = propagators if isinstance(propagators, str) else list(propagators)
+        raise SettingError(
+            f"{_named(source, _env.K8SXRAY_PROPAGATORS, given)}: "
+            f"name at least one of {', '.join(PROPAGATORS)}",
+            source,
+        )
+    return headers
 
 
 class _Picker:

@@ -1,7 +1,12 @@
-"""The ``X-Amzn-Trace-Id`` header: parse what arrives, format what leaves.
+"""The trace headers: ``X-Amzn-Trace-Id``, and W3C's ``traceparent``/``tracestate``; parse
+what arrives, format what leaves.
 
 Parsing is defensive: any header that is too long, malformed or hostile yields
 ``None`` (a new trace starts) or drops just the bad field, and never raises.
+
+A W3C trace id is X-Ray's without its punctuation: ``4bf92f3577b34da6a3ce929d0e0e4736`` is
+``1-4bf92f35-77b34da6a3ce929d0e0e4736`` (OpenTelemetry's ``AwsXRayIdGenerator`` puts the
+epoch seconds in the first 8 digits, as X-Ray does), and a parent span id is a segment id.
 """
 
 from __future__ import annotations
@@ -12,6 +17,11 @@ from typing import NamedTuple
 NAME = "X-Amzn-Trace-Id"
 WSGI_KEY = "HTTP_X_AMZN_TRACE_ID"
 ASGI_NAME = b"x-amzn-trace-id"
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+TRACEPARENT_WSGI_KEY = "HTTP_TRACEPARENT"
+TRACESTATE_WSGI_KEY = "HTTP_TRACESTATE"
 
 _MAX_LEN = 512
 _HEX = frozenset("0123456789abcdef")
@@ -80,3 +90,64 @@ def format_header(root: str, parent: str | None, sampled: bool | None, extra: st
     if extra:
         out += ";" + extra
     return out
+
+
+# --- W3C Trace Context (level 1) ---------------------------------------------------------------
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})").match
+_ZERO_TRACE = "0" * 32
+_ZERO_PARENT = "0" * 16
+_OWS = " \t"
+_MAX_TRACESTATE_MEMBERS = 32
+
+
+class TraceParent(NamedTuple):
+    """A valid ``traceparent``, in X-Ray's terms: ``root`` is ``1-<8 hex>-<24 hex>``,
+    ``parent`` the caller's span id, ``sampled`` ``"1"`` or ``"0"`` (the flags' sampled bit)."""
+
+    root: str
+    parent: str
+    sampled: str
+
+
+def parse_traceparent(value: str | None) -> TraceParent | None:
+    """Parse a ``traceparent`` value as W3C Trace Context level 1 says; ``None`` when it is
+    missing or invalid.
+
+    Version ``00`` is exactly ``00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>``
+    (lowercase). A later version is read the same way, ignoring whatever follows a ``-`` after
+    the flags; version ``ff``, an all-zero trace or parent id, or anything else is invalid.
+    """
+    if not value or len(value) > _MAX_LEN:
+        return None
+    if value[0] in _OWS or value[-1] in _OWS:  # optional whitespace around a header value
+        value = value.strip(_OWS)
+    match = _TRACEPARENT(value)
+    if match is None:
+        return None
+    version, trace, parent, flags = match.groups()
+    if version == "00":
+        if len(value) != 55:
+            return None
+    elif version == "ff" or (len(value) > 55 and value[55] != "-"):
+        return None
+    if trace == _ZERO_TRACE or parent == _ZERO_PARENT:
+        return None
+    return TraceParent("1-" + trace[:8] + "-" + trace[8:], parent, "1" if int(flags, 16) & 1 else "0")
+
+
+def valid_tracestate(value: str | None) -> str:
+    """*value* as it is when it can be passed on (printable ASCII, at most 512 characters and 32
+    list members), else ``""``: a tracestate is passed downstream unchanged or not at all."""
+    if not value or len(value) > _MAX_LEN or not value.isascii() or not value.isprintable():
+        return ""
+    value = value.strip(_OWS)
+    if value.count(",") >= _MAX_TRACESTATE_MEMBERS:  # perhaps empty members: count the others
+        members = [member for member in value.split(",") if member.strip(_OWS)]
+        if len(members) > _MAX_TRACESTATE_MEMBERS:
+            return ""
+    return value
+
+
+def format_traceparent(root: str, parent: str, sampled: bool) -> str:
+    """``00-<trace id>-<parent id>-01`` (``-00`` when not sampled) for an X-Ray *root*."""
+    return "00-" + root[2:10] + root[11:] + "-" + parent + ("-01" if sampled else "-00")

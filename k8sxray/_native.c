@@ -4,7 +4,8 @@
  * trace made current for outgoing calls, the response header added, and the previous
  * trace made current again. In Python those steps cost about 3 us inside a framework, most
  * of it in the interpreter's frames; here they cost a fraction of that. Everything else
- * (sampled requests, unusual headers, tracing off) goes to the Python entry, which stays
+ * (sampled requests, unusual headers, a W3C traceparent or tracestate, tracing off) goes to
+ * the Python entry, which stays
  * the reference; the tests run both. The module is optional: without a C compiler,
  * k8sxray runs on the Python entry alone.
  *
@@ -32,9 +33,10 @@ static PyObject *streaming_body;     /* wsgi._unsampled_body(trace, result) -> b
 static PyObject *failed;             /* wsgi._native_failed(where, exc) */
 
 /* interned strings */
-static PyObject *s_header_key, *s_method_key, *s_script_key, *s_path_key, *s_host_key, *s_server_key;
-static PyObject *s_state, *s_current, *s_config, *s_enabled, *s_sampler, *s_decide;
-static PyObject *s_trace_id, *s_parent_id, *s_extra, *s_response_header, *s_token, *s_old_value;
+static PyObject *s_header_key, *s_traceparent_key, *s_tracestate_key, *s_method_key, *s_script_key, *s_path_key, *s_host_key, *s_server_key;
+static PyObject *s_state, *s_current, *s_config, *s_xray_in, *s_sampler, *s_decide;
+static PyObject *s_trace_id, *s_parent_id, *s_extra, *s_tracestate, *s_response_header, *s_token;
+static PyObject *s_old_value;
 static PyObject *s_missing, *s_get, *s_empty, *s_header_name, *s_close;
 static PyObject *s_status, *s_headers, *s_exc_info;
 static PyObject *s_where_start, *s_where_response, *s_where_end;
@@ -91,7 +93,16 @@ lookup(PyObject *dict, PyObject *key)
     return value;
 }
 
-/* The recorder's state when tracing is on and configured as now, else NULL (new reference). */
+/* Whether *environ* has a non-empty value under *key* (anything but a str counts). */
+static int
+present(PyObject *environ, PyObject *key)
+{
+    PyObject *value = lookup(environ, key);
+    return value != NULL && !(PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) == 0);
+}
+
+/* The recorder's state when tracing is on, X-Amzn-Trace-Id is read, and it is configured as
+ * now, else NULL (new reference). */
 static PyObject *
 usable_state(void)
 {
@@ -112,7 +123,7 @@ usable_state(void)
         Py_DECREF(state);
         return NULL;
     }
-    PyObject *enabled = PyObject_GetAttr(state, s_enabled);
+    PyObject *enabled = PyObject_GetAttr(state, s_xray_in);
     if (enabled != Py_True) {
         if (enabled == NULL) {
             PyErr_Clear();
@@ -213,7 +224,7 @@ new_trace(PyObject *trace_id, PyObject *parent_id, PyObject *response_header)
     }
     if (PyObject_SetAttr(trace, s_trace_id, trace_id) < 0 ||
         PyObject_SetAttr(trace, s_parent_id, parent_id) < 0 ||
-        PyObject_SetAttr(trace, s_extra, s_empty) < 0 ||
+        PyObject_SetAttr(trace, s_extra, s_empty) < 0 || PyObject_SetAttr(trace, s_tracestate, s_empty) < 0 ||
         PyObject_SetAttr(trace, s_response_header, response_header) < 0) {
         Py_DECREF(trace);
         return NULL;
@@ -663,6 +674,11 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (!none && !canonical_unsampled(header)) {
         return PyObject_Vectorcall(self->traced, args, 2, NULL); /* Sampled=1 or ?, or unusual */
     }
+    /* W3C: a request without X-Amzn-Trace-Id may continue a traceparent, and an unsampled one
+     * passes its tracestate on: the Python entry reads them */
+    if (present(args[0], none ? s_traceparent_key : s_tracestate_key)) {
+        return PyObject_Vectorcall(self->traced, args, 2, NULL);
+    }
     Py_XINCREF(header); /* held: reading the state may run Python code */
     PyObject *state = usable_state();
     if (state == NULL) {
@@ -855,10 +871,12 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     if (intern(&s_header_key, "HTTP_X_AMZN_TRACE_ID") < 0 || intern(&s_method_key, "REQUEST_METHOD") < 0 ||
+        intern(&s_traceparent_key, "HTTP_TRACEPARENT") < 0 || intern(&s_tracestate_key, "HTTP_TRACESTATE") < 0 ||
+        intern(&s_tracestate, "tracestate") < 0 ||
         intern(&s_script_key, "SCRIPT_NAME") < 0 || intern(&s_path_key, "PATH_INFO") < 0 ||
         intern(&s_host_key, "HTTP_HOST") < 0 || intern(&s_server_key, "SERVER_NAME") < 0 ||
         intern(&s_state, "_state") < 0 || intern(&s_current, "_current") < 0 ||
-        intern(&s_config, "config") < 0 || intern(&s_enabled, "enabled") < 0 ||
+        intern(&s_config, "config") < 0 || intern(&s_xray_in, "xray_in") < 0 ||
         intern(&s_sampler, "sampler") < 0 || intern(&s_decide, "decide") < 0 ||
         intern(&s_trace_id, "trace_id") < 0 || intern(&s_parent_id, "parent_id") < 0 ||
         intern(&s_extra, "extra") < 0 || intern(&s_response_header, "response_header") < 0 ||

@@ -55,7 +55,18 @@ __all__ = [
     "state",
     "subsegment",
     "trace_header",
+    "trace_headers",
 ]
+
+
+# What outgoing calls carry (_State.send), and each header as (lowercase name, name, value)
+_XRAY, _W3C, _XRAY_AND_W3C = 1, 2, 3
+XRAY_KEY = _header.NAME.lower()
+TRACEPARENT = _header.TRACEPARENT
+TRACESTATE = _header.TRACESTATE
+Headers = tuple[tuple[str, tuple[str, str]], ...]
+"""Trace headers to send: ``(lowercase name, (name, value))`` each (the layout of requests' own
+header dict, which takes them in one ``update``)."""
 
 
 class Sampler(Protocol):
@@ -76,13 +87,31 @@ def _sdk_version() -> str:
 class _State:
     """Everything the request path needs from one configuration."""
 
-    __slots__ = ("config", "emitter", "enabled", "later", "own_emitter", "own_sampler", "sampler", "static")
+    __slots__ = (
+        "config",
+        "emitter",
+        "enabled",
+        "later",
+        "own_emitter",
+        "own_sampler",
+        "sampler",
+        "send",
+        "static",
+        "w3c_in",
+        "xray_in",
+    )
 
     def __init__(self, config: _config.Config, emitter: Emitter | None) -> None:
         from .plugins import collect
 
         self.config = config
         self.enabled = config.enabled
+        self.xray_in = config.enabled and "xray" in config.propagators
+        """Tracing is on and an incoming ``X-Amzn-Trace-Id`` is read (the C entry reads this)."""
+        self.w3c_in = "tracecontext" in config.propagators
+        """An incoming ``traceparent`` (and ``tracestate``) is read."""
+        self.send = _XRAY_AND_W3C if self.xray_in and self.w3c_in else _XRAY if self.xray_in else _W3C
+        """Which trace headers outgoing calls carry."""
         data = collect(config.plugins)
         self.static = Static(
             config.service_name,
@@ -210,13 +239,23 @@ def set_sampler(sampler: Sampler | None) -> Sampler | None:
 
 
 # --- segments ------------------------------------------------------------------------------
-def start_request(  # noqa: PLR0917  # on the hot path: positional is faster
-    header: str | None, host: str, method: str, path: str, now: float, decided: bool = False
+def start_request(  # noqa: PLR0917, PLR0912  # on the hot path: positional is faster, one frame
+    header: str | None,
+    host: str,
+    method: str,
+    path: str,
+    now: float,
+    decided: bool = False,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> Segment | UnsampledTrace | None:
     """Begin a request's trace (and make it current); ``None`` when tracing is off.
 
-    An incoming ``Sampled=1``/``0`` decides; ``?`` or no header asks the sampler, unless
-    *decided* says it was asked already and said yes (the native WSGI entry asks it).
+    The trace continues the incoming ``X-Amzn-Trace-Id`` (*header*) when it is valid, else the
+    W3C *traceparent* (with its *tracestate*) when that is valid, as the configured propagators
+    allow. An incoming ``Sampled=1``/``0`` (a W3C sampled flag ``01``/``00``) decides; ``?`` or
+    no header asks the sampler, unless *decided* says it was asked already and said yes (the
+    native WSGI entry asks it, for a request with neither header).
     """
     current_state = _state
     if current_state is None or current_state.config is not _config._current:
@@ -224,30 +263,42 @@ def start_request(  # noqa: PLR0917  # on the hot path: positional is faster
     if not current_state.enabled:
         return None
     trace: Segment | UnsampledTrace
-    parent: str | None
-    if not header:
-        if decided or current_state.sampler.decide(host, method, path):
-            tid, sid = new_trace(now)
-            trace = Segment(current_state.static, tid, sid, None, now)
-        else:  # most requests: just a trace id to answer with
-            tid = new_root(now)
-            trace = _unsampled(tid, None, "")
-        trace.response_header = "Root=" + tid
-    else:
+    flag: str | None = None
+    if header and current_state.xray_in:
         match = _canonical(header)
         if match is not None:  # the usual form: no need for the full parser
             root, parent, flag = match.groups()
             extra = ""
         else:
             parsed = _header.parse(header)
-            if parsed is None:
-                return start_request(None, host, method, path, now)
-            root, parent, flag, extra = parsed
+            if parsed is not None:
+                root, parent, flag, extra = parsed
+    state_ = ""
+    if traceparent and current_state.w3c_in:
+        w3c = _header.parse_traceparent(traceparent)
+        if w3c is not None:
+            if flag is None:  # no valid X-Amzn-Trace-Id: the W3C context
+                root, parent, flag = w3c
+                extra = ""
+                state_ = _header.valid_tracestate(tracestate)
+            elif tracestate and w3c.root == root:  # both name one trace: its tracestate goes on
+                state_ = _header.valid_tracestate(tracestate)
+    if flag is None:
+        if decided or current_state.sampler.decide(host, method, path):
+            tid, sid = new_trace(now)
+            trace = Segment(current_state.static, tid, sid, None, now)
+        else:  # most requests: just a trace id to answer with
+            tid = new_root(now)
+            trace = _unsampled(tid, None, "", "")
+        trace.response_header = "Root=" + tid
+    else:
         sampled = flag == "1" or (flag == "?" and current_state.sampler.decide(host, method, path))
         if sampled:
             trace = Segment(current_state.static, root, entity_id(), parent, now, extra)
+            if state_:
+                trace.tracestate = state_
         else:
-            trace = _unsampled(root, parent, extra)
+            trace = _unsampled(root, parent, extra, state_)
         trace.response_header = (
             "Root=" + root if flag != "?" else "Root=" + root + (";Sampled=1" if sampled else ";Sampled=0")
         )
@@ -256,15 +307,17 @@ def start_request(  # noqa: PLR0917  # on the hot path: positional is faster
 
 
 def continue_unsampled(header: str) -> UnsampledTrace | None:
-    """The fast path of :func:`start_request` for an incoming ``Sampled=0`` header in the usual form:
-    the upstream decided, so no sampling rule needs the request's host, method or path.
+    """The fast path of :func:`start_request` for an incoming ``Sampled=0`` header in the usual form
+    (and no ``tracestate``): the upstream decided, so no sampling rule needs the request's host,
+    method or path.
 
-    ``None`` for anything else (another header, tracing off): ask :func:`start_request`.
+    ``None`` for anything else (another header, tracing off, ``X-Amzn-Trace-Id`` not read): ask
+    :func:`start_request`.
     """
     current_state = _state
     if current_state is None or current_state.config is not _config._current:
         current_state = state()
-    if not current_state.enabled:
+    if not current_state.xray_in:
         return None
     if len(header) != 74 or header[73] != "0" or _canonical(header) is None:
         return None
@@ -273,16 +326,18 @@ def continue_unsampled(header: str) -> UnsampledTrace | None:
     trace.trace_id = header[5:40]
     trace.parent_id = header[48:64]
     trace.extra = ""
+    trace.tracestate = ""
     trace.response_header = header[:40]  # "Root=" and the root
     trace._token = set_current(trace)
     return trace
 
 
-def _unsampled(trace_id: str, parent_id: str | None, extra: str) -> UnsampledTrace:
+def _unsampled(trace_id: str, parent_id: str | None, extra: str, tracestate: str) -> UnsampledTrace:
     trace: UnsampledTrace = _new(UnsampledTrace)  # its other fields are set by start_request
     trace.trace_id = trace_id
     trace.parent_id = parent_id
     trace.extra = extra
+    trace.tracestate = tracestate
     return trace
 
 
@@ -380,14 +435,16 @@ def begin_subsegment(name: str, namespace: str | None = "remote") -> Subsegment 
         return None
 
 
-def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment | None, str | None]:
+def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment | None, Headers | None]:
     """Begin an outgoing HTTP call to *url* (already scrubbed): its ``remote`` subsegment, made
-    current, and the ``X-Amzn-Trace-Id`` value to send with it.
+    current, and the trace headers to send with it (:data:`Headers`: ``X-Amzn-Trace-Id``,
+    ``traceparent`` and ``tracestate`` as the propagators say, all naming the subsegment as
+    the parent).
 
-    In an unsampled trace there is no subsegment, and the header passes ``Sampled=0`` on;
+    In an unsampled trace there is no subsegment, and the headers pass ``Sampled=0`` on;
     outside any trace there is neither, and ``AWS_XRAY_CONTEXT_MISSING`` is applied (logged once
     per *what*, or :class:`~k8sxray.ContextMissingError` raised into the caller, as the SDK's
-    patched libraries raise). :func:`begin_subsegment` and :func:`trace_header` in one step and
+    patched libraries raise). :func:`begin_subsegment` and :func:`trace_headers` in one step and
     one frame: it runs on every outgoing call, in the middle of the client library's work, where
     each further function it went through cost more than it does alone. Raises nothing else.
     """
@@ -397,11 +454,11 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
         return None, None
     try:
         if not parent.sampled:
-            return None, trace_header()
+            return None, trace_headers()
         owner: Entity = parent  # type: ignore[assignment]  # sampled: an Entity
         sub: Subsegment = _new(Subsegment)  # what Subsegment.__init__ does, without the call
         sub.name = name
-        sub.id = _bits(64).to_bytes(8, "big").hex()
+        sub.id = sid = _bits(64).to_bytes(8, "big").hex()
         sub.start_time = _now()
         sub.namespace = "remote"
         sub.parent = owner
@@ -414,13 +471,37 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
         else:
             children.append(sub)
         sub._token = set_current(sub)
+        root = segment.trace_id
         extra = segment.extra
-        if extra:
-            return sub, f"Root={segment.trace_id};Parent={sub.id};Sampled=1;{extra}"
-        return sub, f"Root={segment.trace_id};Parent={sub.id};Sampled=1"
+        send = (_state or state()).send
+        if not extra and not segment.tracestate:  # the usual call
+            if send == _XRAY_AND_W3C:
+                return sub, (
+                    (XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),
+                    (TRACEPARENT, (TRACEPARENT, f"00-{root[2:10]}{root[11:]}-{sid}-01")),
+                )
+            if send == _XRAY:
+                return sub, ((XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),)
+        return sub, _headers(send, root, sid, True, extra, segment.tracestate)
     except Exception:
         _guard.internal_error("recorder.begin_call")
         return None, None
+
+
+def _headers(  # noqa: PLR0917
+    send: int, root: str, parent: str | None, sampled: bool, extra: str, tracestate: str
+) -> Headers:
+    """The trace headers that *send* names, for a call whose parent is *parent*."""
+    out = []
+    if send & _XRAY:
+        out.append((XRAY_KEY, (_header.NAME, _header.format_header(root, parent, sampled, extra))))
+    if send & _W3C:
+        # W3C requires a parent id: an unsampled new trace has none, so a call gets its own
+        span = parent or entity_id()
+        out.append((TRACEPARENT, (TRACEPARENT, _header.format_traceparent(root, span, sampled))))
+        if tracestate:
+            out.append((TRACESTATE, (TRACESTATE, tracestate)))
+    return tuple(out)
 
 
 def end_subsegment(
@@ -468,6 +549,23 @@ def trace_header(sub: Subsegment | None = None) -> str | None:
         return _header.format_header(segment.trace_id, entity.id, True, segment.extra)
     except Exception:
         _guard.internal_error("recorder.trace_header")
+        return None
+
+
+def trace_headers(sub: Subsegment | None = None) -> Headers | None:
+    """The trace headers to send downstream (as the propagators say), or ``None`` outside any
+    trace (:data:`Headers`), all with the same trace id, parent id and sampling decision."""
+    try:
+        entity = sub if sub is not None else _context.get()
+        if entity is None:
+            return None
+        send = (_state or state()).send
+        if isinstance(entity, UnsampledTrace):
+            return _headers(send, entity.trace_id, entity.parent_id, False, entity.extra, entity.tracestate)
+        segment = entity.segment
+        return _headers(send, segment.trace_id, entity.id, True, segment.extra, segment.tracestate)
+    except Exception:
+        _guard.internal_error("recorder.trace_headers")
         return None
 
 

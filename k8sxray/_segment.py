@@ -273,13 +273,15 @@ def _dropped_annotation(key: object, why: str) -> None:
 class UnsampledTrace:
     """The current trace of a request that is not sampled: just enough to propagate it."""
 
-    __slots__ = ("_token", "extra", "parent_id", "response_header", "trace_id")
+    __slots__ = ("_token", "extra", "parent_id", "response_header", "trace_id", "tracestate")
     sampled = False
 
-    def __init__(self, trace_id: str, parent_id: str | None, extra: str = "") -> None:
+    def __init__(self, trace_id: str, parent_id: str | None, extra: str = "", tracestate: str = "") -> None:
         self.trace_id = trace_id
         self.parent_id = parent_id
         self.extra = extra
+        self.tracestate = tracestate
+        """The incoming W3C ``tracestate``, passed on unchanged with ``traceparent``."""
         self.response_header = ""
         self._token: Token[Entity | UnsampledTrace | None] | None = None
 
@@ -289,6 +291,8 @@ class Segment(Entity):
 
     user: str | None = None
     response_header = ""
+    tracestate = ""
+    """The incoming W3C ``tracestate``, passed on unchanged with ``traceparent``."""
     _sent = False
     _exception_ids: dict[int, str] | None = None
 

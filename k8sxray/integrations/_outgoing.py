@@ -1,10 +1,12 @@
 """Shared logic of the outgoing-call integrations (requests, httpx, botocore).
 
-One outgoing call is one subsegment: it is begun here, the ``X-Amzn-Trace-Id`` header is
-injected once (a request that already carries one is left alone: another tracer, the
-official SDK's patchers or an outer hop of ours got there first), and it is finished
-from the status code or the exception. Every step runs inside the guard: a failure of
-ours is logged once and the call goes on untraced.
+One outgoing call is one subsegment: it is begun here, the trace headers are injected
+once (``X-Amzn-Trace-Id``, W3C ``traceparent`` and ``tracestate``, as
+``K8SXRAY_PROPAGATORS`` says; a request that already carries ``X-Amzn-Trace-Id`` or
+``traceparent`` is left alone: another tracer, the official SDK's patchers, the caller or
+an outer hop of ours got there first), and it is finished from the status code or the
+exception. Every step runs inside the guard: a failure of ours is logged once and the call
+goes on untraced.
 
 :class:`Patches` keeps the wrapt patches of one integration so that ``instrument()`` is
 idempotent and ``uninstrument()`` restores the originals.
@@ -28,7 +30,17 @@ from .._segment import scrub_url
 log = logging.getLogger(__name__)
 
 HEADER = "X-Amzn-Trace-Id"
-"""The trace header sent downstream."""
+"""X-Ray's trace header."""
+TRACEPARENT = "traceparent"
+"""W3C's trace header (with ``tracestate``)."""
+TRACE_KEYS = frozenset({HEADER.lower(), TRACEPARENT})
+"""A request carrying either of these (lowercase) names is traced already."""
+
+
+def carries_trace(headers: Any) -> bool:
+    """Whether *headers* (a case-insensitive mapping) carry a trace header already."""
+    return HEADER in headers or TRACEPARENT in headers
+
 
 Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -90,20 +102,21 @@ def as_length(value: Any) -> int | None:
 def begin_http(
     what: str, method: str, url: str, headers: MutableMapping[str, str], host: str | None = None
 ) -> _recorder.Subsegment | None:
-    """Begin the ``remote`` subsegment of an HTTP call and inject the trace header, which the
-    caller has found missing from *headers* (one that is there already means another tracer,
-    the official SDK's patchers or an outer hop of ours got there first: leave it alone).
+    """Begin the ``remote`` subsegment of an HTTP call and inject the trace headers, which the
+    caller has found missing from *headers* (:func:`carries_trace`: one that is there already
+    means another tracer, the official SDK's patchers or an outer hop of ours got there first:
+    leave it alone).
 
     Returns ``None`` (nothing to finish) outside a trace (after applying
-    ``AWS_XRAY_CONTEXT_MISSING``), or in an unsampled trace (the header with ``Sampled=0`` is
+    ``AWS_XRAY_CONTEXT_MISSING``), or in an unsampled trace (the headers with ``Sampled=0`` are
     still sent so downstream agrees).
     """
     try:
         name, recorded = (host, scrub_url(url)) if host else target(url)
-        sub, header = _recorder.begin_call(what, name, method, recorded)
-        if header is not None:
+        sub, found = _recorder.begin_call(what, name, method, recorded)
+        if found is not None:
             try:
-                headers[HEADER] = header
+                add_headers(headers, found)
             except Exception:
                 if sub is not None:
                     _recorder.end_subsegment(sub)
@@ -114,6 +127,13 @@ def begin_http(
     except Exception:
         _guard.internal_error(f"{what} (begin)")
         return None
+
+
+def add_headers(headers: MutableMapping[str, str], found: _recorder.Headers) -> None:
+    """Set each of the trace headers *found* that *headers* (case-insensitive) does not carry."""
+    for _key, (name, value) in found:
+        if name not in headers:
+            headers[name] = value
 
 
 def finish_error(what: str, sub: _recorder.Subsegment, exc: BaseException, *, remote: bool = False) -> None:

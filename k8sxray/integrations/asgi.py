@@ -3,7 +3,8 @@
 Lifespan (and any other scope type) passes through untouched. An HTTP segment ends
 when the last body chunk has been sent, not when the handler returns; a client
 disconnect, an exception or a cancellation still ends and emits it. A websocket gets
-one segment for the whole connection. No subsegment is made per send/receive.
+one segment for the whole connection. No subsegment is made per send/receive. The trace is
+continued from ``X-Amzn-Trace-Id``, else from W3C ``traceparent`` (with its ``tracestate``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HEADER = b"x-amzn-trace-id"
+_WANTED = frozenset({b"host", b"user-agent", _HEADER, b"x-forwarded-for", b"traceparent", b"tracestate"})
 
 
-def _headers(scope: Scope) -> tuple[str | None, str, str | None, str | None]:
-    """(trace header, host, user agent, x-forwarded-for) from the scope's headers."""
-    trace = ua = xff = None
+def _headers(scope: Scope) -> tuple[str | None, str, str | None, str | None, str | None, str | None]:
+    """(trace header, host, user agent, x-forwarded-for, traceparent, tracestate) from the
+    scope's headers; a W3C header sent more than once is joined with commas, as a WSGI server
+    joins it (several ``traceparent`` make an invalid one, several ``tracestate`` one list)."""
+    trace = ua = xff = parent = state = None
     host = ""
     for name, value in scope.get("headers") or ():
+        if name not in _WANTED:  # most headers: one set lookup, not a comparison with each name
+            continue
         if name == b"host":
             host = value.decode("latin-1")
         elif name == b"user-agent":
@@ -40,7 +46,13 @@ def _headers(scope: Scope) -> tuple[str | None, str, str | None, str | None]:
             trace = value.decode("latin-1")
         elif name == b"x-forwarded-for":
             xff = value.decode("latin-1")
-    return trace, host, ua, xff
+        elif name == b"traceparent":
+            text = value.decode("latin-1")
+            parent = text if parent is None else parent + "," + text
+        elif name == b"tracestate":
+            text = value.decode("latin-1")
+            state = text if state is None else state + "," + text
+    return trace, host, ua, xff, parent, state
 
 
 def wrap(app: ASGIApp) -> ASGIApp:
@@ -56,9 +68,9 @@ def wrap(app: ASGIApp) -> ASGIApp:
         if kind != "http" and kind != "websocket":  # noqa: PLR1714  # faster than a set on the hot path
             return await app(scope, receive, send)
         try:
-            header, host, user_agent, forwarded = _headers(scope)
+            header, host, user_agent, forwarded, traceparent, tracestate = _headers(scope)
             trace: Segment | UnsampledTrace | None = None
-            if header and header[-1:] == "0":  # not sampled upstream: nothing else to read
+            if header and header[-1:] == "0" and tracestate is None:  # not sampled upstream
                 trace = continue_unsampled(header)
             if trace is None:
                 method = scope.get("method", "GET")
@@ -66,7 +78,7 @@ def wrap(app: ASGIApp) -> ASGIApp:
                 root = scope.get("root_path")
                 if root and not path.startswith(root):  # servers differ on whether path includes it
                     path = root + path
-                trace = start_request(header, host, method, path, now())
+                trace = start_request(header, host, method, path, now(), False, traceparent, tracestate)
         except Exception:
             _guard.internal_error("asgi.start")
             return await app(scope, receive, send)

@@ -2,8 +2,10 @@
 
 ``BaseClient._make_api_call`` is patched on the class (clients created before
 ``instrument()`` are traced) and ``Endpoint.prepare_request`` adds the trace header to
-each attempt's HTTP request. The subsegment is named after the service (``DynamoDB``,
-``SQS``, ``S3``...) and carries ``aws.operation``, ``aws.region``, ``aws.request_id``,
+each attempt's HTTP request: ``X-Amzn-Trace-Id`` only, whatever ``K8SXRAY_PROPAGATORS``
+says, because it is the one AWS services read and pass on (OpenTelemetry's botocore
+instrumentation sends only it too). The subsegment is named after the service
+(``DynamoDB``, ``SQS``, ``S3``...) and carries ``aws.operation``, ``aws.region``, ``aws.request_id``,
 ``aws.retries`` and the resource names X-Ray shows (table, queue URL, bucket and key,
 topic, function, stream); item data and message bodies are never recorded. X-Ray's own
 sampling and segment calls are not traced (no recursion). A streamed result (S3

@@ -9,13 +9,14 @@ round-trips of one ``send`` are part of its subsegment. A streamed response
 is closed (reading it to the end closes it); until then the caller's own trace context is
 current again.
 
-The trace header goes on the wire, not on the request, when the client sends through httpx's
-own ``HTTPTransport`` (the usual client: no mounts, no proxies): that transport's
-``handle_request`` adds it just before the request is written and takes it off again after, on
-every hop. httpx's work around the transport (its cookie handling looks every request header
-up by scanning them all) never sees it, and a traced call adds a quarter fewer instructions;
-``response.request.headers`` does not show it. Any other client (a custom transport, mounts)
-gets it on the request, in ``Client.send``.
+The trace headers (``X-Amzn-Trace-Id``, ``traceparent``, as ``K8SXRAY_PROPAGATORS`` says) go
+on the wire, not on the request, when the client sends through httpx's own ``HTTPTransport``
+(the usual client: no mounts, no proxies): that transport's ``handle_request`` adds them just
+before the request is written and takes them off again after, on every hop. httpx's work
+around the transport (its cookie handling looks every request header up by scanning them all)
+never sees them, and a traced call adds a quarter fewer instructions;
+``response.request.headers`` does not show them. Any other client (a custom transport, mounts)
+gets them on the request, in ``Client.send``.
 """
 
 from __future__ import annotations
@@ -44,25 +45,35 @@ def _begin(client: Any, request: Any) -> Any:
     try:
         headers = request.headers
         fast = type(headers) is _fast_headers  # the usual case: httpx's own list, scanned in C
-        if (_KEY in map(_lowercase_name, headers._list)) if fast else (_outgoing.HEADER in headers):
-            return None  # already carries the header (another tracer, or the caller)
+        if (
+            (not _KEYS.isdisjoint(map(_lowercase_name, headers._list)))
+            if fast
+            else _outgoing.carries_trace(headers)
+        ):
+            return None  # already carries a trace header (another tracer, or the caller)
         url = request.url
         key = url._uri_reference if _parts_key else None  # the parts: cheaper than str(url)
         found = _outgoing._TARGETS.get(key) if key is not None else None
         if found is None:
             found = _outgoing.remember(key, str(url), url.host or "unknown")
-        sub, header = _recorder.begin_call(_WHAT, found[0], request.method, found[1])
-        if header is not None:
+        sub, added = _recorder.begin_call(_WHAT, found[0], request.method, found[1])
+        if added is not None:
             if (
                 sub is not None
                 and fast
                 and type(client._transport) in _plain_transports
                 and not client._mounts
             ):
-                sub.wire = (_NAME, _KEY, header.encode())  # a trace header is ASCII
+                items = []  # as httpx.Headers keeps them (a trace header is ASCII); not a
+                for key, (_name, text) in added:  # comprehension: a further frame costs here
+                    name, lower = _NAMES[key]
+                    items.append((name, lower, text.encode()))
+                if items[-1][1] == _STATE_KEY and _STATE_KEY in map(_lowercase_name, headers._list):
+                    del items[-1]  # the caller's own tracestate goes instead
+                sub.wire = items
                 return sub
             try:
-                _add_header(headers, header)
+                _add_headers(headers, added)
             except Exception:
                 if sub is not None:
                     _recorder.end_subsegment(sub)
@@ -75,13 +86,19 @@ def _begin(client: Any, request: Any) -> Any:
         return None
 
 
-# --- the header on the wire -------------------------------------------------------------------
+# --- the headers on the wire ------------------------------------------------------------------
 Header = tuple[bytes, bytes, bytes]
 """A header as httpx.Headers keeps it: (name, lowercase name, value)."""
 _current = current_entity.get
 _plain_transports: tuple[type, ...] = ()
 """``(httpx.HTTPTransport, httpx.AsyncHTTPTransport)`` once :func:`_check_plain_transports` has
 found that a client without mounts sends through its ``_transport``."""
+
+
+def _as_items(added: _recorder.Headers) -> list[Header]:
+    """Trace headers as httpx.Headers keeps them (a trace header is ASCII)."""
+    names = _NAMES
+    return [(*names[key], value.encode()) for key, (_name, value) in added]
 
 
 def _check_plain_transports() -> tuple[type, ...]:
@@ -100,37 +117,49 @@ def _check_plain_transports() -> tuple[type, ...]:
     return (httpx.HTTPTransport, httpx.AsyncHTTPTransport) if works else ()
 
 
-def _with_header(request: Any, item: Header) -> Any:
-    """A hop whose headers are not httpx's own (an event hook replaced them) gets the header
+def _with_headers(request: Any, items: list[Header]) -> Any:
+    """A hop whose headers are not httpx's own (an event hook replaced them) gets the headers
     through the public API, for good."""
-    if _outgoing.HEADER not in request.headers:
-        request.headers[_outgoing.HEADER] = item[2].decode()
+    headers = request.headers
+    if not _outgoing.carries_trace(headers):
+        for name, _key, value in items:
+            if name.decode() not in headers:
+                headers[name.decode()] = value.decode()
     return request
 
 
+def _without(found: list[Header], items: list[Header]) -> None:
+    """Take the trace headers *items* off *found* again, wherever they are now (the usual case,
+    still last, is handled inline)."""
+    for item in items:
+        if item in found:
+            found.remove(item)
+
+
 def _patched_handle(original: Any) -> Any:
-    """What replaces ``HTTPTransport.handle_request``: the call's trace header on this hop only."""
+    """What replaces ``HTTPTransport.handle_request``: the call's trace headers on this hop only."""
     call = _outgoing.caller(original)
 
     def handle_request(self: Any, request: Any) -> Any:
         call_ = _current()  # the call's subsegment, current from Client.send to its last hop
-        item = call_.wire if type(call_) is Subsegment else None
-        if item is None or not _patches.active:
+        items = call_.wire if type(call_) is Subsegment else None
+        if items is None or not _patches.active:
             return call(self, request)
         headers = request.headers
         if type(headers) is not _fast_headers:
-            return call(self, _with_header(request, item))
+            return call(self, _with_headers(request, items))
         found = headers._list
-        if _KEY in map(_lowercase_name, found):
+        if not _KEYS.isdisjoint(map(_lowercase_name, found)):
             return call(self, request)
-        found.append(item)
+        count = len(items)
+        found.extend(items)
         try:
             return call(self, request)
         finally:
-            if found and found[-1] is item:
-                found.pop()
-            elif item in found:
-                found.remove(item)
+            if found[-count:] == items:  # still last: compared in C, each item by identity first
+                del found[-count:]
+            else:
+                _without(found, items)
 
     return handle_request
 
@@ -141,23 +170,24 @@ def _patched_handle_async(original: Any) -> Any:
 
     async def handle_async_request(self: Any, request: Any) -> Any:
         call_ = _current()  # the call's subsegment, current from Client.send to its last hop
-        item = call_.wire if type(call_) is Subsegment else None
-        if item is None or not _patches.active:
+        items = call_.wire if type(call_) is Subsegment else None
+        if items is None or not _patches.active:
             return await call(self, request)
         headers = request.headers
         if type(headers) is not _fast_headers:
-            return await call(self, _with_header(request, item))
+            return await call(self, _with_headers(request, items))
         found = headers._list
-        if _KEY in map(_lowercase_name, found):
+        if not _KEYS.isdisjoint(map(_lowercase_name, found)):
             return await call(self, request)
-        found.append(item)
+        count = len(items)
+        found.extend(items)
         try:
             return await call(self, request)
         finally:
-            if found and found[-1] is item:
-                found.pop()
-            elif item in found:
-                found.remove(item)
+            if found[-count:] == items:  # still last: compared in C, each item by identity first
+                del found[-count:]
+            else:
+                _without(found, items)
 
     return handle_async_request
 
@@ -168,17 +198,26 @@ def _patched_handle_async(original: Any) -> Any:
 # (name, lowercase name, value) byte triples (every release since 0.18), the header is appended
 # to that list; any other headers object, or a release laid out otherwise, uses the public API.
 _KEY = _outgoing.HEADER.lower().encode()
+_KEYS = frozenset(key.encode() for key in _outgoing.TRACE_KEYS)
+_STATE_KEY = _recorder.TRACESTATE.encode()
 _lowercase_name = itemgetter(1)  # of httpx.Headers' (name, lowercase name, value) triples
 _NAME = _outgoing.HEADER.encode()
+_NAMES = {
+    _recorder.XRAY_KEY: (_NAME, _KEY),
+    _recorder.TRACEPARENT: (_recorder.TRACEPARENT.encode(),) * 2,
+    _recorder.TRACESTATE: (_recorder.TRACESTATE.encode(),) * 2,
+}
+"""Each trace header's (name, lowercase name) as httpx.Headers keeps them."""
 _fast_headers: Any = None
 """``httpx.Headers`` when its private layout passed :func:`_check_fast_headers`, else ``None``."""
 
 
-def _add_header(headers: Any, value: str) -> None:
+def _add_headers(headers: Any, added: _recorder.Headers) -> None:
     if type(headers) is _fast_headers:
-        _append(headers, value)
+        present = set(map(_lowercase_name, headers._list))
+        headers._list.extend(item for item in _as_items(added) if item[1] not in present)
     else:
-        headers[_outgoing.HEADER] = value
+        _outgoing.add_headers(headers, added)
 
 
 def _append(headers: Any, value: str) -> None:

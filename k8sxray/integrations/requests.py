@@ -40,13 +40,15 @@ def _patched_send(original: Any) -> Any:  # noqa: PLR0915  # the send below is o
             headers = request.headers
             if type(headers) is _fast_headers:  # the usual case: its own dict, no KeyError
                 store = headers._store
-                if _KEY not in store:  # else it carries one already: another tracer, or the caller
-                    url = request.url or ""
+                if _KEY not in store and _TRACEPARENT not in store:  # else traced already: another
+                    url = request.url or ""  # tracer, the caller, or this send (a redirect)
                     found = targets.get(url) or remember(url, url)
-                    sub, header = begin_call(_WHAT, found[0], request.method or "GET", found[1])
-                    if header is not None:  # set as CaseInsensitiveDict.__setitem__ does
-                        store[_KEY] = (_outgoing.HEADER, header)
-            elif _outgoing.HEADER not in headers:
+                    sub, added = begin_call(_WHAT, found[0], request.method or "GET", found[1])
+                    if added is not None:  # set as CaseInsensitiveDict.__setitem__ does
+                        if _TRACESTATE in store:  # the caller's own tracestate stays
+                            added = tuple(item for item in added if item[0] != _TRACESTATE)
+                        store.update(added)
+            elif not _outgoing.carries_trace(headers):
                 sub = _outgoing.begin_http(_WHAT, request.method or "GET", request.url or "", headers)
         except ContextMissingError:  # outside any request, with AWS_XRAY_CONTEXT_MISSING=RUNTIME_ERROR
             raise
@@ -111,6 +113,8 @@ def _end_with_body(response: Any, done: _outgoing.Once) -> bool:
 # When instrument() has checked that it keeps lowercased names as the keys of its ``_store``
 # dict (every release since 2012), that dict is asked instead.
 _KEY = _outgoing.HEADER.lower()
+_TRACEPARENT = _outgoing.TRACEPARENT
+_TRACESTATE = _recorder.TRACESTATE
 _fast_headers: Any = None
 """``requests.structures.CaseInsensitiveDict`` when its layout passed :func:`_check_fast_headers`."""
 

@@ -12,10 +12,14 @@ Each request allocates one :class:`Exchange`: its bound ``start_response`` is wh
 app calls, and the object itself is the body handed to the server, so the request path
 creates no closure and no second wrapper.
 
+The trace is continued from ``X-Amzn-Trace-Id``, else from W3C ``traceparent`` (with its
+``tracestate``), as :func:`k8sxray._recorder.start_request` says.
+
 When k8sxray's C module (``k8sxray._native``) is built, the app is served by its
-``Entry``: unsampled requests (an incoming ``Sampled=0`` in the usual form, or no header
-and the sampler says no) are served in C, everything else by the Python entry below,
-which is the reference; ``wrap(app, native=False)`` serves everything in Python.
+``Entry``: unsampled requests (an incoming ``Sampled=0`` in the usual form and no
+``tracestate``, or neither trace header and the sampler says no) are served in C, everything
+else by the Python entry below, which is the reference; ``wrap(app, native=False)`` serves
+everything in Python.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ _new = object.__new__
 _reset = _context.current_entity.reset
 
 
-def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:
+def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:  # noqa: PLR0915  # traced: one frame
     """A WSGI app that traces *app*; ``wrap(wrap(app))`` traces once.
 
     *native*: serve unsampled requests in C; by default, when the C module is built and the
@@ -76,20 +80,24 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:
                 # not sampled upstream: nothing else to read. _recorder.continue_unsampled, inline
                 # (a call costs ~0.3 µs inside a framework): the usual form, checked whole by the
                 # regular expression, read at fixed offsets
+                # (a tracestate to pass on takes the longer way)
                 state = _recorder._state
-                usable = state is not None and state.config is _config._current and state.enabled
-                if usable and canonical(header) is not None:
+                usable = state is not None and state.config is _config._current and state.xray_in
+                if usable and canonical(header) is not None and not environ.get("HTTP_TRACESTATE"):
                     trace = _new(UnsampledTrace)
                     trace.trace_id = header[5:40]
                     trace.parent_id = header[48:64]
                     trace.extra = ""
+                    trace.tracestate = ""
                     trace.response_header = header[:40]
                     trace._token = set_current(trace)
             if trace is None:
                 method = environ.get("REQUEST_METHOD", "GET")
                 path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
                 host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-                trace = start_request(header, host, method, path, now(), decided)
+                traceparent = environ.get("HTTP_TRACEPARENT")
+                tracestate = environ.get("HTTP_TRACESTATE") if traceparent else None
+                trace = start_request(header, host, method, path, now(), decided, traceparent, tracestate)
                 if trace is None:
                     return app(environ, start_response)
                 if type(trace) is Segment:

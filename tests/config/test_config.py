@@ -312,6 +312,34 @@ def test_disabled_integrations() -> None:
         build(environ={"K8SXRAY_DISABLED_INTEGRATIONS": "urllib9"})
 
 
+def test_propagators() -> None:
+    default = build(environ={})
+    assert default.propagators == ("xray", "tracecontext")
+    assert default.sources["propagators"].kind == "default"
+    assert build(environ={"K8SXRAY_PROPAGATORS": "xray"}).propagators == ("xray",)
+    assert build(environ={"K8SXRAY_PROPAGATORS": " TraceContext "}).propagators == ("tracecontext",)
+    both = build(environ={"K8SXRAY_PROPAGATORS": "tracecontext,xray,xray"})
+    assert both.propagators == ("tracecontext", "xray")
+    assert both.sources["propagators"] == Source("env", "K8SXRAY_PROPAGATORS")
+    chosen = build(environ={"K8SXRAY_PROPAGATORS": "xray"}, propagators=["tracecontext"])
+    assert chosen.propagators == ("tracecontext",)
+    assert chosen.sources["propagators"].kind == "argument"
+    assert build(environ={}).describe()["propagators"]["value"] == ["xray", "tracecontext"]
+
+
+def test_unknown_or_no_propagators() -> None:
+    with pytest.raises(
+        ValueError, match=r"K8SXRAY_PROPAGATORS='xray,b3'.*unknown name\(s\) b3.*known: tracecontext, xray"
+    ):
+        build(environ={"K8SXRAY_PROPAGATORS": "xray,b3"})
+    with pytest.raises(
+        ValueError, match=r"K8SXRAY_PROPAGATORS='none': name at least one of xray, tracecontext"
+    ):
+        build(environ={"K8SXRAY_PROPAGATORS": "none"})
+    with pytest.raises(ValueError, match=r"configure\(propagators=\['w3c'\]\)"):
+        _config.configure(propagators=["w3c"], environ={})
+
+
 @pytest.mark.parametrize("value", ["RUNTIME_ERROR", "LOG_ERROR", "IGNORE_ERROR"])
 def test_context_missing(value: str) -> None:
     assert build(environ={"AWS_XRAY_CONTEXT_MISSING": value}).context_missing == value
@@ -372,6 +400,8 @@ def test_a_bad_argument_raises_and_leaves_the_previous_configuration_in_place() 
         ("AWS_XRAY_TRACING_NAME", "bad~name"),
         ("K8SXRAY_PLUGINS", "ec3"),
         ("K8SXRAY_DISCOVERY_TIMEOUT", "soon"),
+        ("K8SXRAY_PROPAGATORS", "xray,b3"),
+        ("K8SXRAY_PROPAGATORS", "none"),
     ],
 )
 def test_a_bad_environment_variable_turns_tracing_off_and_says_why(
