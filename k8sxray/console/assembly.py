@@ -34,41 +34,47 @@ def latest(docs: Iterable[Document]) -> list[Document]:
     return list(chosen.values())
 
 
-def assemble(docs: Iterable[Document], *, owned: bool = False) -> tuple[list[Document], bool]:
+def assemble(
+    docs: Iterable[Document], *, owned: bool = False, unique: bool = False
+) -> tuple[list[Document], bool]:
     """The trace's segment documents with separately sent subsegments nested in their parents.
 
     Returns ``(segments, complete)``. The input documents are not changed, unless ``owned`` says
-    the caller hands them over (just parsed, say), which saves copying them. A subsegment whose
-    parent is not (yet) among the documents is returned as a document of its own, and
-    ``complete`` is then false; so is it when any document is still in progress.
+    the caller hands them over (just parsed, say), which saves copying them; ``unique`` says they
+    are already one per id (as :func:`latest` gives them). A subsegment whose parent is not (yet)
+    among the documents is returned as a document of its own, and ``complete`` is then false; so
+    is it when any document is still in progress.
     """
-    unique = latest(docs)
     tops: list[Document] = []
     loose: list[Document] = []
-    for doc in unique:
-        (loose if doc.get("type") == "subsegment" else tops).append(doc if owned else copy.deepcopy(doc))
-    index: dict[str, Document] = {}
-    for top in tops:
-        _index(top, index)
+    for given in docs if unique else latest(docs):
+        doc = given if owned else copy.deepcopy(given)
+        (loose if doc.get("type") == "subsegment" else tops).append(doc)
     complete = True
-    pending = loose
-    # A loose subsegment may hang under another loose one: attach in rounds until nothing moves.
-    while pending:
-        left = []
+    if loose:
+        index: dict[str, Document] = {}
+        for top in tops:
+            _index(top, index)
+        pending = loose
+        # A loose subsegment may hang under another loose one: attach in rounds until nothing moves.
+        while pending:
+            left = []
+            for sub in pending:
+                parent = index.get(str(sub.get("parent_id", "")))
+                if parent is None or parent is sub:
+                    left.append(sub)
+                    continue
+                _index(_attach(parent, sub), index)
+            if len(left) == len(pending):
+                break
+            pending = left
         for sub in pending:
-            parent = index.get(str(sub.get("parent_id", "")))
-            if parent is None or parent is sub:
-                left.append(sub)
-                continue
-            _index(_attach(parent, sub), index)
-        if len(left) == len(pending):
+            complete = False
+            tops.append(sub)
+    for doc in tops:
+        if doc.get("in_progress") or "end_time" not in doc:  # not _complete(doc)
+            complete = False
             break
-        pending = left
-    for sub in pending:
-        complete = False
-        tops.append(sub)
-    if any(not _complete(d) for d in tops):
-        complete = False
     return tops, complete
 
 

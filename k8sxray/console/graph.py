@@ -333,32 +333,38 @@ def rollup(
 ) -> Rollup:
     """The statistics of the rows per ``period`` seconds (by each row's start), node and edge alike."""
     out: Rollup = {}
-    find, bounds, classes = bisect.bisect_left, _SEARCH, _CLASS
+    get, new, find, bounds, classes = out.get, _new, bisect.bisect_left, _SEARCH, _CLASS
+    # The hot loops (every trace stored goes through them): list slots by literal index (see _new).
     for name, type_, row_start, row_end, rt, duration, flags, root, inferred in node_rows:
         key: tuple[int, int, tuple[str, ...]] = (int(row_start // period), NODE, (name, type_))
-        stats = out.get(key)
+        stats = get(key)
         if stats is None:
-            stats = out[key] = _new()
-        _count(stats, classes[flags & 7], rt, row_start, row_end)
-        stats[_ROOT] = stats[_ROOT] or bool(root)
-        stats[_ACTIVE] = stats[_ACTIVE] or not inferred
-        stats[_HIST][find(bounds, rt)] += 1
-        stats[_DUR][find(bounds, duration)] += 1
+            stats = out[key] = new()
+        stats[classes[flags & 7]] += 1
+        stats[4] += rt
+        if row_start < stats[5]:  # noqa: PLR1730 - min()'s comparison, without a call per row
+            stats[5] = row_start
+        if row_end > stats[6]:  # noqa: PLR1730
+            stats[6] = row_end
+        if root and not stats[7]:
+            stats[7] = True
+        if not inferred and not stats[8]:
+            stats[8] = True
+        stats[9][find(bounds, rt)] += 1
+        stats[10][find(bounds, duration)] += 1
     for source_name, source_type, target_name, target_type, row_start, row_end, rt, flags in edge_rows:
         key = (int(row_start // period), EDGE, (source_name, source_type, target_name, target_type))
-        stats = out.get(key)
+        stats = get(key)
         if stats is None:
-            stats = out[key] = _new()
-        _count(stats, classes[flags & 7], rt, row_start, row_end)
-        stats[_HIST][find(bounds, rt)] += 1
+            stats = out[key] = new()
+        stats[classes[flags & 7]] += 1
+        stats[4] += rt
+        if row_start < stats[5]:  # noqa: PLR1730
+            stats[5] = row_start
+        if row_end > stats[6]:  # noqa: PLR1730
+            stats[6] = row_end
+        stats[9][find(bounds, rt)] += 1
     return out
-
-
-def _count(stats: list[Any], slot: int, rt: float, start: float, end: float) -> None:
-    stats[slot] += 1
-    stats[_RT] += rt
-    stats[_START] = min(stats[_START], start)
-    stats[_END] = max(stats[_END], end)
 
 
 def blank() -> list[Any]:

@@ -9,6 +9,9 @@ document whose ``trace_id`` is not the one it was held under comes back to be he
 
 The blob: one version byte, then raw deflate (8 KB window, a preset dictionary of what segment
 documents and facts share) of the facts as JSON, a line break, and the documents one per line.
+Version 2 (written now) keeps facts made by :func:`~k8sxray.console.trace.trace_facts` in the
+smaller form of :mod:`~k8sxray.console.compact`, and other facts as they are; version 1 (read
+still) kept them all as they are, with another dictionary.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import graph
 from .assembly import Document, assemble, latest
+from .compact import compact, expand
 
 Facts = dict[str, Any]
 Derive = Callable[[str, list[Document], bool], Facts]
@@ -33,11 +37,16 @@ can hold; its ``"nodes"`` and ``"edges"`` (rows in the trace model's ``NODE_COLU
 ROLLUP_PERIOD = 60
 """Seconds of one rollup slot: the service graph and the time series are exact to the minute."""
 
-_BLOB_V1 = b"\x01"
 _WBITS = 13
 """Raw deflate with an 8 KB window: a trace's blob is a few KB, and a small window costs a tenth of
 the default's set-up (measured: 15 µs a trace instead of 40-60)."""
-_ZDICT = (
+_MEMLEVEL = 5
+"""Deflate's hash tables sized for a few KB (the default, 8, takes a sixth more work for the same
+output)."""
+_LEVEL = 3
+"""Deflate's fast matching: a third less work than the default level (6), for blobs 8% larger."""
+
+_SEGMENT_WORDS = (
     b'"type":"subsegment","namespace":"remote","namespace":"aws","in_progress":true,"error":true,'
     b'"fault":true,"throttle":true,"cause":{"working_directory":"/app","exceptions":[{"id":"",'
     b'"message":"","type":"","remote":true,"stack":[{"path":"","line":,"label":""}]}]},'
@@ -49,20 +58,33 @@ _ZDICT = (
     b'"method":"POST","url":"http://","user_agent":"python-requests/","client_ip":"10.",'
     b'"x_forwarded_for":true,"traced":true},"response":{"status":200,"content_length":}},'
     b'"subsegments":[{"name":"","id":"","start_time":1,"end_time":1,"parent_id":"",'
-    b'{"v":1,"id":"1-","start":1,"end":1,"duration":0.0,"response_time":0.0,"flags":0,'
+)
+_SEGMENT_START = b'{"name":"","id":"","trace_id":"1-","start_time":1,"end_time":1,'
+_BLOB_V1 = b"\x01"
+_ZDICT_V1 = (
+    _SEGMENT_WORDS + b'{"v":1,"id":"1-","start":1,"end":1,"duration":0.0,"response_time":0.0,"flags":0,'
     b'"partial":false,"http":["http://","GET",200,null,null],"services":[["","AWS::EKS::Container"]],'
     b'"entry":0,"annotations":{},"users":[],"arns":[],"instance_ids":[],"azs":[],'
     b'"fault_root_causes":[],"error_root_causes":[],"revision":1,"nodes":[["","",1,1,0.0,0.0,0,1,0]],'
     b'"node_info":[{"h":["http://","GET",200,null,null]},{}],"edges":[["","client","","",1,1,0.0,0]]}\n'
-    b'{"name":"","id":"","trace_id":"1-","start_time":1,"end_time":1,'
+    + _SEGMENT_START
 )
-"""A preset dictionary of what segment documents and facts have in common: a trace of a few small
-documents compresses to a third of what plain deflate makes of it. Part of the blob format: never
-change it without a new blob version."""
+"""Version 1's preset dictionary: facts as a plain record (read, never written any more)."""
+_BLOB_V2 = b"\x02"
+_ZDICT_V2 = (
+    _SEGMENT_WORDS
+    + b'{"c":1,"id":"1-","r":1,"s":[["","AWS::EKS::Container"],["","AWS::DynamoDB::Table"],["","remote"]],'
+    b'"n":[[0,0,1,0],[1,0,0,0],[2,0,0,1]],"e":[[-1,0],[0,1,0],[1,2]],"t":"","i":[{"h":['
+    b'"http://","GET",200,null,null],"a":{"":""}},{"h":["http://","GET",200,null,null]},{}],"a":{"":[["",[0]]]}}\n'
+    + _SEGMENT_START
+)
+"""A preset dictionary of what segment documents and facts (in :mod:`~k8sxray.console.compact`'s
+stored form) have in common: a trace of a few small documents compresses to a third of what plain
+deflate makes of it. Part of the blob format: never change it without a new blob version."""
+_ZDICTS = {_BLOB_V1: _ZDICT_V1, _BLOB_V2: _ZDICT_V2}
 
 
-@dataclass(frozen=True)
-class Packed:
+class Packed(NamedTuple):
     """One trace, ready to be written."""
 
     trace_id: str
@@ -93,28 +115,32 @@ def pack(work: Work, derive: Derive) -> Result:
     result = Result()
     added: list[Facts] = []
     taken_away: list[Facts] = []
+    rejected = result.rejected
     for trace_id, raws, old_blob in work:
-        pairs: list[tuple[bytes, Document]] = []
+        kept_raws: list[bytes] = []
+        docs: list[Document] = []
         if old_blob is not None:
             old_facts, old_raws = unpack(old_blob)
             taken_away.append(old_facts)
-            pairs += [(r, json.loads(r)) for r in old_raws]
+            kept_raws += old_raws
+            docs += [json.loads(r) for r in old_raws]
         for raw in raws:
-            doc = _parse(raw, result.rejected)
+            doc = _parse(raw, rejected)
             if doc is None:
                 continue
             if doc["trace_id"] != trace_id:
                 result.misplaced.append(raw)
                 continue
-            pairs.append((raw, doc))
-        if not pairs:
+            kept_raws.append(raw)
+            docs.append(doc)
+        if not docs:
             continue
-        docs = [d for _, d in pairs]
         kept = latest(docs)
-        keep = {id(d) for d in kept}
-        kept_raws = [r for r, d in pairs if id(d) in keep]
+        if len(kept) != len(docs):  # a document replaced another: keep the raw documents of those kept
+            keep = {id(d) for d in kept}
+            kept_raws = [r for r, d in zip(kept_raws, docs, strict=True) if id(d) in keep]
         start, end = span(kept)
-        segments, complete = assemble(kept, owned=True)
+        segments, complete = assemble(kept, owned=True, unique=True)
         facts = derive(trace_id, segments, complete)
         added.append(facts)
         names = tuple(sorted({str(row[0]) for row in facts.get("nodes", ())}))
@@ -128,16 +154,33 @@ def pack(work: Work, derive: Derive) -> Result:
     return result
 
 
+_DECODER = json.JSONDecoder()
+
+
 def _parse(raw: bytes, rejected: dict[str, int]) -> Document | None:
+    """The document, or None (counted in ``rejected`` by reason) when it is not a JSON object with a
+    ``trace_id`` and an ``id``. JSON nested too deep to parse is not JSON either (it used to stop
+    the whole batch)."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        # json.loads, without its detours for a document that is plainly a UTF-8 JSON object
+        if raw[:1] == b"{" and raw[1:2] != b"\x00":  # what json.loads would decode as UTF-8
+            try:
+                text = raw.decode("utf-8", "surrogatepass")
+                doc, end = _DECODER.raw_decode(text)
+                if end != len(text):
+                    raise ValueError("extra data")
+            except ValueError:
+                doc = json.loads(raw)  # trailing white space, or to fail as it does
+        else:
+            doc = json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         rejected["not JSON"] = rejected.get("not JSON", 0) + 1
         return None
     if not isinstance(doc, dict):
         rejected["not an object"] = rejected.get("not an object", 0) + 1
         return None
-    if not isinstance(doc.get("trace_id"), str) or not doc["trace_id"] or not isinstance(doc.get("id"), str):
+    trace_id = doc.get("trace_id")
+    if not isinstance(trace_id, str) or not trace_id or not isinstance(doc.get("id"), str):
         rejected["no trace_id or id"] = rejected.get("no trace_id or id", 0) + 1
         return None
     return doc
@@ -151,30 +194,47 @@ def _rollup(facts: list[Facts]) -> graph.Rollup:
 
 
 def span(docs: list[Document]) -> tuple[float, float]:
-    starts = [float(d["start_time"]) for d in docs if isinstance(d.get("start_time"), int | float)]
-    ends = [float(d["end_time"]) for d in docs if isinstance(d.get("end_time"), int | float)]
-    start = min(starts) if starts else time.time()
-    return start, max([*ends, start])
+    """The earliest start and the latest end (at least the start) of documents; now without a start."""
+    start: float | None = None
+    end: float | None = None
+    for doc in docs:  # as min() and max() compare, in order
+        value = doc.get("start_time")
+        if isinstance(value, (int, float)):
+            value = float(value)
+            if start is None or value < start:
+                start = value
+        value = doc.get("end_time")
+        if isinstance(value, (int, float)):
+            value = float(value)
+            if end is None or value > end:
+                end = value
+    if start is None:
+        start = time.time()
+    return start, (start if end is None or start > end else end)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def _compress(facts: Facts, raws: list[bytes]) -> bytes:
-    body = json.dumps(facts, separators=(",", ":")).encode() + b"\n" + b"\n".join(raws)
-    deflate = zlib.compressobj(6, zlib.DEFLATED, -_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
-    return _BLOB_V1 + deflate.compress(body) + deflate.flush()
+    stored = compact(facts)
+    body = _ENCODER.encode(facts if stored is None else stored).encode() + b"\n" + b"\n".join(raws)
+    deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, -_WBITS, _MEMLEVEL, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V2)
+    return _BLOB_V2 + deflate.compress(body) + deflate.flush()
 
 
 def _inflate(blob: bytes) -> bytes:
-    if blob[:1] != _BLOB_V1:
+    zdict = _ZDICTS.get(blob[:1])
+    if zdict is None:
         raise ValueError(f"unknown trace blob version {blob[:1]!r}")
-    inflate = zlib.decompressobj(-_WBITS, _ZDICT)
+    inflate = zlib.decompressobj(-_WBITS, zdict)
     return inflate.decompress(blob[1:]) + inflate.flush()
 
 
 def unpack(blob: bytes) -> tuple[Facts, list[bytes]]:
     facts, _, docs = _inflate(blob).partition(b"\n")
-    return json.loads(facts), docs.split(b"\n") if docs else []
+    return expand(json.loads(facts)), docs.split(b"\n") if docs else []
 
 
 def unpack_facts(blob: bytes) -> Facts:
-    facts: Facts = json.loads(_inflate(blob).partition(b"\n")[0])
-    return facts
+    return expand(json.loads(_inflate(blob).partition(b"\n")[0]))

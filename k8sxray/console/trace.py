@@ -161,50 +161,87 @@ def _walk(doc: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
             stack.extend((s, depth + 1) for s in reversed(_subsegments(sub)))
 
 
-def _http(doc: Mapping[str, Any]) -> list[Any]:
-    http = _map(doc.get("http"))
-    request = _map(http.get("request"))
-    response = _map(http.get("response"))
-    status = response.get("status")
-    return [
-        _str(request.get("url")),
-        _str(request.get("method")),
-        status if isinstance(status, int) and not isinstance(status, bool) else None,
-        _str(request.get("user_agent")),
-        _str(request.get("client_ip")),
-    ]
+_CALL_NAMESPACES = ("remote", "aws")
+"""Namespaces of subsegments that call another service."""
+
+
+def _status_flags(status: int) -> int:
+    if status == 429:
+        return ERROR | THROTTLE
+    if 400 <= status < 500:
+        return ERROR
+    if 500 <= status < 600:
+        return FAULT
+    return 0
 
 
 def _flags(doc: Mapping[str, Any]) -> int:
+    """A document's :data:`ERROR` | :data:`THROTTLE` | :data:`FAULT` bits (its flags and HTTP status)."""
     flags = 0
     if doc.get("error") is True:
-        flags |= ERROR
+        flags = ERROR
     if doc.get("throttle") is True:
         flags |= THROTTLE
     if doc.get("fault") is True:
         flags |= FAULT
-    status = _map(_map(doc.get("http")).get("response")).get("status")
-    if isinstance(status, int):
-        if status == 429:
-            flags |= ERROR | THROTTLE
-        elif 400 <= status < 500:
-            flags |= ERROR
-        elif 500 <= status < 600:
-            flags |= FAULT
+    http = doc.get("http")
+    if isinstance(http, dict):
+        response = http.get("response")
+        if isinstance(response, dict):
+            status = response.get("status")
+            if isinstance(status, int):
+                flags |= _status_flags(status)
     return flags
+
+
+def _read(doc: Mapping[str, Any]) -> tuple[int, list[Any] | None]:
+    """:func:`_flags`, and the document's ``[url, method, status, user_agent, client_ip]`` (None when it
+    has none of them)."""
+    flags = 0
+    if doc.get("error") is True:
+        flags = ERROR
+    if doc.get("throttle") is True:
+        flags |= THROTTLE
+    if doc.get("fault") is True:
+        flags |= FAULT
+    http = doc.get("http")
+    if not isinstance(http, dict):
+        return flags, None
+    response = http.get("response")
+    status = response.get("status") if isinstance(response, dict) else None
+    if isinstance(status, int) and not isinstance(status, bool):
+        flags |= _status_flags(status)
+    else:
+        status = None
+    request = http.get("request")
+    if not isinstance(request, dict):
+        return flags, (None if status is None else [None, None, status, None, None])
+    url, method = request.get("url"), request.get("method")
+    agent, client = request.get("user_agent"), request.get("client_ip")
+    values = [
+        url if isinstance(url, str) else None,
+        method if isinstance(method, str) else None,
+        status,
+        agent if isinstance(agent, str) else None,
+        client if isinstance(client, str) else None,
+    ]
+    return flags, (None if values.count(None) == len(values) else values)
 
 
 def _times(doc: Mapping[str, Any]) -> tuple[float, float]:
     """Start and end; a document still in progress ends at its latest known child end (or its start)."""
-    start = _num(doc.get("start_time")) or 0.0
-    end = _num(doc.get("end_time"))
-    if end is None:
+    start = doc.get("start_time")
+    start = (float(start) or 0.0) if isinstance(start, (int, float)) and not isinstance(start, bool) else 0.0
+    end = doc.get("end_time")
+    if isinstance(end, (int, float)) and not isinstance(end, bool):
+        end = float(end)
+    else:
         end = start
         for sub in _walk(doc):
             sub_end = _num(sub.get("end_time"))
             if sub_end is not None and sub_end > end:
                 end = sub_end
-    return start, max(start, end)
+    return start, (end if end > start else start)
 
 
 def _span(start: float, end: float) -> float:
@@ -220,14 +257,6 @@ def _exceptions(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if not isinstance(excs, list):
         return []
     return [e for e in excs if isinstance(e, dict)]
-
-
-def _annotation_value(value: object) -> bool | float | str | None:
-    if isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
 
 
 def _inferred_id(sub: Mapping[str, Any]) -> tuple[str, str]:
@@ -247,245 +276,325 @@ def _inferred_id(sub: Mapping[str, Any]) -> tuple[str, str]:
     return generic_name, generic_type
 
 
-class _Builder:
-    """Collects one trace's facts; :func:`trace_facts` is its only user."""
+_Annotations = dict[str, dict[tuple[str, object], tuple[object, set[int]]]]
+"""Per annotation key, per (type name, value): the value and the services it was seen on."""
 
-    def __init__(self) -> None:
-        self.services: dict[tuple[str, str], int] = {}
-        self.nodes: list[list[Any]] = []  # node rows, duration filled in at the end
-        self.info: list[dict[str, Any]] = []
-        self.edges: list[EdgeRow] = []
-        self.children: list[list[int]] = []  # per node: the nodes it called
-        self.paths: list[list[Mapping[str, Any]]] = []  # per node: its segment or subsegment
-        self.annotations: dict[str, dict[tuple[str, object], tuple[object, set[int]]]] = {}
-        self.users: dict[str, set[int]] = {}
-        self.arns: dict[str, None] = {}
-        self.instance_ids: dict[str, None] = {}
-        self.azs: dict[str, None] = {}
 
-    def service(self, name: str, type_: str) -> int:
-        return self.services.setdefault((name, type_), len(self.services))
-
-    def node(self, doc: Mapping[str, Any], name: str, type_: str, root: bool, inferred: bool) -> int:
-        start, end = _times(doc)
-        index = len(self.nodes)
-        row = [name, type_, start, end, _span(start, end), 0.0, _flags(doc), int(root), int(inferred)]
-        self.nodes.append(row)
-        self.info.append({})
-        self.children.append([])
-        self.paths.append([doc])
-        self.service(name, type_)
-        return index
-
-    def describe(self, index: int, doc: Mapping[str, Any]) -> None:
-        """Record what filters ask of a node from one of its documents (a segment or a subsegment)."""
-        info = self.info[index]
-        service = self.service(self.nodes[index][0], self.nodes[index][1])
-        annotations = doc.get("annotations")
-        if isinstance(annotations, dict):
-            for key, raw in annotations.items():
-                value = _annotation_value(raw)
-                if not isinstance(key, str) or value is None:
+def _describe(info: dict[str, Any], service: int, doc: Mapping[str, Any], annotations: _Annotations) -> None:
+    """Record in a node's ``info`` what filters ask of it from one of its documents (a segment or a
+    subsegment): annotations (also into the trace's ``annotations``) and exception messages and names."""
+    found = doc.get("annotations")
+    if isinstance(found, dict):
+        for key, raw in found.items():
+            value: bool | float | str
+            if isinstance(raw, (bool, str)):
+                value = raw
+            elif isinstance(raw, (int, float)):
+                value = float(raw)
+            else:
+                continue
+            if not isinstance(key, str):
+                continue
+            info.setdefault("a", {})[key] = value
+            per_key = annotations.setdefault(key, {})
+            _, services = per_key.setdefault((type(value).__name__, value), (value, set()))
+            services.add(service)
+    cause = doc.get("cause")
+    if isinstance(cause, dict):
+        excs = cause.get("exceptions")
+        if isinstance(excs, list):
+            for exc in excs:
+                if not isinstance(exc, dict):
                     continue
-                info.setdefault("a", {})[key] = value
-                per_key = self.annotations.setdefault(key, {})
-                _, services = per_key.setdefault((type(value).__name__, value), (value, set()))
-                services.add(service)
-        for exc in _exceptions(doc):
-            message = _str(exc.get("message"))
-            if message is not None:
-                info.setdefault("m", []).append(message)
-            kind = _str(exc.get("type"))
-            if kind is not None:
-                info.setdefault("x", []).append(kind)
-
-    def segment_fields(self, index: int, doc: Mapping[str, Any]) -> None:
-        info = self.info[index]
-        service = self.service(self.nodes[index][0], self.nodes[index][1])
-        http = _http(doc)
-        if any(v is not None for v in http):
-            info["h"] = http
-        user = _str(doc.get("user"))
-        if user:
-            info["u"] = user
-            self.users.setdefault(user, set()).add(service)
-        arn = _str(doc.get("resource_arn"))
-        if arn:
-            info["arn"] = arn
-            self.arns[arn] = None
-        ec2 = _map(_map(doc.get("aws")).get("ec2"))
-        instance_id = _str(ec2.get("instance_id"))
-        if instance_id:
-            info["iid"] = instance_id
-            self.instance_ids[instance_id] = None
-        zone = _str(ec2.get("availability_zone"))
-        if zone:
-            info["az"] = zone
-            self.azs[zone] = None
-
-
-def _parent_links(
-    segments: Sequence[Mapping[str, Any]],
-) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
-    """Which segment owns each id (its own, and every subsegment's), and the subsegments by id."""
-    owner: dict[str, int] = {}
-    subs: dict[str, Mapping[str, Any]] = {}
-    for index, seg in enumerate(segments):
-        seg_id = _str(seg.get("id"))
-        if seg_id:
-            owner.setdefault(seg_id, index)
-        for sub in _walk(seg):
-            sub_id = _str(sub.get("id"))
-            if sub_id:
-                owner.setdefault(sub_id, index)
-                subs.setdefault(sub_id, sub)
-    return owner, subs
+                message = exc.get("message")
+                if isinstance(message, str):
+                    info.setdefault("m", []).append(message)
+                kind = exc.get("type")
+                if isinstance(kind, str):
+                    info.setdefault("x", []).append(kind)
 
 
 def _answered(sub: Mapping[str, Any], called: set[str]) -> bool:
     """Whether a segment of the trace answered this call (names it or a subsegment below it as parent)."""
-    if _str(sub.get("id")) in called:
+    sub_id = sub.get("id")
+    if isinstance(sub_id, str) and sub_id in called:
         return True
+    kids = sub.get("subsegments")
+    if not called or not isinstance(kids, list) or not kids:
+        return False
     return any(_str(s.get("id")) in called for s in _walk(sub))
 
 
-class _Links:
-    """Who called whom: a segment's ``parent_id`` names a subsegment (or the segment) of its caller."""
-
-    def __init__(self, segs: Sequence[Mapping[str, Any]]) -> None:
-        owner, self.subs_by_id = _parent_links(segs)
-        self.caller: dict[int, int] = {}
-        self.orphans: list[int] = []
-        self.roots: list[int] = []
-        for index, seg in enumerate(segs):
-            parent = _str(seg.get("parent_id"))
-            if parent is None:
-                self.roots.append(index)
-            elif parent in owner and owner[parent] != index:
-                self.caller[index] = owner[parent]
-            else:
-                self.orphans.append(index)
-        if not self.roots and self.orphans:
-            self.roots.append(self.orphans[0])  # the earliest segment whose caller never arrived stands in
-        self.called = {_str(segs[i].get("parent_id")) or "" for i in self.caller}
-
-
-def _calls(build: _Builder, node: int, seg: Mapping[str, Any], called: set[str]) -> None:
-    """A segment's subsegments: their annotations and exceptions, and inferred nodes for unanswered calls."""
-    stack: list[tuple[Mapping[str, Any], int, bool]] = [(s, 1, False) for s in _subsegments(seg)]
-    while stack:
-        sub, depth, inside_call = stack.pop()
-        build.describe(node, sub)
-        if not inside_call and sub.get("namespace") in ("remote", "aws") and not _answered(sub, called):
-            name, type_ = _inferred_id(sub)
-            inferred = build.node(sub, name, type_, False, True)
-            build.describe(inferred, sub)
-            call_http = _http(sub)
-            if any(v is not None for v in call_http):
-                build.info[inferred]["h"] = call_http
-            row, up = build.nodes[inferred], build.nodes[node]
-            build.edges.append((up[0], up[1], name, type_, row[2], row[3], row[4], row[6]))
-            build.children[node].append(inferred)
-            build.paths[inferred] = [*build.paths[node], sub]
-            inside_call = True
-        if depth < _MAX_DEPTH:
-            stack.extend((s, depth + 1, inside_call) for s in _subsegments(sub))
-
-
-def _segment_edges(
-    build: _Builder, segs: Sequence[Mapping[str, Any]], links: _Links, seg_node: list[int]
-) -> None:
-    """Edges between segments, timed from the caller's side; the entry hangs off a client node."""
+def _owners(
+    segs: Sequence[Mapping[str, Any]], ids: Sequence[str]
+) -> tuple[dict[str, int], dict[str, Mapping[str, Any]]]:
+    """Which segment owns each id (its own, and every subsegment's), and the subsegments by id."""
+    owner: dict[str, int] = {}
+    subs_by_id: dict[str, Mapping[str, Any]] = {}
     for index, seg in enumerate(segs):
-        node = build.nodes[seg_node[index]]
-        name, type_ = node[0], node[1]
-        if index in links.caller:
-            up = seg_node[links.caller[index]]
-            via = links.subs_by_id.get(_str(seg.get("parent_id")) or "")
-            timed = via if via is not None else seg
-            start, end = _times(timed)
-            up_name, up_type = build.nodes[up][0], build.nodes[up][1]
-            build.edges.append((up_name, up_type, name, type_, start, end, _span(start, end), _flags(timed)))
-            build.children[up].append(seg_node[index])
-        elif index in links.roots:
-            build.edges.append((name, CLIENT, name, type_, node[2], node[3], node[4], node[6]))
+        if ids[index] not in owner:
+            owner[ids[index]] = index
+        subs = seg.get("subsegments")
+        if not isinstance(subs, list) or not subs:
+            continue
+        stack = [(s, 1) for s in reversed(subs) if isinstance(s, dict)]
+        while stack:
+            sub, depth = stack.pop()
+            sub_id = sub.get("id")
+            if isinstance(sub_id, str) and sub_id:
+                if sub_id not in owner:
+                    owner[sub_id] = index
+                if sub_id not in subs_by_id:
+                    subs_by_id[sub_id] = sub
+            if depth < _MAX_DEPTH:
+                kids = sub.get("subsegments")
+                if isinstance(kids, list) and kids:
+                    stack += [(s, depth + 1) for s in reversed(kids) if isinstance(s, dict)]
+    return owner, subs_by_id
 
 
-def trace_facts(segments: Iterable[Mapping[str, Any]], revision: int | None = None) -> Facts:
+def _segments(
+    segments: Iterable[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[str], list[float]]:
+    """The segment documents (dicts with an ``id`` and a numeric ``start_time``) by start time, their
+    ids, and their starts."""
+    segs: list[Mapping[str, Any]] = []
+    ids: list[str] = []
+    starts: list[float] = []
+    ordered = True
+    for seg in segments:
+        if not isinstance(seg, dict):
+            continue
+        seg_id, start = seg.get("id"), seg.get("start_time")
+        if (
+            isinstance(seg_id, str)
+            and seg_id
+            and isinstance(start, (int, float))
+            and not isinstance(start, bool)
+        ):
+            start = float(start) or 0.0
+            if starts and start < starts[-1]:
+                ordered = False
+            segs.append(seg)
+            ids.append(seg_id)
+            starts.append(start)
+    if not ordered:  # (a sort finds an ordered list one ascending run and leaves it, ties and NaN alike)
+        order = sorted(range(len(segs)), key=starts.__getitem__)
+        segs, ids, starts = [segs[i] for i in order], [ids[i] for i in order], [starts[i] for i in order]
+    return segs, ids, starts
+
+
+def trace_facts(segments: Iterable[Mapping[str, Any]], revision: int | None = None) -> Facts:  # noqa: PLR0912, PLR0915 - inlined: runs per trace stored
     """The :class:`Facts` of one assembled trace (its segment documents, in any order).
 
     Raises ``ValueError`` when there is no segment document with an ``id`` and a numeric ``start_time``.
     """
-    segs = [
-        s
-        for s in segments
-        if isinstance(s, dict) and _str(s.get("id")) and _num(s.get("start_time")) is not None
-    ]
+    segs, ids, starts = _segments(segments)
     if not segs:
         raise ValueError("a trace needs at least one segment document with an id and a start_time")
-    segs.sort(key=lambda s: _num(s.get("start_time")) or 0.0)
-    links = _Links(segs)
+    count = len(segs)
 
-    build = _Builder()
-    seg_node: list[int] = []
+    # Who called whom: a segment's parent_id names a subsegment (or the segment) of its caller.
+    owner, subs_by_id = _owners(segs, ids)
+    parents: list[Any] = []
+    caller: dict[int, int] = {}
+    orphans: list[int] = []
+    roots: list[int] = []
+    called: set[str] = set()
     for index, seg in enumerate(segs):
-        node = build.node(
-            seg,
-            _str(seg.get("name")) or "unknown",
-            _str(seg.get("origin")) or "",
-            index in links.roots,
-            False,
+        parent = seg.get("parent_id")
+        parents.append(parent)
+        if not isinstance(parent, str):
+            roots.append(index)
+            continue
+        up = owner.get(parent)
+        if up is not None and up != index:
+            caller[index] = up
+            called.add(parent)
+        else:
+            orphans.append(index)
+    if not roots and orphans:
+        roots.append(orphans[0])  # the earliest segment whose caller never arrived stands in
+    entry_index = roots[0] if roots else -1
+
+    # One node per segment (nodes 0..count-1), then one per call nobody answered.
+    services: dict[tuple[str, str], int] = {}
+    rows: list[list[Any]] = []
+    info: list[dict[str, Any]] = []
+    node_service: list[int] = []
+    docs: list[Mapping[str, Any]] = list(segs)
+    ups: list[int] = [-1] * count  # per node, the node that called it
+    annotations: _Annotations = {}
+    users: dict[str, set[int]] = {}
+    arns: dict[str, None] = {}
+    instance_ids: dict[str, None] = {}
+    azs: dict[str, None] = {}
+    seen = throttled = 0  # the flags of any node, of any segment
+    partial = bool(orphans)
+    trace_id = ""
+    for index, seg in enumerate(segs):
+        start = starts[index]
+        end = seg.get("end_time")
+        if isinstance(end, (int, float)) and not isinstance(end, bool):
+            end = float(end)
+            if not end > start:
+                end = start
+        else:
+            start, end = _times(seg)
+        name = seg.get("name")
+        if not isinstance(name, str) or not name:
+            name = "unknown"
+        type_ = seg.get("origin")
+        if not isinstance(type_, str):
+            type_ = ""
+        flags, http = _read(seg)
+        seen |= flags
+        rows.append(
+            [name, type_, start, end, round(end - start, 6), 0.0, flags, 1 if index in roots else 0, 0]
         )
-        seg_node.append(node)
-        build.segment_fields(node, seg)
-        build.describe(node, seg)
+        service = services.setdefault((name, type_), len(services))
+        node_service.append(service)
+        mine: dict[str, Any] = {}
+        if http is not None:
+            mine["h"] = http
+        user = seg.get("user")
+        if isinstance(user, str) and user:
+            mine["u"] = user
+            users.setdefault(user, set()).add(service)
+        arn = seg.get("resource_arn")
+        if isinstance(arn, str) and arn:
+            mine["arn"] = arn
+            arns[arn] = None
+        aws = seg.get("aws")
+        ec2 = aws.get("ec2") if isinstance(aws, dict) else None
+        if isinstance(ec2, dict):
+            instance_id, zone = ec2.get("instance_id"), ec2.get("availability_zone")
+            if isinstance(instance_id, str) and instance_id:
+                mine["iid"] = instance_id
+                instance_ids[instance_id] = None
+            if isinstance(zone, str) and zone:
+                mine["az"] = zone
+                azs[zone] = None
+        if "annotations" in seg or "cause" in seg:
+            _describe(mine, service, seg, annotations)
+        info.append(mine)
+        if seg.get("in_progress") is True:
+            partial = True
+        if not trace_id:
+            candidate = seg.get("trace_id")
+            if isinstance(candidate, str):
+                trace_id = candidate
+    throttled = seen & THROTTLE
+
+    # Subsegments: their annotations and exceptions go to their segment's node; a call (remote or aws)
+    # that no segment answered becomes an inferred node, and what it calls is part of that call.
+    edges: list[EdgeRow] = []
     for index, seg in enumerate(segs):
-        _calls(build, seg_node[index], seg, links.called)
-    _segment_edges(build, segs, links, seg_node)
+        subs = seg.get("subsegments")
+        if not isinstance(subs, list) or not subs:
+            continue
+        mine, service, up_row = info[index], node_service[index], rows[index]
+        stack: list[tuple[Mapping[str, Any], int, bool]] = [
+            (s, 1, False) for s in subs if isinstance(s, dict)
+        ]
+        while stack:
+            sub, depth, inside_call = stack.pop()
+            if "annotations" in sub or "cause" in sub:
+                _describe(mine, service, sub, annotations)
+            if not inside_call and sub.get("namespace") in _CALL_NAMESPACES and not _answered(sub, called):
+                name, type_ = _inferred_id(sub)
+                start, end = _times(sub)
+                flags, http = _read(sub)
+                seen |= flags
+                response_time = round(end - start, 6)
+                rows.append([name, type_, start, end, response_time, 0.0, flags, 0, 1])
+                inferred = services.setdefault((name, type_), len(services))
+                node_service.append(inferred)
+                theirs: dict[str, Any] = {}
+                if "annotations" in sub or "cause" in sub:
+                    _describe(theirs, inferred, sub, annotations)
+                if http is not None:
+                    theirs["h"] = http
+                info.append(theirs)
+                docs.append(sub)
+                ups.append(index)
+                edges.append((up_row[0], up_row[1], name, type_, start, end, response_time, flags))
+                inside_call = True
+            if depth < _MAX_DEPTH:
+                kids = sub.get("subsegments")
+                if isinstance(kids, list) and kids:
+                    stack += [(s, depth + 1, inside_call) for s in kids if isinstance(s, dict)]
 
-    start = min(row[2] for row in build.nodes)
-    end = max(row[3] for row in build.nodes)
-    duration = _span(start, end)
-    for row in build.nodes:
-        row[5] = duration
+    # Edges between segments, timed from the caller's side; the entry hangs off a client node.
+    for index in range(count):
+        row = rows[index]
+        up = caller.get(index)
+        if up is not None:
+            via = subs_by_id.get(parents[index])
+            timed = via if via is not None else segs[index]
+            start, end = _times(timed)
+            up_row = rows[up]
+            edges.append(
+                (up_row[0], up_row[1], row[0], row[1], start, end, round(end - start, 6), _flags(timed))
+            )
+            ups[index] = up
+        elif index in roots:
+            edges.append((row[0], CLIENT, row[0], row[1], row[2], row[3], row[4], row[6]))
 
-    flags = THROTTLE if any(build.nodes[n][6] & THROTTLE for n in seg_node) else 0
-    response_time = entry = None
-    http: list[Any] = [None] * 5
-    if links.roots:
-        entry_row = build.nodes[seg_node[links.roots[0]]]
+    # min() and max() of the starts and ends, in node order
+    start, end = rows[0][2], rows[0][3]
+    for row in rows:
+        if row[2] < start:  # noqa: PLR1730 - min()'s own comparison, without a call per node
+            start = row[2]
+        if row[3] > end:  # noqa: PLR1730
+            end = row[3]
+    duration = round(end - start, 6)
+    nodes: list[NodeRow] = []
+    for row in rows:
+        nodes.append((row[0], row[1], row[2], row[3], row[4], duration, row[6], row[7], row[8]))
+
+    flags = throttled
+    entry_time: float | None = None
+    entry: int | None = None
+    http = None
+    if entry_index >= 0:
+        entry_row = rows[entry_index]
         flags |= entry_row[6] & (ERROR | FAULT)
-        response_time = entry_row[4]
-        http = _http(segs[links.roots[0]])
-        entry = build.services[(entry_row[0], entry_row[1])]
-
-    return Facts(
-        v=FACTS_VERSION,
-        id=next((t for t in (_str(s.get("trace_id")) for s in segs) if t), ""),
-        start=start,
-        end=end,
-        duration=duration,
-        response_time=response_time,
-        flags=flags,
-        partial=bool(links.orphans) or any(s.get("in_progress") is True for s in segs),
-        http=http,
-        services=[[name, type_] for name, type_ in build.services],
-        entry=entry,
-        annotations={
-            key: [[value, sorted(services)] for value, services in values.values()]
-            for key, values in build.annotations.items()
-        },
-        users=[[user, sorted(services)] for user, services in build.users.items()],
-        arns=list(build.arns),
-        instance_ids=list(build.instance_ids),
-        azs=list(build.azs),
-        fault_root_causes=_root_causes(build, FAULT, bool(flags & FAULT)),
-        error_root_causes=_root_causes(build, ERROR, bool(flags & ERROR)),
-        revision=len(segs) if revision is None else revision,
-        nodes=[tuple(row) for row in build.nodes],
-        node_info=build.info,
-        edges=build.edges,
-    )
+        entry_time = entry_row[4]
+        http = info[entry_index].get("h")
+        entry = node_service[entry_index]
+    by_key: dict[str, list[list[Any]]] = {}
+    for key, values in annotations.items():
+        by_key[key] = [[value, sorted(where)] for value, where in values.values()]
+    facts: Facts = {
+        "v": FACTS_VERSION,
+        "id": trace_id,
+        "start": start,
+        "end": end,
+        "duration": duration,
+        "response_time": entry_time,
+        "flags": flags,
+        "partial": partial,
+        "http": [None] * 5 if http is None else list(http),
+        "services": [[name, type_] for name, type_ in services],
+        "entry": entry,
+        "annotations": by_key,
+        "users": [[user, sorted(where)] for user, where in users.items()] if users else [],
+        "arns": list(arns),
+        "instance_ids": list(instance_ids),
+        "azs": list(azs),
+        "fault_root_causes": _root_causes(rows, docs, ups, FAULT, bool(flags & FAULT))
+        if seen & FAULT
+        else [],
+        "error_root_causes": _root_causes(rows, docs, ups, ERROR, bool(flags & ERROR))
+        if seen & ERROR
+        else [],
+        "revision": count if revision is None else revision,
+        "nodes": nodes,
+        "node_info": info,
+        "edges": edges,
+    }
+    return facts
 
 
 def _entity(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -496,20 +605,26 @@ def _entity(doc: Mapping[str, Any]) -> dict[str, Any]:
             {k: v for k, v in (("Name", _str(e.get("type"))), ("Message", _str(e.get("message")))) if v}
             for e in excs
         ]
-    remote = doc.get("namespace") in ("remote", "aws") or any(e.get("remote") is True for e in excs)
+    remote = doc.get("namespace") in _CALL_NAMESPACES or any(e.get("remote") is True for e in excs)
     entity["Remote"] = remote
     return entity
 
 
-def _root_causes(build: _Builder, bit: int, client_impacting: bool) -> list[dict[str, Any]]:
+def _root_causes(
+    rows: Sequence[Sequence[Any]],
+    docs: Sequence[Mapping[str, Any]],
+    ups: Sequence[int],
+    bit: int,
+    client_impacting: bool,
+) -> list[dict[str, Any]]:
     """Nodes with ``bit`` none of whose callees have it, each with the path down to where it happened."""
     causes: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for index, row in enumerate(build.nodes):
-        if not row[6] & bit or any(build.nodes[c][6] & bit for c in build.children[index]):
+    blocked = {ups[index] for index, row in enumerate(rows) if row[6] & bit}  # a callee failed too
+    for index, row in enumerate(rows):
+        if not row[6] & bit or index in blocked:
             continue
-        path = build.paths[index]
-        doc = path[-1]
+        doc = docs[index]
         entities = [_entity(doc)]
         if not row[8]:  # a segment: follow the first failing subsegment at each level
             level = doc
