@@ -329,10 +329,14 @@ type)`` or an edge's ``(source name, source type, target name, target type)``.""
 
 
 def rollup(
-    node_rows: Iterable[Sequence[Any]], edge_rows: Iterable[Sequence[Any]], period: int = 60
+    node_rows: Iterable[Sequence[Any]],
+    edge_rows: Iterable[Sequence[Any]],
+    period: int = 60,
+    into: Rollup | None = None,
 ) -> Rollup:
-    """The statistics of the rows per ``period`` seconds (by each row's start), node and edge alike."""
-    out: Rollup = {}
+    """The statistics of the rows per ``period`` seconds (by each row's start), node and edge alike;
+    added to ``into`` when given (which is returned)."""
+    out: Rollup = {} if into is None else into
     get, new, find, bounds, classes = out.get, _new, bisect.bisect_left, _SEARCH, _CLASS
     # The hot loops (every trace stored goes through them): list slots by literal index (see _new).
     for name, type_, row_start, row_end, rt, duration, flags, root, inferred in node_rows:

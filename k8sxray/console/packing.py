@@ -16,7 +16,6 @@ still) kept them all as they are, with another dictionary.
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import zlib
@@ -113,15 +112,17 @@ Work = Sequence[tuple[str, Sequence[bytes], bytes | None]]
 def pack(work: Work, derive: Derive) -> Result:
     """Pack every trace of ``work``; see the module's docstring."""
     result = Result()
-    added: list[Facts] = []
-    taken_away: list[Facts] = []
+    # The statistics are summed trace by trace: a batch's facts are not all kept alive till the end
+    # (thousands of containers the garbage collector would walk again and again).
+    added: graph.Rollup = {}
+    taken_away: graph.Rollup = {}
     rejected = result.rejected
     for trace_id, raws, old_blob in work:
         kept_raws: list[bytes] = []
         docs: list[Document] = []
         if old_blob is not None:
             old_facts, old_raws = unpack(old_blob)
-            taken_away.append(old_facts)
+            graph.rollup(old_facts.get("nodes", ()), old_facts.get("edges", ()), ROLLUP_PERIOD, taken_away)
             kept_raws += old_raws
             docs += [json.loads(r) for r in old_raws]
         for raw in raws:
@@ -142,14 +143,14 @@ def pack(work: Work, derive: Derive) -> Result:
         start, end = span(kept)
         segments, complete = assemble(kept, owned=True, unique=True)
         facts = derive(trace_id, segments, complete)
-        added.append(facts)
+        graph.rollup(facts.get("nodes", ()), facts.get("edges", ()), ROLLUP_PERIOD, added)
         names = tuple(sorted({str(row[0]) for row in facts.get("nodes", ())}))
         blob = _compress(facts, kept_raws)
         result.traces.append(
             Packed(trace_id, start, end, sum(map(len, kept_raws)), len(kept_raws), names, blob)
         )
-    result.rollup = _rollup(added)
-    for key, stats in _rollup(taken_away).items():
+    result.rollup = added
+    for key, stats in taken_away.items():
         graph.merge(result.rollup.setdefault(key, graph.blank()), stats, -1)
     return result
 
@@ -184,13 +185,6 @@ def _parse(raw: bytes, rejected: dict[str, int]) -> Document | None:
         rejected["no trace_id or id"] = rejected.get("no trace_id or id", 0) + 1
         return None
     return doc
-
-
-def _rollup(facts: list[Facts]) -> graph.Rollup:
-    """The traces' share of the per-minute statistics."""
-    nodes = itertools.chain.from_iterable(f.get("nodes", ()) for f in facts)
-    edges = itertools.chain.from_iterable(f.get("edges", ()) for f in facts)
-    return graph.rollup(nodes, edges, ROLLUP_PERIOD)
 
 
 def span(docs: list[Document]) -> tuple[float, float]:

@@ -94,7 +94,7 @@ class _Batch:
     result: Result
 
 
-CHUNK = 1000
+CHUNK = 500
 """Traces packed in one go: bounds the memory a burst takes while it is packed."""
 
 
@@ -128,7 +128,7 @@ class Store:
         settle: float = 1.0,
         clock: Callable[[], float] = time.time,
         packer: Packer = pack,
-        max_held_bytes: int = 32 * 1024 * 1024,
+        max_held_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.path = Path(path)
         self.derive = derive
@@ -524,7 +524,7 @@ def _problem(raw: bytes) -> str:
     """Why a document the store cannot use is refused."""
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "not JSON"
     if not isinstance(doc, dict):
         return "not an object"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from k8sxray.daemon import _aws, _logging
+from k8sxray.daemon import _logging
 from k8sxray.daemon.buffer import Buffer
 from k8sxray.daemon.receiver import Receiver, bind_udp
 from k8sxray.daemon.settings import Settings, SettingsError, parse
@@ -116,14 +116,14 @@ class Daemon:
             return self._local_sink()
         if name == "otlp":
             return self._otlp_sink()
-        self.session = _aws.make_session(s.role_arn, s.region)
+        self.session = _aws().make_session(s.role_arn, s.region)
         credentials = self.session.get_credentials()
         if name is None and credentials is None:
             log.warning("no AWS credentials found: running locally (pass --sink xray to insist on X-Ray)")
             return self._local_sink()
         if credentials is None:
             log.error("no AWS credentials found yet; segments are buffered and retried until they appear")
-        region = s.region or (None if s.local_mode else _aws.metadata_region(self.session))
+        region = s.region or (None if s.local_mode else _aws().metadata_region(self.session))
         if not region and name is None:
             log.warning("no AWS region found: running locally (pass --region or set AWS_REGION for X-Ray)")
             return self._local_sink()
@@ -161,10 +161,10 @@ class Daemon:
         credentials: Callable[[], Any] | None = None
         region: str | None = None
         if signed:
-            session = self.session = _aws.make_session(s.role_arn, s.region)
+            session = self.session = _aws().make_session(s.role_arn, s.region)
             if session.get_credentials() is None:
                 log.error("no AWS credentials found yet; spans are buffered and retried until they appear")
-            region = s.region or (None if s.local_mode else _aws.metadata_region(session))
+            region = s.region or (None if s.local_mode else _aws().metadata_region(session))
             if not region:
                 raise StartupError(
                     "no AWS region to sign OTLP requests: pass -n/--region or set AWS_REGION "
@@ -428,10 +428,17 @@ def _ops(bind: tuple[str, int], ready: Callable[[], bool], metrics: Callable[[],
     return OpsServer(bind, ready, metrics, app=console.handle if console is not None else None)
 
 
+def _aws() -> Any:
+    """botocore, imported only when the daemon talks to AWS (a local console never does: ~15 MB)."""
+    from k8sxray.daemon import _aws as aws
+
+    return aws
+
+
 def _packing_workers() -> int:
-    """Worker processes for the local store's packing: one per core beyond this process's, up to two."""
+    """Worker processes for the local store's packing: one per core, up to two (none on one core)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(2, cores - 1) if cores > 1 else 0
+    return min(2, cores) if cores > 1 else 0
 
 
 def _loopback(host: str) -> bool:
