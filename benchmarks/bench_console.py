@@ -343,10 +343,10 @@ def first_paint(url: str) -> float | None:
         try:
             page = browser.new_page()
             page.goto(url + "/", wait_until="commit")  # warm: the browser's own start-up is not the viewer's
-            page.get_by_text("Service-B").first.wait_for(timeout=30000)
+            page.locator("svg text", has_text="Service-B").first.wait_for(timeout=30000)
             started = time.perf_counter()
             page.goto(url + "/?range=1h")
-            page.get_by_text("Service-B").first.wait_for(timeout=30000)
+            page.locator("svg text", has_text="Service-B").first.wait_for(timeout=30000)
             return time.perf_counter() - started
         finally:
             browser.close()
