@@ -359,8 +359,9 @@ class Daemon:
 
     def _report(self, unshipped: int, elapsed: float) -> None:
         st = self.stats
+        otlp = f" (and {st.otlp_documents} from OTLP)" if st.otlp_documents else ""
         summary = (
-            f"received {st.received}, sent {st.sent}, rejected {sum(st.rejected.values())}, "
+            f"received {st.received}{otlp}, sent {st.sent}, rejected {sum(st.rejected.values())}, "
             f"dropped {sum(st.dropped.values())}, "
             f"refused by the sink {sum(st.backend_rejected.values())}"
         )

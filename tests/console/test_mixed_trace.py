@@ -165,3 +165,6 @@ def test_opentelemetry_and_k8sxray_services_are_one_trace_in_the_console(
     assert seg_b["parent_id"] in a_calls  # B under A's call (an OpenTelemetry client span)
     (b_call,) = seg_b["subsegments"]
     assert seg_c["parent_id"] == b_call["id"]  # C under B's call (a k8sxray subsegment)
+    # the daemon's last line counts what came over OTLP beside the UDP segments
+    assert daemon.stop() == 0
+    assert "received 1 (and 3 from OTLP), sent 4, rejected 0" in daemon.log, daemon.log
