@@ -49,6 +49,9 @@ HISTOGRAM_BOUNDS: tuple[float, ...] = (
 )
 """Upper bounds of the response-time histogram buckets, in seconds."""
 
+_WHOLE = 2**62
+"""A rollup period no row's start reaches: every row lands in slot 0."""
+
 MAX_PERIODS = 100_000
 """Most time-series buckets one call may ask for."""
 
@@ -91,59 +94,6 @@ def _limits(start: float | None, end: float | None) -> tuple[float, float]:
     return (-math.inf if start is None else start), (math.inf if end is None else end)
 
 
-def aggregate_nodes(
-    rows: Iterable[Sequence[Any]], start: float | None = None, end: float | None = None
-) -> dict[tuple[str, str], list[Any]]:
-    """Per ``(name, type)``: the statistics of its node rows overlapping ``[start, end]``."""
-    services: dict[tuple[str, str], list[Any]] = {}
-    get, new, find, bounds, classes = services.get, _new, bisect.bisect_left, _SEARCH, _CLASS
-    low, high = _limits(start, end)
-    # The hot loop: locals only, the classification by table, list slots by literal index (see _new).
-    for name, type_, row_start, row_end, rt, duration, flags, root, inferred in rows:
-        if row_end < low or row_start > high:
-            continue
-        stats = get((name, type_))
-        if stats is None:
-            stats = services[(name, type_)] = new()
-        stats[classes[flags & 7]] += 1
-        stats[4] += rt
-        if row_start < stats[5]:  # noqa: PLR1730 - a comparison costs less than a call, per row
-            stats[5] = row_start
-        if row_end > stats[6]:  # noqa: PLR1730
-            stats[6] = row_end
-        if root:
-            stats[7] = True
-        if not inferred:
-            stats[8] = True
-        stats[9][find(bounds, rt)] += 1
-        stats[10][find(bounds, duration)] += 1
-    return services
-
-
-def aggregate_edges(
-    rows: Iterable[Sequence[Any]], start: float | None = None, end: float | None = None
-) -> dict[tuple[str, str, str, str], list[Any]]:
-    """Per ``(source name, source type, target name, target type)``: the statistics of its edge rows."""
-    edges: dict[tuple[str, str, str, str], list[Any]] = {}
-    get, new, find, bounds, classes = edges.get, _new, bisect.bisect_left, _SEARCH, _CLASS
-    low, high = _limits(start, end)
-    for source_name, source_type, target_name, target_type, row_start, row_end, rt, flags in rows:
-        if row_end < low or row_start > high:
-            continue
-        key = (source_name, source_type, target_name, target_type)
-        stats = get(key)
-        if stats is None:
-            stats = edges[key] = new()
-        stats[classes[flags & 7]] += 1
-        stats[4] += rt
-        if row_start < stats[5]:  # noqa: PLR1730
-            stats[5] = row_start
-        if row_end > stats[6]:  # noqa: PLR1730
-            stats[6] = row_end
-        stats[9][find(bounds, rt)] += 1
-    return edges
-
-
 def service_graph(
     node_rows: Iterable[Sequence[Any]],
     edge_rows: Iterable[Sequence[Any]],
@@ -151,14 +101,18 @@ def service_graph(
     end: float | None = None,
 ) -> list[dict[str, Any]]:
     """``GetServiceGraph``'s ``Services`` from node and edge rows overlapping ``[start, end]``."""
-    return render_services(aggregate_nodes(node_rows, start, end), aggregate_edges(edge_rows, start, end))
+    low, high = _limits(start, end)
+    nodes = (r for r in node_rows if r[3] >= low and r[2] <= high)
+    edges = (r for r in edge_rows if r[5] >= low and r[4] <= high)
+    whole = rollup(nodes, edges, _WHOLE)  # one slot: the rows' statistics, summed
+    return render_services(*from_rollups((kind, key, stats) for (_, kind, key), stats in whole.items()))
 
 
 def render_services(
     services: Mapping[tuple[str, str], Sequence[Any]],
     edges: Mapping[tuple[str, str, str, str], Sequence[Any]],
 ) -> list[dict[str, Any]]:
-    """``Services`` from :func:`aggregate_nodes` and :func:`aggregate_edges` (results may be merged first)."""
+    """``Services`` from per-service and per-edge statistics, as :func:`from_rollups` merges them."""
     keys = set(services)
     for source_name, source_type, target_name, target_type in edges:
         keys.add((source_name, source_type))
@@ -230,48 +184,6 @@ def _edge_selected(row: Sequence[Any], selector: EntitySelector) -> bool:
     return _matches((row[0], row[1]), selector.source) and _matches((row[2], row[3]), selector.target)
 
 
-def _node_series(
-    rows: Iterable[Sequence[Any]], start: float, end: float, period: int, selector: EntitySelector | None
-) -> dict[int, list[Any]]:
-    buckets: dict[int, list[Any]] = {}
-    get, new, find, bounds, classes = buckets.get, _new, bisect.bisect_left, _SEARCH, _CLASS
-    want_name, want_type = selector.source if selector is not None else (None, None)
-    for name, type_, row_start, _end, rt, _duration, flags, _root, _inferred in rows:
-        if row_start < start or row_start > end:
-            continue
-        if (want_name is not None and name != want_name) or (want_type is not None and type_ != want_type):
-            continue
-        slot = int(row_start // period)
-        stats = get(slot)
-        if stats is None:
-            stats = buckets[slot] = new()
-        stats[classes[flags & 7]] += 1
-        stats[4] += rt
-        stats[9][find(bounds, rt)] += 1
-    return buckets
-
-
-def _edge_series(
-    rows: Iterable[Sequence[Any]], start: float, end: float, period: int, selector: EntitySelector | None
-) -> dict[int, list[Any]]:
-    buckets: dict[int, list[Any]] = {}
-    get, new, find, bounds, classes = buckets.get, _new, bisect.bisect_left, _SEARCH, _CLASS
-    for row in rows:
-        row_start = row[4]
-        if row_start < start or row_start > end:
-            continue
-        if selector is not None and not _edge_selected(row, selector):
-            continue
-        slot = int(row_start // period)
-        stats = get(slot)
-        if stats is None:
-            stats = buckets[slot] = new()
-        stats[classes[row[7] & 7]] += 1
-        stats[4] += row[6]
-        stats[9][find(bounds, row[6])] += 1
-    return buckets
-
-
 def time_series(
     node_rows: Iterable[Sequence[Any]],
     edge_rows: Iterable[Sequence[Any]],
@@ -297,25 +209,10 @@ def time_series(
         raise ValueError(
             f"more than {MAX_PERIODS} periods of {period} s in the window; choose a longer period"
         )
-    selector = parse_entity_selector(entity) if isinstance(entity, str) else entity
-    if selector is None or selector.kind == "service":
-        node_buckets = _node_series(node_rows, start, end, period, selector)
-    else:
-        node_buckets = {}
-    edge_buckets = _edge_series(edge_rows, start, end, period, selector)
-    out: list[dict[str, Any]] = []
-    for slot in sorted(set(node_buckets) | set(edge_buckets)):
-        entry: dict[str, Any] = {"Timestamp": float(slot * period)}
-        edge_stats = edge_buckets.get(slot)
-        node_stats = node_buckets.get(slot)
-        if edge_stats is not None:
-            entry["EdgeSummaryStatistics"] = _statistics(edge_stats)
-        if node_stats is not None:
-            entry["ServiceSummaryStatistics"] = _statistics(node_stats)
-        histogram_from = node_stats if node_stats is not None else edge_stats
-        entry["ResponseTimeHistogram"] = _histogram(histogram_from[_HIST] if histogram_from else [])
-        out.append(entry)
-    return out
+    nodes = (r for r in node_rows if start <= r[2] <= end)
+    edges = (r for r in edge_rows if start <= r[4] <= end)
+    entries = ((slot, kind, key, stats) for (slot, kind, key), stats in rollup(nodes, edges, period).items())
+    return time_series_from_rollups(entries, rollup_period=period, period=period, entity=entity)
 
 
 # --- Rollups: the statistics of every service and edge per period, kept by the store -----------------
