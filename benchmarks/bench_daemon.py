@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -94,13 +95,19 @@ def sender(port: int, rate: int, count: int, result: Any) -> None:
     result.put((sent, time.perf_counter() - start))
 
 
-class Sink:
-    """A fast PutTraceSegments endpoint that counts documents."""
+class CountingEndpoint:
+    """A fast loopback HTTP endpoint (Nagle off) that counts what each POST carries with ``count``."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        count: Callable[[bytes], int],
+        answer: bytes = b"",
+        content_type: str = "application/json",
+        path: str = "",
+    ) -> None:
         self.count = 0
         self.lock = threading.Lock()
-        sink = self
+        endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -110,13 +117,11 @@ class Sink:
                 pass
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                n = body.count(b'\\"trace_id\\"')
-                with sink.lock:
-                    sink.count += n
-                answer = b'{"UnprocessedTraceSegments":[]}'
+                n = count(self.rfile.read(int(self.headers["Content-Length"])))
+                with endpoint.lock:
+                    endpoint.count += n
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
@@ -126,8 +131,15 @@ class Sink:
             request_queue_size = 64
 
         self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Sink(CountingEndpoint):
+    """A fast PutTraceSegments endpoint that counts documents."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda body: body.count(b'\\"trace_id\\"'), b'{"UnprocessedTraceSegments":[]}')
 
 
 def rcvbuf_errors() -> int:

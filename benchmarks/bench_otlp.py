@@ -25,15 +25,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import bench_daemon
+from bench_daemon import CountingEndpoint, cpu_seconds, rcvbuf_errors, sender
 from bench_daemon import Sink as XRayEndpoint
-from bench_daemon import cpu_seconds, rcvbuf_errors, sender
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -52,39 +50,16 @@ ENV = {
 }
 
 
-class OtlpEndpoint:
+def _spans(body: bytes) -> int:
+    request = ExportTraceServiceRequest.FromString(gzip.decompress(body))
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+class OtlpEndpoint(CountingEndpoint):
     """A fast OTLP/HTTP endpoint that counts the spans of each request (gunzip + protobuf parse)."""
 
     def __init__(self) -> None:
-        self.count = 0
-        self.lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest.FromString(gzip.decompress(body))
-                n = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-                with endpoint.lock:
-                    endpoint.count += n
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 64
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(_spans, content_type="application/x-protobuf", path="/v1/traces")
 
 
 def start_daemon(args: list[str], ready: str) -> tuple[subprocess.Popen[bytes], Any, re.Match[str]]:
