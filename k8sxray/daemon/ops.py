@@ -13,13 +13,11 @@ import itertools
 import logging
 import math
 import re
-import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Protocol
 
-from ._served import Served
+from ._served import QuietHandler, QuietServer, Served
 
 log = logging.getLogger(__name__)
 
@@ -214,30 +212,17 @@ class OpsServer(Served):
             log.debug(message, exc_info=exc)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(QuietServer):
+    label = "ops"
 
     def __init__(self, bind: tuple[str, int], ops: OpsServer) -> None:
         self.ops = ops
-        self.address_family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
         super().__init__(bind, _Handler)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver calls this inside its except block
-        log.debug("ops: error serving %s", client_address, exc_info=True)  # noqa: LOG014
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "k8sxray-daemon"
-    sys_version = ""
     timeout = 15.0
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("ops: %s - %s", self.address_string(), format % args)
 
     def parse_request(self) -> bool:
         if not super().parse_request():

@@ -14,12 +14,9 @@ retry it), so that a full buffer loses nothing an SDK still holds.
 from __future__ import annotations
 
 import logging
-import socket
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-from k8sxray.daemon._served import Served
+from k8sxray.daemon._served import QuietHandler, QuietServer, Served
 from k8sxray.daemon.buffer import DOC_OVERHEAD, Buffer
 from k8sxray.daemon.stats import Stats
 from k8sxray.otlp import codec
@@ -136,30 +133,18 @@ def _media_type(content_type: str, strict: bool = True) -> str:
     return _PROTOBUF
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(QuietServer):
+    label = "otlp"
     request_queue_size = 128
 
     def __init__(self, bind: tuple[str, int], receiver: OtlpReceiver) -> None:
         self.receiver = receiver
-        self.address_family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
         super().__init__(bind, _Handler)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("otlp: error serving %s", client_address, exc_info=True)  # noqa: LOG014
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "k8sxray-daemon"
-    sys_version = ""
     timeout = 30.0
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("otlp: %s - %s", self.address_string(), format % args)
 
     def do_POST(self) -> None:
         receiver = self.server.receiver

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 import urllib.parse
 import urllib.request
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import urllib3
@@ -26,7 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.httpsession import get_cert_path
 
-from ._served import Served
+from ._served import QuietHandler, QuietServer, Served
 from .local_sampling import LocalSampling
 
 log = logging.getLogger(__name__)
@@ -274,13 +272,11 @@ class LocalSamplingServer(Served):
         return _Reply(status, json.dumps(answer).encode(), headers)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(QuietServer):
+    label = "sampling proxy"
 
     def __init__(self, bind: tuple[str, int], proxy: SamplingProxy | LocalSamplingServer) -> None:
         self.proxy = proxy
-        self.address_family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
         self._active = 0
         self._active_lock = threading.Lock()
         super().__init__(bind, _Handler)
@@ -307,21 +303,11 @@ class _Server(ThreadingHTTPServer):
         with self._active_lock:
             self._active -= 1
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver calls this inside its except block
-        log.debug("sampling proxy: error serving %s", client_address, exc_info=True)  # noqa: LOG014
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
     server_version = "k8sxray-sampling-proxy"
-    sys_version = ""
     timeout = _CLIENT_TIMEOUT
-    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sampling proxy: %s - %s", self.address_string(), format % args)
 
     def _send(self, reply: _Reply, close: bool = False) -> None:
         self.send_response(reply.status)
