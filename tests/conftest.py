@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from k8sxray import _config
+
+# Property tests check behaviour, not speed: on a loaded two-core machine generating examples (or
+# one example's real socket round trip) can take seconds, which must not fail a test.
+settings.register_profile("k8sxray", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("k8sxray")
 
 
 @pytest.fixture(autouse=True)
