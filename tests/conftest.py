@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -20,3 +21,13 @@ def _fresh_config() -> Iterator[None]:
     _config.reset()
     yield
     _config.reset()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_sdk_emitter() -> Iterator[None]:
+    """The official SDK opens its global recorder's UDP socket when ``aws_xray_sdk.core`` is
+    imported (by moto's X-Ray backend, or by the SDK tests) and never closes it."""
+    yield
+    core = sys.modules.get("aws_xray_sdk.core")
+    if core is not None:
+        core.xray_recorder.emitter._socket.close()
