@@ -13,6 +13,7 @@ ACTIONS = {
     "xray:GetSamplingRules",  # the sampling calls it forwards for the applications
     "xray:GetSamplingTargets",
     "xray:GetSamplingStatisticSummaries",
+    "xray:PutSpans",  # --sink otlp, to X-Ray's OTLP endpoint
 }
 
 

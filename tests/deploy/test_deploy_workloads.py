@@ -106,7 +106,7 @@ def test_only_the_node_local_daemonset_binds_host_ports(item: tuple[str, str, st
     ports = [p for c in all_containers(workload) for p in c.get("ports", [])]
     host = sorted((p["hostPort"], p["containerPort"], p["protocol"]) for p in ports if "hostPort" in p)
     if kind == "DaemonSet" and kustomization != "overlays/node-local-service":
-        assert host == [(2000, 2000, "TCP"), (2000, 2000, "UDP")]
+        assert host == [(2000, 2000, "TCP"), (2000, 2000, "UDP"), (4318, 4318, "TCP")]
     else:
         assert host == []
 
@@ -119,16 +119,18 @@ def test_the_daemonset_as_the_daemon_reads_it(kustomization: str, tmp_path: Path
     c = container(daemonset, "xray-daemon")
     config = named(docs, "ConfigMap", "xray-daemon-config-")
     limit = c["resources"]["limits"]["memory"]
-    assert limit == "64Mi"
+    assert limit == "96Mi"
     s = _parse(c["args"], config, tmp_path, str(_bytes(limit)))
 
     # what the ports and probes expect is what the daemon binds
     assert s.udp == ("0.0.0.0", 2000)
     assert s.tcp == ("0.0.0.0", 2000)
     assert s.http == ("0.0.0.0", 2020)
+    assert s.otlp == ("0.0.0.0", 4318)
     by_name = {p["name"]: p for p in c["ports"]}
     assert (by_name["xray-udp"]["containerPort"], by_name["xray-udp"]["protocol"]) == (2000, "UDP")
     assert (by_name["xray-tcp"]["containerPort"], by_name["xray-tcp"]["protocol"]) == (2000, "TCP")
+    assert (by_name["otlp-http"]["containerPort"], by_name["otlp-http"]["protocol"]) == (4318, "TCP")
     assert by_name["http"]["containerPort"] == 2020
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -136,7 +138,7 @@ def test_the_daemonset_as_the_daemon_reads_it(kustomization: str, tmp_path: Path
     # never the local store by accident, the buffer from the memory limit, a grace period
     # longer than the flush
     assert s.sink == "xray"
-    assert s.buffer_bytes == 16 * 1024 * 1024
+    assert s.buffer_bytes == 24 * 1024 * 1024
     assert pod["terminationGracePeriodSeconds"] >= s.shutdown_timeout + 5
     assert s.config_file is not None
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
@@ -147,7 +149,7 @@ def test_the_daemonset_as_the_daemon_reads_it(kustomization: str, tmp_path: Path
     service = find(docs, "Service", "xray-service")
     assert service["spec"]["selector"] == daemonset["spec"]["selector"]["matchLabels"]
     ports = {(p["port"], p["protocol"], p["targetPort"]) for p in service["spec"]["ports"]}
-    assert ports == {(2000, "UDP", "xray-udp"), (2000, "TCP", "xray-tcp")}
+    assert ports == {(2000, "UDP", "xray-udp"), (2000, "TCP", "xray-tcp"), (4318, "TCP", "otlp-http")}
     local = service["spec"].get("internalTrafficPolicy")
     assert local == ("Local" if kustomization == "overlays/node-local-service" else None)
 
