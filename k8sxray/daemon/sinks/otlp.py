@@ -33,7 +33,7 @@ from k8sxray.daemon.sinks.xray import (  # the xray sink's SigV4 request and sig
     is_retryable_code,
 )
 from k8sxray.otlp import codec
-from k8sxray.otlp.encoded import Encoded, Encoder
+from k8sxray.otlp.encoded import BUILT, Encoded, Encoder
 from k8sxray.otlp.spans import MappingError
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,15 @@ class OtlpSink:
 
     def close(self) -> None:
         self._pool.close()
+        encoder = self.encoder
+        how = (
+            ""
+            if encoder.native
+            else " (K8SXRAY_NATIVE=false)"
+            if BUILT
+            else " (k8sxray.otlp._fast is not built)"
+        )
+        log.info("documents encoded as spans: %d in C, %d in Python%s", encoder.fast, encoder.slow, how)
 
 
 def _error_code(header: str | None) -> str | None:
