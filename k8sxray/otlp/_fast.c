@@ -701,9 +701,10 @@ static int aws_call_attributes(Ctx *c, const Val *name, const Val *aws, int dept
     if (aws->type != V_OBJ) return 0;
     Doc *d = &c->doc;
     d->p = aws->at + 1;
-    int first = 1, more;
-    Val key, v;
+    int first = 1, more, count = 0;
+    Val keys[MAX_KEYS], key, v;
     while ((more = obj_next(d, &key, &first)) == 1) {
+        if (remember_key(keys, &count, &key) < 0) return FAIL;  /* Python iterates the dict */
         if (read_value(d, &v, depth + 1) < 0) return FAIL;
         int known = 0;
         for (int i = 0; i < 8; i++) known |= eq(&key, KNOWN[i]);

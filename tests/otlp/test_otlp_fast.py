@@ -403,7 +403,11 @@ def serialised(draw: Any) -> bytes:
         indent=draw(st.sampled_from([None, None, 2])),
     )
     if draw(st.integers(0, 9)) == 0:  # a key twice: json.loads keeps the last value
-        key = draw(st.sampled_from(['"name"', '"id"', '"tenant"', '"method"', '"default"', '"start_time"']))
+        key = draw(
+            st.sampled_from(
+                ['"name"', '"id"', '"tenant"', '"method"', '"default"', '"start_time"', '"retries"', '"pod"']
+            )
+        )
         text = text.replace(key + ":", f"{key}: 1, {key}:", 1)
     return text.encode()
 
@@ -453,6 +457,13 @@ def test_generated_documents_give_the_same_bytes_or_none() -> None:
         bench_document(3).replace(b'"acme"', b"[" * 5000 + b"]" * 5000, 1),
         bench_document(3).replace(b'"acme"', b"[" * 70 + b"]" * 70, 1),
         bench_document(3).replace(b'"tenant":"acme"', b'"tenant":"acme","tenant":"x"', 1),
+        # an AWS SDK call's other fields, one of them twice (Python iterates the dict: once)
+        bench_document(3).replace(
+            b'"annotations"',
+            b'"subsegments":[{"name":"S3","id":"00000000000000b1","start_time":1.5,"namespace":"aws",'
+            b'"aws":{"retries":1,"x":2,"retries":3}}],"annotations"',
+            1,
+        ),
     ],
 )
 def test_malformed_documents_are_left_to_python_or_answered_right(raw: bytes) -> None:
