@@ -51,7 +51,7 @@ static int buf_reserve(Buf *b, size_t more) {
 }
 
 static void put(Buf *b, const void *data, size_t n) {
-    if (buf_reserve(b, n) < 0) return;
+    if (n == 0 || buf_reserve(b, n) < 0) return;  /* n == 0: data may be an empty buffer's NULL */
     memcpy(b->p + b->len, data, n);
     b->len += n;
 }
