@@ -228,6 +228,7 @@ def mostly(good: Any, odd: Any) -> Any:
 
 _texts = st.one_of(
     st.sampled_from(["", "GET", "checkout", "a\\b", 'q"uote', "tab\there", "é✓", "\u2028", "\x7f", "x.y"]),
+    st.sampled_from(["line\nbreak", "cr\r", "\x08\x0c\x00\x1f", "😀", "/"]),
     st.text(max_size=12),
 )
 _hex16 = mostly(
@@ -297,7 +298,7 @@ def entities(draw: Any, depth: int = 0, segment: bool = True) -> dict[str, Any]:
                 "request_id": _texts,
                 "retries": st.integers(0, 3),
                 "table_name": _scalars,
-                "table_names": st.lists(_scalars, max_size=2),
+                "table_names": mostly(st.lists(_texts, max_size=2), st.lists(_scalars, max_size=2)),
                 "eks": st.dictionaries(
                     st.sampled_from(["pod", "cluster_name", "container_id", "x"]), _scalars
                 ),
@@ -468,6 +469,94 @@ def test_generated_documents_give_the_same_bytes_or_none() -> None:
 )
 def test_malformed_documents_are_left_to_python_or_answered_right(raw: bytes) -> None:
     check(raw)
+
+
+@needs_c
+def test_every_field_the_c_path_knows_in_one_document() -> None:
+    doc = {
+        "name": "cart",
+        "id": "00000000000000a1",
+        "trace_id": TRACE,
+        "parent_id": "00000000000000a0",
+        "start_time": 1700000000.5,
+        "end_time": 1700000001,
+        "origin": "AWS::EC2::Instance",
+        "service": {"version": "1.2.3", "runtime": "CPython"},
+        "user": "alice",
+        "aws": {
+            "account_id": "123456789012",
+            "ec2": {
+                "instance_id": "i-1",
+                "availability_zone": "eu-west-1a",
+                "instance_type": "m5",
+                "ami_id": "a",
+            },
+            "xray": {"sdk": "X-Ray for Python", "sdk_version": "2.15.0"},
+        },
+        "metadata": {
+            "k8s": {
+                "namespace": "shop",
+                "node": "n1",
+                "pod_uid": "u",
+                "container_name": "c",
+                "workload": {"kind": "StatefulSet", "name": "cart"},
+                "labels": {"app": "cart", "tier": "web"},
+            },
+            "escapes": {'q"uote': "\\ \b\f\n\r\t \u0001 é 😀 \u2028", "n": [-0, 1.5e300, 1e-7, 10**17, True]},
+        },
+        "http": {
+            "request": {
+                "method": "POST",
+                "url": "http://cart/",
+                "client_ip": "10.0.0.1",
+                "x_forwarded_for": True,
+            },
+            "response": {"status": 201, "content_length": 12},
+        },
+        "error": True,
+        "throttle": True,
+        "annotations": {"tenant": "acme", "n": -3, "f": 0.25, "ok": False, "skipped": None},
+        "cause": {
+            "exceptions": [
+                {
+                    "type": "E",
+                    "message": "",
+                    "stack": [{"path": "a.py", "line": 3, "label": "f"}, {"line": 4}],
+                },
+                {"message": "second", "stack": []},
+            ]
+        },
+        "subsegments": [
+            {
+                "name": "DynamoDB",
+                "id": "00000000000000a2",
+                "start_time": 1700000000.6,
+                "end_time": 1700000000.7,
+                "namespace": "aws",
+                "aws": {"operation": "BatchGetItem", "table_names": ["a", "b"], "retries": 2, "ok": True},
+                "metadata": {"k8s": {"x": 1}, "otel.resource": {"ignored": "here"}},
+                "subsegments": [{"name": "", "id": "00000000000000a3", "start_time": 1700000000.65}],
+            }
+        ],
+    }
+    raw = json.dumps(doc, ensure_ascii=False).encode()
+    assert check(raw)
+    spans = decoded(raw)
+    assert [s.name for s in spans] == ["cart", "DynamoDB", ""]
+    assert spans[0].status.message == "second"
+
+
+@needs_c
+def test_a_large_document_and_one_after_it() -> None:
+    """A document of several MB (buffers grown past what is kept between calls), then a small one."""
+    doc = json.loads(bench_document(3))
+    doc["metadata"] = {"big": {"items": ["x" * 1000] * 5000}}
+    doc["subsegments"] = [
+        {"name": f"s{i}", "id": f"{i + 1:016x}", "start_time": 1.5, "end_time": 2.5, "namespace": "remote"}
+        for i in range(2000)
+    ]
+    assert check(json.dumps(doc).encode())
+    assert check(bench_document(4))
 
 
 @needs_c
