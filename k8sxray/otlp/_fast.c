@@ -5,11 +5,11 @@
  * document. Here one pass reads the JSON and writes the same bytes, for the documents that
  * k8sxray's recorder, the official X-Ray SDKs and the benchmarks send: segments with nested
  * subsegments; name, ids, times, http, aws (the resource's eks/ec2/xray objects, an AWS SDK
- * call's fields), origin, service.version, user, fault/error, namespace, annotations,
+ * call's fields), sql, origin, service.version, user, fault/error, namespace, annotations,
  * metadata (the k8s namespace as the resource), cause with exceptions.
  *
  * The Python path stays the reference. Whatever this module is not sure to write exactly as
- * Python writes it (in-progress documents, subsegments sent on their own, sql, the otel
+ * Python writes it (in-progress documents, subsegments sent on their own, the otel
  * metadata namespaces, duplicate keys, numbers it cannot round-trip, invalid JSON or UTF-8,
  * lone surrogates, ...) makes it answer None, and the caller runs the Python path on that
  * document. So the one rule is: when it answers, it answers what Python would.
@@ -715,6 +715,26 @@ static int aws_call_attributes(Ctx *c, const Val *name, const Val *aws, int dept
     return more;
 }
 
+/* spans._sql: the known fields by their names, any other scalar as aws.xray.sql.<field> */
+static int sql_attributes(Ctx *c, const Val *sql, int depth) {
+    static const char *const KNOWN[] = {"sanitized_query", "database_type", "user", "url"};
+    static const char *const NAMES[] = {"db.query.text", "db.system", "db.user", "db.connection_string"};
+    Doc *d = &c->doc;
+    d->p = sql->at + 1;
+    int first = 1, more, count = 0;
+    Val keys[MAX_KEYS], key, v;
+    while ((more = obj_next(d, &key, &first)) == 1) {
+        if (remember_key(keys, &count, &key) < 0) return FAIL;  /* Python iterates the dict */
+        if (read_value(d, &v, depth + 1) < 0) return FAIL;
+        if (!is_scalar(&v)) continue;
+        int i = 0;
+        while (i < 4 && !eq(&key, KNOWN[i])) i++;
+        if (i < 4) put_attr(&c->attrs, 0x4a, NAMES[i], &v);
+        else put_attr2(&c->attrs, 0x4a, "aws.xray.sql.", key.s, key.n, &v);
+    }
+    return more;
+}
+
 static int annotation_attributes(Ctx *c, const Val *annotations, int depth) {
     if (annotations->type != V_OBJ) return 0;
     Doc *d = &c->doc;
@@ -843,7 +863,6 @@ static int walk(Ctx *c, Val *f, const unsigned char *parent, int segment, int de
     unsigned char id[8];
     if (hex_id(&f[F_ID], 16, id) < 0) return FAIL;
     if (f[F_IN_PROGRESS].type != V_NULL && f[F_IN_PROGRESS].type != V_FALSE) return FAIL;
-    if (f[F_SQL].at) return FAIL;
     if (f[F_NAME].type != V_STR && f[F_NAME].type != V_NULL) return FAIL;
     Val name = f[F_NAME].type == V_STR ? f[F_NAME] : (Val){.type = V_STR, .s = "", .n = 0};
     uint64_t start, end;
@@ -862,6 +881,7 @@ static int walk(Ctx *c, Val *f, const unsigned char *parent, int segment, int de
     if (remote) put_attr(&c->attrs, 0x4a, "peer.service", &name);
     if (f[F_HTTP].type == V_OBJ && http_attributes(c, &f[F_HTTP], depth + 1) < 0) return FAIL;
     if (aws_call && aws_call_attributes(c, &name, &f[F_AWS], depth + 1) < 0) return FAIL;
+    if (f[F_SQL].type == V_OBJ && sql_attributes(c, &f[F_SQL], depth + 1) < 0) return FAIL;
     if (segment && f[F_USER].type == V_STR) put_attr(&c->attrs, 0x4a, "enduser.id", &f[F_USER]);
     if (annotation_attributes(c, &f[F_ANNOTATIONS], depth + 1) < 0) return FAIL;
     if (metadata_attributes(c, &f[F_METADATA], segment, depth + 1) < 0) return FAIL;

@@ -103,6 +103,9 @@ def sdk_documents() -> list[bytes]:
         remote.put_http_meta("method", "POST")
         remote.put_http_meta("status", 201)
         recorder.end_subsegment()
+        query = recorder.begin_subsegment("orders@db", "remote")
+        query.set_sql({"url": "postgresql://db/orders", "database_type": "PostgreSQL", "user": "app"})
+        recorder.end_subsegment()
         call = recorder.begin_subsegment("DynamoDB", "aws")
         call.set_aws(
             {
@@ -176,7 +179,7 @@ def test_the_official_sdks_documents_take_the_c_path() -> None:
     for raw in documents:
         assert check(raw), raw
     spans = [span for raw in documents for span in decoded(raw)]
-    assert {s.name for s in spans} == {"sdk-svc", "inventory", "DynamoDB", "work"}
+    assert {s.name for s in spans} == {"sdk-svc", "inventory", "orders@db", "DynamoDB", "work"}
 
 
 @needs_c
@@ -348,7 +351,21 @@ def entities(draw: Any, depth: int = 0, segment: bool = True) -> dict[str, Any]:
         "in_progress": st.one_of(st.booleans(), st.just(None)),
         "parent_id": st.one_of(_hex16, st.none()),
         "type": st.sampled_from(["subsegment", "segment"]),
-        "sql": st.fixed_dictionaries({"url": _texts}),
+        "sql": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "url": _texts,
+                    "sanitized_query": _texts,
+                    "database_type": _texts,
+                    "user": _scalars,
+                    "database_version": _scalars,
+                    "preparation": st.sampled_from(["call", "statement"]),
+                    "odd": _json,
+                },
+            ),
+            _scalars,
+        ),
         "cause": st.one_of(
             _texts,
             st.fixed_dictionaries(
@@ -383,7 +400,7 @@ def entities(draw: Any, depth: int = 0, segment: bool = True) -> dict[str, Any]:
     }
     # mostly the usual shapes, now and then the unusual ones
     for key, strategy in optional.items():
-        if draw(st.integers(0, 19)) < (1 if key in ("in_progress", "type", "sql", "parent_id") else 7):
+        if draw(st.integers(0, 19)) < (1 if key in ("in_progress", "type", "parent_id") else 7):
             doc[key] = draw(strategy)
     if depth < 2 and draw(st.booleans()):
         doc["subsegments"] = draw(st.lists(entities(depth + 1, False), max_size=3))  # type: ignore[call-arg]
@@ -406,7 +423,17 @@ def serialised(draw: Any) -> bytes:
     if draw(st.integers(0, 9)) == 0:  # a key twice: json.loads keeps the last value
         key = draw(
             st.sampled_from(
-                ['"name"', '"id"', '"tenant"', '"method"', '"default"', '"start_time"', '"retries"', '"pod"']
+                [
+                    '"name"',
+                    '"id"',
+                    '"tenant"',
+                    '"method"',
+                    '"default"',
+                    '"start_time"',
+                    '"retries"',
+                    '"pod"',
+                    '"url"',
+                ]
             )
         )
         text = text.replace(key + ":", f"{key}: 1, {key}:", 1)
@@ -535,6 +562,7 @@ def test_every_field_the_c_path_knows_in_one_document() -> None:
                 "namespace": "aws",
                 "aws": {"operation": "BatchGetItem", "table_names": ["a", "b"], "retries": 2, "ok": True},
                 "metadata": {"k8s": {"x": 1}, "otel.resource": {"ignored": "here"}},
+                "sql": {"sanitized_query": "SELECT 1", "driver_version": "3", "url": "pg://x", "n": [1]},
                 "subsegments": [{"name": "", "id": "00000000000000a3", "start_time": 1700000000.65}],
             }
         ],
@@ -611,7 +639,9 @@ def test_the_encoder_counts_both_paths() -> None:
     encoder = encoded.Encoder(native=True)
     encoder.encode(bench_document(4))
     encoder.encode(
-        json.dumps({"name": "a", "id": "1" * 16, "trace_id": TRACE, "start_time": 1.5, "sql": {}}).encode()
+        json.dumps(
+            {"name": "a", "id": "1" * 16, "trace_id": TRACE, "start_time": 1.5, "metadata": {"otel": {}}}
+        ).encode()
     )
     assert (encoder.fast, encoder.slow) == (1, 1)
 
