@@ -3,16 +3,18 @@
  * The daemon's OTLP sink turns every segment document into spans: in Python that is
  * json.loads, k8sxray.otlp.spans.convert and k8sxray.otlp.codec.encode_span, about 15 us a
  * document. Here one pass reads the JSON and writes the same bytes, for the documents that
- * k8sxray's recorder, the official X-Ray SDKs and the benchmarks send: segments with nested
- * subsegments; name, ids, times, http, aws (the resource's eks/ec2/xray objects, an AWS SDK
- * call's fields), sql, origin, service.version, user, fault/error, namespace, annotations,
- * metadata (the k8s namespace as the resource), cause with exceptions.
+ * k8sxray's recorder, the official X-Ray SDKs, the daemon's OTLP receiver and the benchmarks
+ * send: segments with nested subsegments; name, ids, times, http, aws (the resource's
+ * eks/ec2/xray objects, an AWS SDK call's fields), sql, origin, service.version, user,
+ * fault/error, namespace, annotations, metadata (k8s and otel.resource for the resource, otel
+ * for the span's name, kind and attributes), cause with exceptions.
  *
  * The Python path stays the reference. Whatever this module is not sure to write exactly as
- * Python writes it (in-progress documents, subsegments sent on their own, the otel
- * metadata namespaces, duplicate keys, numbers it cannot round-trip, invalid JSON or UTF-8,
- * lone surrogates, ...) makes it answer None, and the caller runs the Python path on that
- * document. So the one rule is: when it answers, it answers what Python would.
+ * Python writes it (in-progress documents, subsegments sent on their own, span events in the
+ * otel namespace, an attribute written twice, duplicate keys, numbers it cannot round-trip,
+ * invalid JSON or UTF-8, lone surrogates, ...) makes it answer None, and the caller runs the
+ * Python path on that document. So the one rule is: when it answers, it answers what Python
+ * would.
  *
  * Python API (see _fast.pyi):
  *   encode(document: bytes) -> (resource, spans, count, trace_id, id) | None
@@ -32,11 +34,23 @@
 
 /* --- output buffers --------------------------------------------------------------------- */
 
+#define MAX_ATTRS 64  /* attributes of one span or resource checked for a repeated key */
+
 typedef struct {
     unsigned char *p;
     size_t len, cap;
     int failed;
+    /* the keys of the attributes written (offset and length in p): Python's dict keeps one
+     * attribute per key, so a key written twice sends the document to Python */
+    int nkeys, repeated;
+    size_t key_at[MAX_ATTRS], key_len[MAX_ATTRS];
 } Buf;
+
+static void buf_clear(Buf *b) {
+    b->len = 0;
+    b->nkeys = 0;
+    b->repeated = 0;
+}
 
 static int buf_reserve(Buf *b, size_t more) {
     if (b->failed) return -1;
@@ -459,19 +473,47 @@ static size_t any_size(const Val *v) {
     return 0;
 }
 
+/* Whether an attribute with this key (prefix + key) was written to b. */
+static int has_key(const Buf *b, const char *prefix, size_t pl, const char *key, size_t kl) {
+    for (int i = 0; i < b->nkeys; i++) {
+        const unsigned char *k = b->p + b->key_at[i];
+        if (b->key_len[i] == pl + kl && memcmp(k, prefix, pl) == 0 && memcmp(k + pl, key, kl) == 0) return 1;
+    }
+    return 0;
+}
+
+/* KeyValue.key (prefix + key), remembered for has_key */
+static void put_key(Buf *b, const char *prefix, size_t pl, const char *key, size_t kl) {
+    if (has_key(b, prefix, pl, key, kl) || b->nkeys >= MAX_ATTRS) b->repeated = 1;
+    put_byte(b, 0x0a);
+    put_varint(b, pl + kl);
+    if (b->nkeys < MAX_ATTRS) {
+        b->key_at[b->nkeys] = b->len;
+        b->key_len[b->nkeys++] = pl + kl;
+    }
+    put(b, prefix, pl);
+    put(b, key, kl);
+}
+
 /* tag, KeyValue{key, value: AnyValue(scalar)}; the key as prefix + name */
 static void put_attr2(Buf *b, unsigned char tag, const char *prefix, const char *key, size_t keylen, const Val *v) {
     size_t pl = strlen(prefix), kl = pl + keylen, av = any_size(v);
     size_t kv = 1 + varint_size(kl) + kl + 1 + varint_size(av) + av;
     put_byte(b, tag);
     put_varint(b, kv);
-    put_byte(b, 0x0a);
-    put_varint(b, kl);
-    put(b, prefix, pl);
-    put(b, key, keylen);
+    put_key(b, prefix, pl, key, keylen);
     put_byte(b, 0x12);
     put_varint(b, av);
     put_any(b, v);
+}
+
+/* tag, KeyValue{key, value: an AnyValue already encoded} */
+static void put_attr_encoded(Buf *b, unsigned char tag, const Val *key, const unsigned char *av, size_t n) {
+    size_t kv = 1 + varint_size(key->n) + key->n + 1 + varint_size(n) + n;
+    put_byte(b, tag);
+    put_varint(b, kv);
+    put_key(b, "", 0, key->s, key->n);
+    put_ld(b, 0x12, av, n);
 }
 
 static void put_attr(Buf *b, unsigned char tag, const char *key, const Val *v) {
@@ -489,7 +531,7 @@ static void put_attr_array(Buf *b, unsigned char tag, const char *key, const Buf
     size_t kv = 1 + varint_size(kl) + kl + 1 + varint_size(av) + av;
     put_byte(b, tag);
     put_varint(b, kv);
-    put_ld(b, 0x0a, key, kl);
+    put_key(b, "", 0, key, kl);
     put_byte(b, 0x12);
     put_varint(b, av);
     put_ld(b, 0x2a, values->p, values->len);
@@ -594,6 +636,7 @@ typedef struct {
     Buf text;       /* a metadata namespace's JSON, a stack trace */
     Buf list;       /* an array attribute's values; an event's attributes */
     Buf resource;   /* the resource's attributes */
+    Buf value;      /* an attribute's value that is a list */
     unsigned char trace_id[16];
     Py_ssize_t count;
 } Ctx;
@@ -682,7 +725,7 @@ static int aws_call_attributes(Ctx *c, const Val *name, const Val *aws, int dept
     if (fields_of(c, aws, KNOWN, f, 8, depth) < 0) return FAIL;
     for (int i = 0; i < 6; i++)
         if (is_scalar(&f[i])) put_attr(&c->attrs, 0x4a, NAMES[i], &f[i]);
-    c->list.len = 0;
+    buf_clear(&c->list);
     if (f[6].type == V_STR) {
         put_array_str(&c->list, f[6].s, f[6].n);
         put_attr_array(&c->attrs, 0x4a, "aws.dynamodb.table_names", &c->list);
@@ -741,7 +784,7 @@ static int annotation_attributes(Ctx *c, const Val *annotations, int depth) {
     d->p = annotations->at + 1;
     int first = 1, more, count = 0, any = 0;
     Val keys[MAX_KEYS], key, v;
-    c->list.len = 0;
+    buf_clear(&c->list);
     while ((more = obj_next(d, &key, &first)) == 1) {
         if (remember_key(keys, &count, &key) < 0 || has_dot(&key)) return FAIL;
         if (read_value(d, &v, depth + 1) < 0) return FAIL;
@@ -762,9 +805,8 @@ static int metadata_attributes(Ctx *c, const Val *metadata, int segment, int dep
     int first = 1, more, count = 0;
     Val keys[MAX_KEYS], key;
     while ((more = obj_next(d, &key, &first)) == 1) {
-        if (remember_key(keys, &count, &key) < 0 || eq(&key, "otel")) return FAIL;
-        if (eq(&key, "otel.resource")) {
-            if (segment) return FAIL;  /* resource attributes: Python's */
+        if (remember_key(keys, &count, &key) < 0) return FAIL;
+        if (eq(&key, "otel") || eq(&key, "otel.resource")) {  /* the span's and the resource's */
             if (skip_value(d, depth + 1) < 0) return FAIL;
             continue;
         }
@@ -772,7 +814,7 @@ static int metadata_attributes(Ctx *c, const Val *metadata, int segment, int dep
             if (skip_value(d, depth + 1) < 0) return FAIL;
             continue;
         }
-        c->text.len = 0;
+        buf_clear(&c->text);
         if (dump_value(d, &c->text, depth + 1) < 0) return FAIL;
         Val json = {.type = V_STR, .s = (const char *)c->text.p, .n = c->text.len};
         put_attr2(&c->attrs, 0x4a, "aws.xray.metadata.", key.s, key.n, &json);
@@ -800,7 +842,7 @@ static int exception_events(Ctx *c, const Val *cause, uint64_t end, Val *message
         next = d->p;
         if (fields_of(c, &e, EXCEPTION, x, 3, depth + 2) < 0) return FAIL;
         if (text_or_null(&x[0]) < 0 || text_or_null(&x[1]) < 0) return FAIL;
-        c->list.len = 0;
+        buf_clear(&c->list);
         if (x[0].type == V_STR) put_attr(&c->list, 0x1a, "exception.type", &x[0]);
         if (x[1].type == V_STR) {
             put_attr(&c->list, 0x1a, "exception.message", &x[1]);
@@ -808,7 +850,7 @@ static int exception_events(Ctx *c, const Val *cause, uint64_t end, Val *message
         }
         if (x[2].type == V_ARR) {
             Buf *t = &c->text;
-            t->len = 0;
+            buf_clear(t);
             if (x[0].type == V_STR) put(t, x[0].s, x[0].n);
             else put(t, "Exception", 9);
             if (x[1].type == V_STR) { put(t, ": ", 2); put(t, x[1].s, x[1].n); }
@@ -851,6 +893,71 @@ static int exception_events(Ctx *c, const Val *cause, uint64_t end, Val *message
     return more;
 }
 
+/* An attribute whose value is any JSON value Python's codec._any_value writes as we do: a
+ * scalar, null (an empty AnyValue) or a list of those; an object or a nested list: FAIL. */
+static int put_attr_value(Ctx *c, Buf *b, unsigned char tag, const Val *key, const Val *v, int depth) {
+    if (is_scalar(v)) {
+        put_attr2(b, tag, "", key->s, key->n, v);
+        return 0;
+    }
+    if (v->type == V_NULL) {
+        put_attr_encoded(b, tag, key, NULL, 0);
+        return 0;
+    }
+    if (v->type != V_ARR) return FAIL;
+    Buf *a = &c->value;
+    buf_clear(a);
+    put_byte(a, 0x2a);
+    put_byte(a, 0);  /* the ArrayValue's length, set below when it fits one byte */
+    Doc *d = &c->doc;
+    d->p = v->at + 1;
+    int first = 1, more;
+    while ((more = arr_next(d, &first)) == 1) {
+        Val item;
+        if (read_value(d, &item, depth + 1) < 0) return FAIL;
+        if (item.type == V_NULL) {
+            put(a, "\x0a\x00", 2);
+        } else if (is_scalar(&item)) {
+            put_byte(a, 0x0a);
+            put_varint(a, any_size(&item));
+            put_any(a, &item);
+        } else {
+            return FAIL;
+        }
+    }
+    if (more < 0 || a->failed || a->len - 2 > 127) return FAIL;
+    a->p[1] = (unsigned char)(a->len - 2);
+    put_attr_encoded(b, tag, key, a->p, a->len);
+    return 0;
+}
+
+/* The otel metadata namespace (spans._span): the span's name and kind, other keys as attributes. */
+static int otel_attributes(Ctx *c, const Val *otel, Val *name, int *kind, int depth) {
+    static const char *const OTEL[] = {"span.name", "span.kind", "events"};
+    static const char *const KINDS[] = {"UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"};
+    Val f[3];
+    if (fields_of(c, otel, OTEL, f, 3, depth) < 0) return FAIL;
+    if (f[0].at) {
+        if (f[0].type != V_STR) return FAIL;  /* Python: str() of it */
+        *name = f[0];
+    }
+    for (int i = 0; i < 6; i++)
+        if (eq(&f[1], KINDS[i])) *kind = i;
+    if (f[2].type == V_ARR) return FAIL;  /* span events: Python's */
+    Doc *d = &c->doc;
+    d->p = otel->at + 1;
+    int first = 1, more;
+    Val key, v;
+    while ((more = obj_next(d, &key, &first)) == 1) {
+        if (read_value(d, &v, depth + 1) < 0) return FAIL;
+        if (eq(&key, "span.name") || eq(&key, "span.kind")) continue;
+        const unsigned char *after = d->p;
+        if (put_attr_value(c, &c->attrs, 0x4a, &key, &v, depth + 1) < 0) return FAIL;
+        d->p = after;
+    }
+    return more;
+}
+
 static int truthy_flag(const Val *v, int *out) {
     if (v->type == V_TRUE) { *out = 1; return 0; }
     if (v->type == V_FALSE || v->type == V_NULL) return 0;
@@ -876,8 +983,15 @@ static int walk(Ctx *c, Val *f, const unsigned char *parent, int segment, int de
     int fault = 0, error = 0;
     if (truthy_flag(&f[F_FAULT], &fault) < 0 || truthy_flag(&f[F_ERROR], &error) < 0) return FAIL;
 
-    c->attrs.len = 0;
-    c->events.len = 0;
+    buf_clear(&c->attrs);
+    buf_clear(&c->events);
+    Val span_name = name;
+    if (f[F_METADATA].type == V_OBJ) {
+        static const char *const OTEL[] = {"otel"};
+        Val otel;
+        if (fields_of(c, &f[F_METADATA], OTEL, &otel, 1, depth + 1) < 0) return FAIL;
+        if (otel.type == V_OBJ && otel_attributes(c, &otel, &span_name, &kind, depth + 2) < 0) return FAIL;
+    }
     if (remote) put_attr(&c->attrs, 0x4a, "peer.service", &name);
     if (f[F_HTTP].type == V_OBJ && http_attributes(c, &f[F_HTTP], depth + 1) < 0) return FAIL;
     if (aws_call && aws_call_attributes(c, &name, &f[F_AWS], depth + 1) < 0) return FAIL;
@@ -887,6 +1001,7 @@ static int walk(Ctx *c, Val *f, const unsigned char *parent, int segment, int de
     if (metadata_attributes(c, &f[F_METADATA], segment, depth + 1) < 0) return FAIL;
     Val message = {.type = V_NULL};
     if (exception_events(c, &f[F_CAUSE], end, &message, depth + 1) < 0) return FAIL;
+    if (c->attrs.repeated) return FAIL;  /* an attribute written twice: Python keeps one */
 
     Buf *s = &c->span;
     s->len = 0;
@@ -895,9 +1010,11 @@ static int walk(Ctx *c, Val *f, const unsigned char *parent, int segment, int de
     put(s, "\x12\x08", 2);
     put(s, id, 8);
     if (parent) { put(s, "\x22\x08", 2); put(s, parent, 8); }
-    put_ld(s, 0x2a, name.s, name.n);
-    put_byte(s, 0x30);
-    put_byte(s, (unsigned char)kind);
+    put_ld(s, 0x2a, span_name.s, span_name.n);
+    if (kind) {
+        put_byte(s, 0x30);
+        put_byte(s, (unsigned char)kind);
+    }
     put_byte(s, 0x39);
     put_fixed64(s, start);
     put_byte(s, 0x41);
@@ -975,7 +1092,6 @@ static int resource_attributes(Ctx *c, Val *f) {
     if (aws[4].type == V_STR) put_attr(r, 0x0a, "cloud.account.id", &aws[4]);
     Val m[2], k[6], w[2];
     if (fields_of(c, &f[F_METADATA], METADATA, m, 2, 1) < 0) return FAIL;
-    if (m[1].at) return FAIL;  /* otel.resource: Python's */
     if (fields_of(c, &m[0], K8S, k, 6, 2) < 0) return FAIL;
     for (int i = 0; i < 4; i++) if (is_scalar(&k[i])) put_attr(r, 0x0a, K8S_NAMES[i], &k[i]);
     if (fields_of(c, &k[4], WORKLOAD, w, 2, 3) < 0) return FAIL;
@@ -1000,7 +1116,24 @@ static int resource_attributes(Ctx *c, Val *f) {
         }
         if (more < 0) return FAIL;
     }
-    return 0;
+    if (r->repeated) return FAIL;  /* an attribute written twice: Python keeps one */
+    if (m[1].type == V_OBJ) {  /* otel.resource: what the attributes above do not say (setdefault) */
+        Doc *d = &c->doc;
+        const unsigned char *next = m[1].at + 1;
+        int first = 1, more, count = 0;
+        Val keys[MAX_KEYS], key, value;
+        while (1) {
+            d->p = next;
+            if ((more = obj_next(d, &key, &first)) != 1) break;
+            if (remember_key(keys, &count, &key) < 0) return FAIL;
+            if (read_value(d, &value, 3) < 0) return FAIL;
+            next = d->p;
+            if (has_key(r, "", 0, key.s, key.n)) continue;
+            if (put_attr_value(c, r, 0x0a, &key, &value, 3) < 0) return FAIL;
+        }
+        if (more < 0) return FAIL;
+    }
+    return r->repeated ? FAIL : 0;
 }
 
 static int encode_document(Ctx *c, Val *f) {
@@ -1032,13 +1165,13 @@ static int encode_document(Ctx *c, Val *f) {
 static Ctx kept;
 
 static void release(Ctx *c) {
-    Buf *bufs[] = {&c->out, &c->span, &c->attrs, &c->events, &c->text, &c->list, &c->resource};
+    Buf *bufs[] = {&c->out, &c->span, &c->attrs, &c->events, &c->text, &c->list, &c->resource, &c->value};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
         if (bufs[i]->cap > (1 << 20) || bufs[i]->failed) {
             PyMem_Free(bufs[i]->p);
             memset(bufs[i], 0, sizeof(Buf));
         }
-        bufs[i]->len = 0;
+        buf_clear(bufs[i]);
     }
     if (c->doc.arena_cap > (1 << 20)) {
         PyMem_Free(c->doc.arena);
@@ -1070,7 +1203,7 @@ static PyObject *encode(PyObject *self, PyObject *arg) {
     Val f[N_FIELDS];
     int rc = encode_document(c, f);
     int nomem = c->out.failed || c->span.failed || c->attrs.failed || c->events.failed || c->text.failed ||
-                c->list.failed || c->resource.failed;
+                c->list.failed || c->resource.failed || c->value.failed;
     PyObject *result = NULL;
     if (nomem) {
         PyErr_NoMemory();

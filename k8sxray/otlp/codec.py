@@ -422,7 +422,8 @@ def resource_spans_field(resource: bytes, span_fields: Iterable[bytes], scope: s
 
 
 def decode_resource(data: bytes) -> Attributes:
-    """The attributes :func:`encode_resource` wrote, for scalar values (str, int, bool, float)."""
+    """The attributes :func:`encode_resource` wrote, for the values the C path writes: str, int,
+    bool, float, None and lists of those."""
     out: Attributes = {}
     position = 0
     while position < len(data):
@@ -431,19 +432,31 @@ def decode_resource(data: bytes) -> Attributes:
         key_value, position = _read_ld(data, position + 1)
         key, at = _read_ld(key_value, 1)
         value, _ = _read_ld(key_value, at + 1)
-        tag, payload = value[0], value[1:]
-        if tag == 0x0A:
-            out[key.decode()] = _read_ld(value, 1)[0].decode()
-        elif tag == 0x10:
-            out[key.decode()] = payload != b"\x00"
-        elif tag == 0x18:
-            n = _read_varint(value, 1)[0]
-            out[key.decode()] = n - (1 << 64) if n >= 1 << 63 else n
-        elif tag == 0x21:
-            out[key.decode()] = struct.unpack("<d", payload)[0]
-        else:
-            raise DecodeError(f"a resource attribute of an unexpected type (tag {tag})")
+        out[key.decode()] = _decode_any(value)
     return out
+
+
+def _decode_any(value: bytes) -> Any:
+    """An ``AnyValue`` message's payload, as :func:`_any_value` wrote it."""
+    if not value:
+        return None
+    tag = value[0]
+    if tag == 0x0A:
+        return _read_ld(value, 1)[0].decode()
+    if tag == 0x10:
+        return value[1:] != b"\x00"
+    if tag == 0x18:
+        n = _read_varint(value, 1)[0]
+        return n - (1 << 64) if n >= 1 << 63 else n
+    if tag == 0x21:
+        return struct.unpack("<d", value[1:9])[0]
+    if tag == 0x2A:
+        items, position, out = _read_ld(value, 1)[0], 0, []
+        while position < len(items):
+            item, position = _read_ld(items, position + 1)
+            out.append(_decode_any(item))
+        return out
+    raise DecodeError(f"a resource attribute of an unexpected type (tag {tag})")
 
 
 def _read_varint(data: bytes, position: int) -> tuple[int, int]:

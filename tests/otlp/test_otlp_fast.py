@@ -190,6 +190,54 @@ def test_k8sxrays_documents_take_the_c_path() -> None:
         assert check(raw), raw
 
 
+def bridge_documents() -> list[bytes]:
+    """Documents the daemon's OTLP receiver makes from an OpenTelemetry SDK's spans (a server span
+    with a database client span, resource attributes of a Pod): OTLP in, the OTLP sink out."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from k8sxray.otlp import segments
+
+    exporter = InMemorySpanExporter()
+    resource = Resource.create(
+        {"service.name": "checkout", "k8s.pod.name": "checkout-1", "cloud.platform": "aws_eks"}
+    )
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests")
+    server = {
+        "http.request.method": "GET",
+        "url.full": "http://checkout/o/1",
+        "http.response.status_code": 200,
+    }
+    with tracer.start_as_current_span("GET /o/{id}", kind=SpanKind.SERVER, attributes=server):
+        client = {
+            "db.system": "postgresql",
+            "db.query.text": "SELECT 1",
+            "server.address": "db",
+            "tags": ["a", "b"],
+        }
+        with tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT, attributes=client):
+            pass
+    body = encode_spans(exporter.get_finished_spans()).SerializeToString()
+    provider.shutdown()
+    return segments.convert(codec.decode_protobuf(body)).documents
+
+
+@needs_c
+def test_the_otlp_receivers_documents_take_the_c_path() -> None:
+    documents = bridge_documents()
+    assert documents
+    for raw in documents:
+        assert b'"otel"' in raw  # span names and attributes X-Ray has no field for
+        assert check(raw), raw
+
+
 def decoded(raw: bytes) -> list[Any]:
     """The C path's spans for ``raw``, read back by opentelemetry-proto."""
     pytest.importorskip("opentelemetry.proto")
@@ -318,11 +366,23 @@ def entities(draw: Any, depth: int = 0, segment: bool = True) -> dict[str, Any]:
             mostly(st.sampled_from(["tenant", "n", "vip", "", "é"]), _texts), _json, max_size=4
         ),
         "metadata": st.dictionaries(
-            mostly(
-                st.sampled_from(["default", "shop", "k8s", "é"]), st.sampled_from(["otel", "otel.resource"])
-            ),
+            st.sampled_from(["default", "shop", "k8s", "é", "otel", "otel.resource"]),
             st.one_of(
                 _json,
+                st.fixed_dictionaries(  # the otel namespace, as the OTLP receiver writes it
+                    {},
+                    optional={
+                        "span.name": mostly(_texts, _scalars),
+                        "span.kind": st.sampled_from(["SERVER", "CLIENT", "UNSPECIFIED", "PRODUCER", "x", 2]),
+                        "events": mostly(
+                            _scalars, st.lists(st.fixed_dictionaries({"name": _texts}), max_size=1)
+                        ),
+                        "server.address": _scalars,
+                        "messaging.batch": st.lists(mostly(_scalars, _json), max_size=3),
+                        "service.name": _scalars,
+                        "http.request.method": _scalars,
+                    },
+                ),
                 st.fixed_dictionaries(
                     {},
                     optional={
@@ -640,7 +700,7 @@ def test_the_encoder_counts_both_paths() -> None:
     encoder.encode(bench_document(4))
     encoder.encode(
         json.dumps(
-            {"name": "a", "id": "1" * 16, "trace_id": TRACE, "start_time": 1.5, "metadata": {"otel": {}}}
+            {"name": "a", "id": "1" * 16, "trace_id": TRACE, "start_time": 1.5, "in_progress": True}
         ).encode()
     )
     assert (encoder.fast, encoder.slow) == (1, 1)
@@ -683,7 +743,11 @@ def test_a_subsegment_sent_on_its_own_finds_a_resource_remembered_encoded() -> N
 
 @pytest.mark.parametrize(
     "resource",
-    [{"service.name": "a"}, {"service.name": "é", "n": -3, "big": 2**62, "f": 0.25, "ok": True, "no": False}],
+    [
+        {"service.name": "a"},
+        {"service.name": "é", "n": -3, "big": 2**62, "f": 0.25, "ok": True, "no": False},
+        {"service.name": "b", "none": None, "list": ["x", 1, None, True, 0.5], "empty": []},
+    ],
 )
 def test_decode_resource_reads_what_encode_resource_writes(resource: dict[str, Any]) -> None:
     assert codec.decode_resource(codec.encode_resource(resource)) == resource
