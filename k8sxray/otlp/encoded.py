@@ -65,28 +65,14 @@ class Encoder:
         return encode_python(document, self.resources)
 
 
-_RESOURCES: dict[tuple[tuple[str, Any], ...], bytes] = {}
-"""Encoded resources by their attributes: a service's documents share one."""
-
-
 def encode_python(document: bytes, resources: Resources | None = None) -> Encoded | None:
     """What :meth:`Encoder.encode` answers, in Python alone (the reference)."""
     spans = convert(json.loads(document), resources)
     if not spans:
         return None
     # every span of a document has its segment's resource (spans.convert)
-    resource = spans[0].resource
-    try:
-        key = tuple(resource.items())
-        encoded_resource = _RESOURCES.get(key)
-    except TypeError:  # a list or dict value (from metadata otel.resource): encoded each time
-        key, encoded_resource = (), None
-    if encoded_resource is None:
-        encoded_resource = codec.encode_resource(resource)
-        if key:
-            if len(_RESOURCES) >= 1024:
-                _RESOURCES.clear()
-            _RESOURCES[key] = encoded_resource
+    # (not cached by tuple(resource.items()): False == 0 == 0.0 there, and their bytes differ)
+    encoded_resource = codec.encode_resource(spans[0].resource)
     span_field, encode_span = codec.span_field, codec.encode_span
     if len(spans) == 1:
         return encoded_resource, span_field(encode_span(spans[0])), 1

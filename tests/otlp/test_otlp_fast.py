@@ -635,6 +635,14 @@ def test_every_field_the_c_path_knows_in_one_document() -> None:
 
 
 @needs_c
+def test_equal_values_of_other_types_in_a_resource_stay_apart() -> None:
+    """0, False and 0.0 are equal (and hash alike) in Python, and are three encodings."""
+    for value in ("0", "false", "0.0", "0", "true", "1", "1.0"):
+        raw = bench_document(3).replace(b'"cluster_name":"prod"', b'"cluster_name":' + value.encode())
+        assert check(raw), raw
+
+
+@needs_c
 def test_a_large_document_and_one_after_it() -> None:
     """A document of several MB (buffers grown past what is kept between calls), then a small one."""
     doc = json.loads(bench_document(3))
