@@ -589,6 +589,7 @@ def test_every_field_the_c_path_knows_in_one_document() -> None:
                 "workload": {"kind": "StatefulSet", "name": "cart"},
                 "labels": {"app": "cart", "tier": "web"},
             },
+            "otel.resource": {"host.id": "already set", "service.instance.id": "i-1", "zones": ["a", None]},
             "escapes": {'q"uote': "\\ \b\f\n\r\t \u0001 é 😀 \u2028", "n": [-0, 1.5e300, 1e-7, 10**17, True]},
         },
         "http": {
@@ -621,7 +622,15 @@ def test_every_field_the_c_path_knows_in_one_document() -> None:
                 "end_time": 1700000000.7,
                 "namespace": "aws",
                 "aws": {"operation": "BatchGetItem", "table_names": ["a", "b"], "retries": 2, "ok": True},
-                "metadata": {"k8s": {"x": 1}, "otel.resource": {"ignored": "here"}},
+                "metadata": {
+                    "k8s": {"x": 1},
+                    "otel.resource": {"ignored": "here"},
+                    "otel": {
+                        "span.name": "renamed",
+                        "span.kind": "PRODUCER",
+                        "tags": ["a", None, 1, True, 2.5],
+                    },
+                },
                 "sql": {"sanitized_query": "SELECT 1", "driver_version": "3", "url": "pg://x", "n": [1]},
                 "subsegments": [{"name": "", "id": "00000000000000a3", "start_time": 1700000000.65}],
             }
@@ -630,7 +639,8 @@ def test_every_field_the_c_path_knows_in_one_document() -> None:
     raw = json.dumps(doc, ensure_ascii=False).encode()
     assert check(raw)
     spans = decoded(raw)
-    assert [s.name for s in spans] == ["cart", "DynamoDB", ""]
+    assert [s.name for s in spans] == ["cart", "renamed", ""]
+    assert spans[1].kind == 4  # PRODUCER, from the otel namespace
     assert spans[0].status.message == "second"
 
 
