@@ -1,9 +1,11 @@
 """OTLP in and out: ``python benchmarks/bench_otlp.py`` (about a minute and a half).
 
 1. **Sink**: the daemon's CPU per segment with ``--sink otlp`` (protobuf + gzip, SigV4-signed like
-   X-Ray's endpoint wants) beside ``--sink xray`` (PutTraceSegments), both fed ~440-byte segments
-   over UDP at ``--rate`` (40,000/s) by ``bench_daemon.py``'s sender, both shipping to a fast local
+   X-Ray's endpoint wants) beside ``--sink xray`` (PutTraceSegments), all fed ~440-byte segments
+   over UDP at ``--rate`` (40,000/s) by ``bench_daemon.py``'s sender, all shipping to a fast local
    HTTP endpoint (ThreadingHTTPServer, Nagle off) that counts what arrives. Lossless is checked.
+   ``otlp`` encodes documents in C when ``k8sxray.otlp._fast`` is built (the share of documents it
+   took is printed), ``otlp-py`` is the same sink with ``K8SXRAY_NATIVE=false`` (Python only).
 2. **Receiver, in process**: OTLP protobuf requests made by the OpenTelemetry SDK's own encoder
    (a server span and a database client span per request, realistic attributes), decoded and
    converted to segment documents on one thread: spans per second of one core.
@@ -62,10 +64,14 @@ class OtlpEndpoint(CountingEndpoint):
         super().__init__(_spans, content_type="application/x-protobuf", path="/v1/traces")
 
 
-def start_daemon(args: list[str], ready: str) -> tuple[subprocess.Popen[bytes], Any, re.Match[str]]:
+def start_daemon(
+    args: list[str], ready: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Any, re.Match[str]]:
     log = tempfile.NamedTemporaryFile(prefix="bench-otlp-", suffix=".log", delete=False)  # noqa: SIM115
     argv = [sys.executable, "-m", "k8sxray.daemon", "-b", "127.0.0.1:0", "-t", "off", "--http", "off"]
-    proc = subprocess.Popen([*argv, "--no-telemetry", *args], stderr=log, stdout=subprocess.DEVNULL, env=ENV)
+    proc = subprocess.Popen(
+        [*argv, "--no-telemetry", *args], stderr=log, stdout=subprocess.DEVNULL, env=env or ENV
+    )
     deadline = time.monotonic() + 15
     while not (found := re.search(ready, Path(log.name).read_text())):
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -75,11 +81,14 @@ def start_daemon(args: list[str], ready: str) -> tuple[subprocess.Popen[bytes], 
     return proc, log, found
 
 
-def stop_daemon(proc: subprocess.Popen[bytes], log: Any) -> None:
+def stop_daemon(proc: subprocess.Popen[bytes], log: Any) -> str:
+    """Stops the daemon; returns its log."""
     proc.terminate()
     proc.wait(30)
     log.close()
+    text = Path(log.name).read_text()
     os.unlink(log.name)
+    return text
 
 
 def wait_count(counter: Any, target: int) -> None:
@@ -91,14 +100,16 @@ def wait_count(counter: Any, target: int) -> None:
 
 
 def sink_run(kind: str, rate: int, count: int) -> dict[str, float]:
-    """One daemon run at ``rate``: delivered, kernel drops, CPU µs per segment."""
+    """One daemon run at ``rate``: delivered, kernel drops, CPU µs per segment, share encoded in C."""
     if kind == "xray":
         endpoint: Any = XRayEndpoint()
         args = ["-n", "us-east-1", "--endpoint-url", endpoint.url, "--sink", "xray"]
     else:
         endpoint = OtlpEndpoint()
         args = ["-n", "us-east-1", "--sink", "otlp", "--otlp-endpoint", endpoint.url, "--otlp-sigv4"]
-    proc, log, found = start_daemon(args, r"receiving segments on udp [0-9.]+:(\d+)")
+    env = {**ENV, "K8SXRAY_NATIVE": "false"} if kind == "otlp-py" else ENV
+    proc, log, found = start_daemon(args, r"receiving segments on udp [0-9.]+:(\d+)", env)
+    text = ""
     try:
         drops0, cpu0 = rcvbuf_errors(), cpu_seconds(proc.pid)
         results: Any = mp.get_context("fork").Queue()
@@ -112,14 +123,19 @@ def sink_run(kind: str, rate: int, count: int) -> dict[str, float]:
         cpu = cpu_seconds(proc.pid) - cpu0
         drops = rcvbuf_errors() - drops0
     finally:
-        stop_daemon(proc, log)
+        text = stop_daemon(proc, log)
         endpoint.server.shutdown()
         endpoint.server.server_close()
+    share = float("nan")
+    if counted := re.search(r"documents encoded as spans: (\d+) in C, (\d+) in Python", text):
+        fast, slow = int(counted.group(1)), int(counted.group(2))
+        share = 100.0 * fast / max(fast + slow, 1)
     return {
         "sent": sent,
         "delivered": endpoint.count,
         "drops": drops,
         "us": cpu / max(endpoint.count, 1) * 1e6,
+        "c": share,
     }
 
 
@@ -223,21 +239,30 @@ def main() -> None:
     count = int(args.rate * args.seconds)
 
     print(f"1. sink: {args.rate:,} segments/s for {args.seconds:g} s, {args.repeat} runs each (median)")
-    columns = ("sent", "delivered", "lost %", "drops", "µs/seg", "(min-max)")
-    print(f"{'sink':>6} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, (8, 10, 7, 6, 7, 11), strict=True)))
-    medians = {}
-    for kind in ("xray", "otlp"):
-        runs = [sink_run(kind, args.rate, count) for _ in range(args.repeat)]
-        r = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-        medians[kind] = r["us"]
+    columns = ("sent", "delivered", "lost %", "drops", "µs/seg", "(min-max)", "in C %", "/ xray")
+    widths = (8, 10, 7, 6, 7, 11, 7, 7)
+    print(f"{'sink':>7} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    # the three kinds take turns, so that a noisy moment on the machine falls on all of them
+    kinds = ("xray", "otlp", "otlp-py")
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    for _ in range(args.repeat):
+        for kind in kinds:
+            runs[kind].append(sink_run(kind, args.rate, count))
+    xray = statistics.median(run["us"] for run in runs["xray"])
+    for kind in kinds:
+        r = {key: statistics.median(run[key] for run in runs[kind]) for key in runs[kind][0]}
         lost = 100.0 * (r["sent"] - r["delivered"]) / max(r["sent"], 1)
-        spread = f"{min(x['us'] for x in runs):.1f}-{max(x['us'] for x in runs):.1f}"
+        spread = f"{min(x['us'] for x in runs[kind]):.1f}-{max(x['us'] for x in runs[kind]):.1f}"
+        share = "" if kind == "xray" else f"{r['c']:.0f}"
         print(
-            f"{kind:>6} {int(r['sent']):>8} {int(r['delivered']):>10} {lost:>7.2f} {int(r['drops']):>6} "
-            f"{r['us']:>7.1f} {spread:>11}"
+            f"{kind:>7} {int(r['sent']):>8} {int(r['delivered']):>10} {lost:>7.2f} {int(r['drops']):>6} "
+            f"{r['us']:>7.1f} {spread:>11} {share:>7} {r['us'] / xray:>6.2f}x"
         )
-        sys.stdout.flush()
-    print(f"   otlp / xray CPU per segment: {medians['otlp'] / medians['xray']:.2f}x (target 1.5x)\n")
+    for kind in ("otlp", "otlp-py"):
+        each = ", ".join(f"{o['us'] / x['us']:.2f}x" for o, x in zip(runs[kind], runs["xray"], strict=True))
+        print(f"   {kind} / xray CPU per segment, run by run: {each} (target 1.5x)")
+    print()
+    sys.stdout.flush()
 
     body = otlp_requests()
     print("2. receiver in process (decode protobuf + convert + serialise documents), one thread:")

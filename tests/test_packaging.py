@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -68,6 +69,21 @@ def test_the_wheel_holds_the_viewer_the_demo_and_the_type_marker(dist: Path) -> 
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Provides-Extra: demo" in text
     assert "python -m k8sxray demo" in text  # the README is the project's description on PyPI
+
+
+def test_the_c_modules_sources_go_in_the_sdist_their_builds_and_stubs_in_the_wheel(dist: Path) -> None:
+    """Both optional C modules: ``k8sxray._native`` and ``k8sxray.otlp._fast``."""
+    [wheel] = dist.glob("*.whl")
+    [sdist] = dist.glob("*.tar.gz")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    with tarfile.open(sdist) as archive:
+        sources = {name.split("/", 1)[-1] for name in archive.getnames()}
+    for module in ("k8sxray/_native", "k8sxray/otlp/_fast"):
+        assert f"{module}.c" in sources, module
+        assert f"{module}.pyi" in names, module
+        assert f"{module}.c" not in names, module
+        if shutil.which("cc") or shutil.which("gcc"):  # built where a C compiler is (optional=True)
+            assert any(n.startswith(module + ".") and n.endswith(".so") for n in names), (module, names)
 
 
 def test_the_wheel_installs_and_runs(dist: Path, tmp_path: Path) -> None:

@@ -399,10 +399,81 @@ def encode_span(span: Span) -> bytes:
     return b"".join(parts)
 
 
+def encode_resource(resource: Attributes) -> bytes:
+    """A resource's attributes as the ``Resource`` message holds them (the message's payload)."""
+    return _attributes(b"\x0a", resource)
+
+
+def span_field(span: bytes) -> bytes:
+    """An encoded span as one ``ScopeSpans.spans`` field (tag and length before it)."""
+    return _ld(b"\x12", span)
+
+
 def encode_resource_spans(resource: Attributes, spans: Iterable[bytes], scope: str = "k8sxray") -> bytes:
     """One ``ResourceSpans`` field of a request (tag included) from already encoded spans."""
-    scope_spans = _ld(b"\x0a", _ld(b"\x0a", scope.encode())) + b"".join([_ld(b"\x12", s) for s in spans])
-    return _ld(b"\x0a", _ld(b"\x0a", _attributes(b"\x0a", resource)) + _ld(b"\x12", scope_spans))
+    return resource_spans_field(encode_resource(resource), [span_field(s) for s in spans], scope)
+
+
+def resource_spans_field(resource: bytes, span_fields: Iterable[bytes], scope: str = "k8sxray") -> bytes:
+    """One ``ResourceSpans`` field from an encoded resource (:func:`encode_resource`) and spans each
+    already a ``ScopeSpans.spans`` field (:func:`span_field`)."""
+    scope_spans = _ld(b"\x0a", _ld(b"\x0a", scope.encode())) + b"".join(span_fields)
+    return _ld(b"\x0a", _ld(b"\x0a", resource) + _ld(b"\x12", scope_spans))
+
+
+def decode_resource(data: bytes) -> Attributes:
+    """The attributes :func:`encode_resource` wrote, for the values the C path writes: str, int,
+    bool, float, None and lists of those."""
+    out: Attributes = {}
+    position = 0
+    while position < len(data):
+        if data[position] != 0x0A:
+            raise DecodeError(f"not a resource attribute at byte {position}")
+        key_value, position = _read_ld(data, position + 1)
+        key, at = _read_ld(key_value, 1)
+        value, _ = _read_ld(key_value, at + 1)
+        out[key.decode()] = _decode_any(value)
+    return out
+
+
+def _decode_any(value: bytes) -> Any:
+    """An ``AnyValue`` message's payload, as :func:`_any_value` wrote it."""
+    if not value:
+        return None
+    tag = value[0]
+    if tag == 0x0A:
+        return _read_ld(value, 1)[0].decode()
+    if tag == 0x10:
+        return value[1:] != b"\x00"
+    if tag == 0x18:
+        n = _read_varint(value, 1)[0]
+        return n - (1 << 64) if n >= 1 << 63 else n
+    if tag == 0x21:
+        return struct.unpack("<d", value[1:9])[0]
+    if tag == 0x2A:
+        items, position, out = _read_ld(value, 1)[0], 0, []
+        while position < len(items):
+            item, position = _read_ld(items, position + 1)
+            out.append(_decode_any(item))
+        return out
+    raise DecodeError(f"a resource attribute of an unexpected type (tag {tag})")
+
+
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return n, position
+
+
+def _read_ld(data: bytes, position: int) -> tuple[bytes, int]:
+    """The payload of the length-delimited field whose length is at ``position``, and what follows."""
+    length, position = _read_varint(data, position)
+    return data[position : position + length], position + length
 
 
 def encode_request(groups: Iterable[tuple[Attributes, list[Span]]]) -> bytes:

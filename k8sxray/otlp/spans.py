@@ -29,6 +29,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import semconv as sc
+from .codec import decode_resource
 from .model import (
     KIND_CLIENT,
     KIND_INTERNAL,
@@ -54,13 +55,16 @@ class MappingError(ValueError):
 
 class Resources:
     """The resources of recently seen segments, by (trace id, entity id), for subsegments sent on
-    their own. Bounded: the oldest entries are forgotten first."""
+    their own. Bounded: the oldest entries are forgotten first.
+
+    A resource is remembered as attributes or as encoded attributes (``codec.encode_resource``, as
+    the C path writes them), decoded only when a subsegment asks for it."""
 
     def __init__(self, size: int = 16384) -> None:
         self.size = size
-        self._known: dict[tuple[str, str], Attributes] = {}
+        self._known: dict[tuple[str, str], Attributes | bytes] = {}
 
-    def remember(self, trace_id: str, entity_id: str, resource: Attributes) -> None:
+    def remember(self, trace_id: str, entity_id: str, resource: Attributes | bytes) -> None:
         known = self._known
         if len(known) >= self.size:
             for key in list(known)[: self.size // 4]:
@@ -68,7 +72,11 @@ class Resources:
         known[(trace_id, entity_id)] = resource
 
     def find(self, trace_id: str, entity_id: str) -> Attributes | None:
-        return self._known.get((trace_id, entity_id))
+        found = self._known.get((trace_id, entity_id))
+        if isinstance(found, bytes):
+            decoded = self._known[(trace_id, entity_id)] = decode_resource(found)
+            return decoded
+        return found
 
 
 def to_nanos(seconds: Any) -> int:

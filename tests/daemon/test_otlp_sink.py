@@ -32,6 +32,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from k8sxray.daemon.settings import parse
 from k8sxray.daemon.sinks import otlp as otlp_sink
 from k8sxray.daemon.sinks.otlp import OtlpSink, default_endpoint
+from k8sxray.otlp import encoded
 
 Answer = Callable[[list[trace_pb2.Span]], int]
 """Given the spans of one request: the HTTP status to answer with."""
@@ -162,9 +163,11 @@ def send(daemon: DaemonProcess, *docs: dict[str, Any]) -> None:
     daemon.send_docs([json.dumps(d).encode() for d in docs])
 
 
+@pytest.mark.parametrize("native", ["true", "false"])
 def test_segments_arrive_as_spans_signed_for_x_ray(
-    start_daemon: Callable[..., DaemonProcess], fake: FakeOtlp
+    start_daemon: Callable[..., DaemonProcess], fake: FakeOtlp, native: str
 ) -> None:
+    """The same spans whether documents are encoded in C (when built) or in Python."""
     daemon = start_daemon(
         [
             "--sink",
@@ -177,7 +180,7 @@ def test_segments_arrive_as_spans_signed_for_x_ray(
             "--flush-interval",
             "0.05",
         ],
-        AWS_ENV,
+        {**AWS_ENV, "K8SXRAY_NATIVE": native},
     )
     assert "SigV4-signed for xray in eu-west-1" in daemon.log
     send(daemon, SEGMENT, ALONE)
@@ -241,6 +244,10 @@ def test_segments_arrive_as_spans_signed_for_x_ray(
     }
     assert daemon.stop() == 0
     assert daemon.summary() == {"received": 2, "sent": 2, "rejected": 0, "dropped": 0, "refused": 0}
+    # the segment in C when it is built and wanted; the subsegment sent on its own always in Python
+    # (its resource, remembered encoded by the C path, decoded for it)
+    fast = native == "true" and encoded.BUILT
+    assert f"documents encoded as spans: {int(fast)} in C, {2 - int(fast)} in Python" in daemon.log
 
 
 def test_another_endpoint_is_unsigned_and_sampling_is_answered_here(

@@ -1,8 +1,9 @@
 """``--sink otlp``: segments as OpenTelemetry spans, OTLP/HTTP protobuf + gzip, to X-Ray or a collector.
 
-Each document becomes spans (``k8sxray.otlp.spans``: same trace, span and parent ids), grouped by
-resource (one per service and Pod); a batch becomes as few requests as X-Ray's OTLP limits allow
-(5 MB uncompressed, 10,000 spans). X-Ray's endpoint (``https://xray.<region>.amazonaws.com/v1/traces``,
+Each document becomes spans (``k8sxray.otlp.spans``: same trace, span and parent ids; encoded by
+``k8sxray.otlp.encoded``, in C when the optional module is built), grouped by resource (one per
+service and Pod, keyed by the resource's encoded attributes); a batch becomes as few requests as
+X-Ray's OTLP limits allow (5 MB uncompressed, 10,000 spans). X-Ray's endpoint (``https://xray.<region>.amazonaws.com/v1/traces``,
 the default) is signed with SigV4 for service ``xray``, as the xray sink signs; any other endpoint (a
 collector, Tempo, Jaeger) is called unsigned unless ``--otlp-sigv4`` asks.
 
@@ -16,7 +17,6 @@ the completed document follows).
 
 from __future__ import annotations
 
-import json
 import logging
 import zlib
 from collections.abc import Callable
@@ -33,9 +33,8 @@ from k8sxray.daemon.sinks.xray import (  # the xray sink's SigV4 request and sig
     is_retryable_code,
 )
 from k8sxray.otlp import codec
-from k8sxray.otlp.model import Attributes
-from k8sxray.otlp.spans import MappingError, Resources
-from k8sxray.otlp.spans import convert as to_spans
+from k8sxray.otlp.encoded import BUILT, Encoded, Encoder
+from k8sxray.otlp.spans import MappingError
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +51,13 @@ def default_endpoint(region: str) -> str:
     return endpoint_for(region) + "/v1/traces"
 
 
-_Encoded = list[tuple[Any, Attributes, bytes]]
-"""A document's spans, encoded, each with its resource (and the resource's grouping key)."""
-
-
 class _Part:
     """Documents of a batch whose spans go in one request: ``docs`` holds (index, spans)."""
 
     __slots__ = ("docs", "size", "spans")
 
     def __init__(self) -> None:
-        self.docs: list[tuple[int, _Encoded]] = []
+        self.docs: list[tuple[int, Encoded]] = []
         self.size = 0
         self.spans = 0
 
@@ -87,6 +82,7 @@ class OtlpSink:
         timeout: float = 5.0,
         connections: int = 8,
         gzip_level: int = 1,
+        native: bool | None = None,
     ) -> None:
         if credentials is not None and not region:
             raise ValueError("signing OTLP requests needs a region")
@@ -107,14 +103,16 @@ class OtlpSink:
         )
         self._gzip_level = gzip_level
         self._signing_key: list[tuple[tuple[str, ...], bytes]] = []
-        self._resources = Resources()
+        self.encoder = Encoder(native=native)
+        """Encodes documents (in C when built; ``native=False`` or ``K8SXRAY_NATIVE=false``: Python)."""
 
     def send(self, batch: list[bytes]) -> SendResult:
         rejected: dict[str, int] = {}
         parts = [_Part()]
+        encode = self.encoder.encode
         for index, raw in enumerate(batch):
             try:
-                spans = to_spans(json.loads(raw), self._resources)
+                encoded = encode(raw)
             except MappingError as exc:
                 code = f"InvalidDocument: {exc.reason}"
                 rejected[code] = rejected.get(code, 0) + 1
@@ -126,42 +124,35 @@ class OtlpSink:
                 log.exception("cannot convert a document to spans; it is refused")
                 rejected["InvalidDocument: unexpected"] = rejected.get("InvalidDocument: unexpected", 0) + 1
                 continue
-            if not spans:
+            if encoded is None:
                 continue  # in progress: nothing to send yet, nothing to retry
-            resource = spans[0].resource
-            key = _resource_key(resource)
-            encoded: _Encoded = [
-                (key, resource, codec.encode_span(span))
-                if span.resource is resource
-                else (_resource_key(span.resource), span.resource, codec.encode_span(span))
-                for span in spans
-            ]
-            size = sum(len(e[2]) + 16 for e in encoded)
+            count = encoded[2]
+            size = len(encoded[1]) + 16 * count
             part = parts[-1]
             if part.docs and (
-                part.size + size > MAX_REQUEST_BYTES - 65536 or part.spans + len(encoded) > MAX_REQUEST_SPANS
+                part.size + size > MAX_REQUEST_BYTES - 65536 or part.spans + count > MAX_REQUEST_SPANS
             ):
                 part = _Part()
                 parts.append(part)
             part.docs.append((index, encoded))
             part.size += size
-            part.spans += len(encoded)
+            part.spans += count
         result = SendResult(rejected=rejected) if rejected else OK
         for part in parts:
             if part.docs:
                 result = _merge(result, self._send_docs(part.docs), [index for index, _ in part.docs])
         return result
 
-    def _send_docs(self, docs: list[tuple[int, _Encoded]]) -> SendResult:
+    def _send_docs(self, docs: list[tuple[int, Encoded]]) -> SendResult:
         """One request for ``docs``; its result's indices count from 0 within ``docs``."""
-        groups: dict[Any, tuple[Attributes, list[bytes]]] = {}
-        for _, encoded in docs:
-            for key, resource, data in encoded:
-                group = groups.get(key)
-                if group is None:
-                    group = groups[key] = (resource, [])
-                group[1].append(data)
-        body = b"".join(codec.encode_resource_spans(r, spans, _SCOPE) for r, spans in groups.values())
+        groups: dict[bytes, list[bytes]] = {}  # by the resource's encoded attributes
+        for _, (resource, spans, _count) in docs:
+            group = groups.get(resource)
+            if group is None:
+                groups[resource] = [spans]
+            else:
+                group.append(spans)
+        body = b"".join(codec.resource_spans_field(r, spans, _SCOPE) for r, spans in groups.items())
         result = self._post(body, len(docs))
         if result.rejected and len(docs) > 1 and result.detail.startswith(("HTTP 400", "HTTP 413")):
             # one bad document may have failed them all: each half on its own keeps the good ones
@@ -211,13 +202,15 @@ class OtlpSink:
 
     def close(self) -> None:
         self._pool.close()
-
-
-def _resource_key(resource: Attributes) -> Any:
-    try:
-        return tuple(resource.items())
-    except TypeError:
-        return json.dumps(resource, sort_keys=True, default=str)
+        encoder = self.encoder
+        how = (
+            ""
+            if encoder.native
+            else " (K8SXRAY_NATIVE=false)"
+            if BUILT
+            else " (k8sxray.otlp._fast is not built)"
+        )
+        log.info("documents encoded as spans: %d in C, %d in Python%s", encoder.fast, encoder.slow, how)
 
 
 def _error_code(header: str | None) -> str | None:

@@ -1,0 +1,3 @@
+"""Type stubs for k8sxray's optional C module for the OTLP sink (see _fast.c)."""
+
+def encode(document: bytes, /) -> tuple[bytes, bytes, int, str, str] | None: ...
