@@ -34,6 +34,9 @@ _now = time.time
 _get = _context.current_entity.get
 _new = object.__new__
 _canonical = _header.canonical
+_canonical_traceparent = _header.canonical_traceparent
+_ZERO_PARENT, _ZERO_EPOCH, _ZERO_RANDOM = _header.ZERO_PARENT, _header.ZERO_EPOCH, _header.ZERO_RANDOM
+_SAMPLED_DIGITS = _header.SAMPLED_DIGITS
 _reset = _context.current_entity.reset
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "begin_subsegment",
     "context_missing",
     "continue_unsampled",
+    "continue_unsampled_traceparent",
     "current",
     "end_segment",
     "end_subsegment",
@@ -239,7 +243,7 @@ def set_sampler(sampler: Sampler | None) -> Sampler | None:
 
 
 # --- segments ------------------------------------------------------------------------------
-def start_request(  # noqa: PLR0917, PLR0912  # on the hot path: positional is faster, one frame
+def start_request(  # noqa: PLR0917, PLR0912, PLR0915  # on the hot path: positional is faster, one frame
     header: str | None,
     host: str,
     method: str,
@@ -275,8 +279,17 @@ def start_request(  # noqa: PLR0917, PLR0912  # on the hot path: positional is f
                 root, parent, flag, extra = parsed
     state_ = ""
     if traceparent and current_state.w3c_in:
-        w3c = _header.parse_traceparent(traceparent)
-        if w3c is not None:
+        usual = _canonical_traceparent(traceparent) if flag is None else None
+        if usual is not None:  # no valid X-Amzn-Trace-Id, and the usual form: parse_traceparent inline
+            epoch, random, w3c_parent, digit = usual.groups()
+            if w3c_parent != _ZERO_PARENT and (random != _ZERO_RANDOM or epoch != _ZERO_EPOCH):
+                root = "1-" + epoch + "-" + random
+                parent = w3c_parent
+                flag = "1" if digit in _SAMPLED_DIGITS else "0"
+                extra = ""
+                if tracestate:
+                    state_ = _header.valid_tracestate(tracestate)
+        elif (w3c := _header.parse_traceparent(traceparent)) is not None:
             if flag is None:  # no valid X-Amzn-Trace-Id: the W3C context
                 root, parent, flag = w3c
                 extra = ""
@@ -328,6 +341,36 @@ def continue_unsampled(header: str) -> UnsampledTrace | None:
     trace.extra = ""
     trace.tracestate = ""
     trace.response_header = header[:40]  # "Root=" and the root
+    trace._token = set_current(trace)
+    return trace
+
+
+def continue_unsampled_traceparent(traceparent: str) -> UnsampledTrace | None:
+    """:func:`continue_unsampled` for a request that came with a W3C ``traceparent`` alone (no
+    ``X-Amzn-Trace-Id``, no ``tracestate``), in the usual form, its sampled flag off.
+
+    ``None`` for anything else (sampled, another form, invalid ids, W3C not read): ask
+    :func:`start_request`.
+    """
+    current_state = _state
+    if current_state is None or current_state.config is not _config._current:
+        current_state = state()
+    if not (current_state.enabled and current_state.w3c_in):
+        return None
+    usual = _canonical_traceparent(traceparent)
+    if usual is None:
+        return None
+    epoch, random, parent, digit = usual.groups()
+    if digit in _SAMPLED_DIGITS or parent == _ZERO_PARENT:
+        return None
+    if random == _ZERO_RANDOM and epoch == _ZERO_EPOCH:
+        return None
+    trace: UnsampledTrace = _new(UnsampledTrace)  # every field set here, without an __init__ call
+    trace.trace_id = root = "1-" + epoch + "-" + random
+    trace.parent_id = parent
+    trace.extra = ""
+    trace.tracestate = ""
+    trace.response_header = "Root=" + root
     trace._token = set_current(trace)
     return trace
 

@@ -61,17 +61,22 @@ def wrap(app: ASGIApp) -> ASGIApp:
         return app
     start_request = _recorder.start_request
     continue_unsampled = _recorder.continue_unsampled
+    continue_unsampled_traceparent = _recorder.continue_unsampled_traceparent
     now = time.time
 
-    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+    async def traced(scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912  # one frame
         kind = scope["type"]
         if kind != "http" and kind != "websocket":  # noqa: PLR1714  # faster than a set on the hot path
             return await app(scope, receive, send)
         try:
             header, host, user_agent, forwarded, traceparent, tracestate = _headers(scope)
             trace: Segment | UnsampledTrace | None = None
-            if header and header[-1:] == "0" and tracestate is None:  # not sampled upstream
-                trace = continue_unsampled(header)
+            if tracestate is None:  # not sampled upstream? (a tracestate to pass on: the longer way)
+                if header:
+                    if header[-1:] == "0":
+                        trace = continue_unsampled(header)
+                elif traceparent and len(traceparent) == 55:
+                    trace = continue_unsampled_traceparent(traceparent)
             if trace is None:
                 method = scope.get("method", "GET")
                 path = scope.get("path", "")

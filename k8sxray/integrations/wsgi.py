@@ -64,6 +64,7 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:  # noqa: PLR09
     if getattr(app, "_k8sxray_traced", False):
         return app
     start_request = _recorder.start_request
+    continue_unsampled_traceparent = _recorder.continue_unsampled_traceparent
     canonical = _header.canonical
     set_current = _context.current_entity.set
     end_segment = _recorder.end_segment
@@ -91,6 +92,10 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:  # noqa: PLR09
                     trace.tracestate = ""
                     trace.response_header = header[:40]
                     trace._token = set_current(trace)
+            elif not header:
+                traceparent = environ.get("HTTP_TRACEPARENT")
+                if traceparent and len(traceparent) == 55 and not environ.get("HTTP_TRACESTATE"):
+                    trace = continue_unsampled_traceparent(traceparent)  # None unless unsampled
             if trace is None:
                 method = environ.get("REQUEST_METHOD", "GET")
                 path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
