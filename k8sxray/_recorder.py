@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from . import _config, _context, _guard, _header
 from ._context import set_ as set_current
@@ -71,6 +71,15 @@ TRACESTATE = _header.TRACESTATE
 Headers = tuple[tuple[str, tuple[str, str]], ...]
 """Trace headers to send: ``(lowercase name, (name, value))`` each (the layout of requests' own
 header dict, which takes them in one ``update``)."""
+Wire = list[tuple[bytes, bytes, bytes]]
+"""Trace headers to send as httpx.Headers keeps them: ``(name, lowercase name, value)``, bytes."""
+_WIRE_NAMES = {
+    XRAY_KEY: (_header.NAME.encode(), XRAY_KEY.encode()),
+    TRACEPARENT: (TRACEPARENT.encode(),) * 2,
+    TRACESTATE: (TRACESTATE.encode(),) * 2,
+}
+_XRAY_NAME, _XRAY_LOWER = _WIRE_NAMES[XRAY_KEY]
+_TRACEPARENT_NAME = TRACEPARENT.encode()
 
 
 class Sampler(Protocol):
@@ -478,11 +487,29 @@ def begin_subsegment(name: str, namespace: str | None = "remote") -> Subsegment 
         return None
 
 
-def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment | None, Headers | None]:
+@overload
+def begin_call(
+    what: str, name: str, method: str, url: str, wire: Literal[False] = False
+) -> tuple[Subsegment | None, Headers | None]: ...
+
+
+@overload
+def begin_call(
+    what: str, name: str, method: str, url: str, wire: Literal[True]
+) -> tuple[Subsegment | None, Wire | None]: ...
+
+
+def begin_call(  # noqa: PLR0911  # one frame: it runs on every outgoing call
+    what: str, name: str, method: str, url: str, wire: bool = False
+) -> tuple[Subsegment | None, Headers | Wire | None]:
     """Begin an outgoing HTTP call to *url* (already scrubbed): its ``remote`` subsegment, made
-    current, and the trace headers to send with it (:data:`Headers`: ``X-Amzn-Trace-Id``,
-    ``traceparent`` and ``tracestate`` as the propagators say, all naming the subsegment as
-    the parent).
+    current, and the trace headers to send with it (:data:`Headers`, or with *wire*
+    :data:`Wire`: ``X-Amzn-Trace-Id``, ``traceparent`` and ``tracestate`` as the propagators
+    say, all naming the subsegment as the parent).
+
+    With *wire*, the usual call's headers are made in bytes from the parts that are the same for
+    every call of the trace (kept on its segment, :func:`_make_wire_heads`) and the call's own id: the
+    second header costs two concatenations and a tuple.
 
     In an unsampled trace there is no subsegment, and the headers pass ``Sampled=0`` on;
     outside any trace there is neither, and ``AWS_XRAY_CONTEXT_MISSING`` is applied (logged once
@@ -497,7 +524,8 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
         return None, None
     try:
         if not parent.sampled:
-            return None, trace_headers()
+            found = trace_headers()
+            return None, (_as_wire(found) if wire and found else found)
         owner: Entity = parent  # type: ignore[assignment]  # sampled: an Entity
         sub: Subsegment = _new(Subsegment)  # what Subsegment.__init__ does, without the call
         sub.name = name
@@ -518,17 +546,46 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
         extra = segment.extra
         send = (_state or state()).send
         if not extra and not segment.tracestate:  # the usual call
-            if send == _XRAY_AND_W3C:
+            if wire:
+                heads = segment._wire_heads
+                if heads is None or heads[0] != send:
+                    heads = _make_wire_heads(segment, send)
+                own = sid.encode()
+                if send == _XRAY_AND_W3C:
+                    return sub, [
+                        (_XRAY_NAME, _XRAY_LOWER, heads[1] + own + b";Sampled=1"),
+                        (_TRACEPARENT_NAME, _TRACEPARENT_NAME, heads[2] + own + b"-01"),
+                    ]
+                if send == _XRAY:
+                    return sub, [(_XRAY_NAME, _XRAY_LOWER, heads[1] + own + b";Sampled=1")]
+            elif send == _XRAY_AND_W3C:
                 return sub, (
                     (XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),
                     (TRACEPARENT, (TRACEPARENT, f"00-{root[2:10]}{root[11:]}-{sid}-01")),
                 )
             if send == _XRAY:
                 return sub, ((XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),)
-        return sub, _headers(send, root, sid, True, extra, segment.tracestate)
+        found = _headers(send, root, sid, True, extra, segment.tracestate)
+        return sub, (_as_wire(found) if wire else found)
     except Exception:
         _guard.internal_error("recorder.begin_call")
         return None, None
+
+
+def _make_wire_heads(segment: Segment, send: int) -> tuple[int, bytes, bytes]:
+    """The parts of a usual call's trace headers that are the same for every call of *segment*'s
+    trace, as *send* names them (kept on the segment): ``Root=<root>;Parent=`` and
+    ``00-<trace id>-``, each followed by the call's own id."""
+    root = segment.trace_id.encode()
+    heads = (send, b"Root=" + root + b";Parent=", b"00-" + root[2:10] + root[11:] + b"-")
+    segment._wire_heads = heads
+    return heads
+
+
+def _as_wire(headers: Headers) -> Wire:
+    """*headers* as httpx.Headers keeps them (a trace header is ASCII)."""
+    names = _WIRE_NAMES
+    return [(*names[key], value.encode()) for key, (_name, value) in headers]
 
 
 def _headers(  # noqa: PLR0917
