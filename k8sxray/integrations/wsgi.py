@@ -16,10 +16,11 @@ The trace is continued from ``X-Amzn-Trace-Id``, else from W3C ``traceparent`` (
 ``tracestate``), as :func:`k8sxray._recorder.start_request` says.
 
 When k8sxray's C module (``k8sxray._native``) is built, the app is served by its
-``Entry``: unsampled requests (an incoming ``Sampled=0`` in the usual form and no
-``tracestate``, or neither trace header and the sampler says no) are served in C, everything
-else by the Python entry below, which is the reference; ``wrap(app, native=False)`` serves
-everything in Python.
+``Entry``: unsampled requests (an incoming ``Sampled=0`` in the usual form, or without
+``X-Amzn-Trace-Id`` a ``traceparent`` whose sampled flag is off, either with no ``tracestate``;
+or no valid trace header and the sampler says no) are served in C, everything else by the
+Python entry below, which is the reference; ``wrap(app, native=False)`` serves everything in
+Python.
 """
 
 from __future__ import annotations
