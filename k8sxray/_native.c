@@ -349,17 +349,16 @@ typedef struct {
 
 static PyTypeObject ResponderType;
 
-/* A header name that is Content-Length, in any case. */
+/* Whether *name* is the str *want* (lowercase, *n* characters) in any case. */
 static int
-is_content_length(PyObject *name)
+is_named(PyObject *name, const char *want, Py_ssize_t n)
 {
-    if (!PyUnicode_Check(name) || PyUnicode_GET_LENGTH(name) != 14 ||
+    if (!PyUnicode_Check(name) || PyUnicode_GET_LENGTH(name) != n ||
         PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND) {
         return 0;
     }
     const Py_UCS1 *p = PyUnicode_1BYTE_DATA(name);
-    static const char want[] = "content-length";
-    for (int i = 0; i < 14; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS1 c = p[i];
         if (c >= 'A' && c <= 'Z') {
             c = (Py_UCS1)(c + ('a' - 'A'));
@@ -371,8 +370,10 @@ is_content_length(PyObject *name)
     return 1;
 }
 
-/* The app's headers with the trace header added (new list); notes a Content-Length
- * (the name of a (name, value) tuple or list, as the Python entry reads item[0]). */
+/* The app's headers with the trace header added (new list), unless the app set one itself
+ * (the official SDK's middleware does): then they are as the app gave them. Notes a
+ * Content-Length (the name of a (name, value) tuple or list, as the Python entry reads
+ * item[0]). */
 static PyObject *
 with_trace_header(Responder *self, PyObject *headers, int *ready)
 {
@@ -381,13 +382,22 @@ with_trace_header(Responder *self, PyObject *headers, int *ready)
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t i = 0; i < n && !*ready; i++) {
+    int named = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(list, i);
+        PyObject *name = NULL;
         if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) > 0) {
-            *ready = is_content_length(PyTuple_GET_ITEM(item, 0));
+            name = PyTuple_GET_ITEM(item, 0);
         } else if (PyList_Check(item) && PyList_GET_SIZE(item) > 0) {
-            *ready = is_content_length(PyList_GET_ITEM(item, 0));
+            name = PyList_GET_ITEM(item, 0);
         }
+        if (name != NULL) {
+            *ready = *ready || is_named(name, "content-length", 14);
+            named = named || is_named(name, "x-amzn-trace-id", 15);
+        }
+    }
+    if (named) {
+        return list;
     }
     PyObject *pair = PyTuple_Pack(2, s_header_name, self->header);
     if (pair == NULL || PyList_Append(list, pair) < 0) {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from operator import itemgetter
 from typing import Any
 
 from .. import _context, _guard, _recorder
@@ -26,6 +27,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HEADER = b"x-amzn-trace-id"
+_name = itemgetter(0)  # of a (name, value) header
 _WANTED = frozenset({b"host", b"user-agent", _HEADER, b"x-forwarded-for", b"traceparent", b"tracestate"})
 
 
@@ -94,7 +96,7 @@ def wrap(app: ASGIApp) -> ASGIApp:
 
             async def unsampled_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*(message.get("headers") or ()), response_header]}
+                    message = _with_header(message, response_header)
                 await send(message)
 
             try:
@@ -137,7 +139,7 @@ async def _websocket(  # noqa: PLR0917  # private, on the hot path
         message_type = message["type"]
         if message_type == "websocket.accept" and trace.status is None:
             trace.set_status(101)
-            message = {**message, "headers": [*(message.get("headers") or ()), header]}
+            message = _with_header(message, header)
         elif message_type == "websocket.close" and trace.status is None:
             trace.set_status(403)  # closed before accepting: the server answers 403
         await send(message)
@@ -171,7 +173,8 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
                 for name, value in headers:
                     if len(name) == 14 and name.lower() == b"content-length":
                         trace.content_length = int(value)
-                headers.append(response_header)
+                if not _has_trace_header(headers):  # the app's own (an SDK middleware's) stays
+                    headers.append(response_header)
                 message = {**message, "headers": headers}
             except Exception:
                 _guard.internal_error("asgi.response_start")
@@ -191,6 +194,23 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
         raise
     finally:
         end_segment(trace, trace.end_time)
+
+
+def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
+    """*message* (a response start or websocket accept) with the trace header added, unless the
+    app set one itself."""
+    headers = message.get("headers") or ()
+    if _has_trace_header(headers):
+        return message
+    return {**message, "headers": [*headers, header]}
+
+
+def _has_trace_header(headers: Any) -> bool:
+    """Whether *headers* name an ``X-Amzn-Trace-Id`` already, in any case (an SDK middleware's)."""
+    try:
+        return _HEADER in map(bytes.lower, map(_name, headers))
+    except TypeError:  # a name that is not bytes (outside the ASGI spec)
+        return any(isinstance(name, bytes) and name.lower() == _HEADER for name in map(_name, headers))
 
 
 def _server_host(scope: Scope) -> str:

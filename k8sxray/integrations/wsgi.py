@@ -49,6 +49,7 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 _HEADER = "X-Amzn-Trace-Id"
+_HEADER_LOWER = _HEADER.lower()
 _LENGTH = "Content-Length"
 _LENGTH_LOWER = "content-length"
 _name = itemgetter(0)  # of a (name, value) header
@@ -232,6 +233,15 @@ def _length_in(headers: list[tuple[str, str]]) -> bool:
     )
 
 
+def _has_trace_header(headers: list[tuple[str, str]]) -> bool:
+    """Whether *headers* name an ``X-Amzn-Trace-Id`` already, in any case (the official SDK's
+    middleware sets one): the names lowercased and compared in C, one pass."""
+    try:
+        return _HEADER_LOWER in map(str.lower, map(_name, headers))
+    except TypeError:  # a name that is not a str (outside PEP 3333)
+        return any(isinstance(name, str) and name.lower() == _HEADER_LOWER for name in map(_name, headers))
+
+
 def _untrace(trace: Segment | UnsampledTrace) -> None:
     """Make the trace that was current before *trace* current again (once)."""
     token = trace._token
@@ -285,7 +295,8 @@ class Exchange:
                 # then the app may still make outgoing calls (the usual two spellings are looked for by
                 # a C-level scan, any other in Python)
                 self._done = True
-            headers = [*headers, (_HEADER, trace.response_header)]
+            if not _has_trace_header(headers):  # the app's own (the official SDK's middleware) stays
+                headers = [*headers, (_HEADER, trace.response_header)]
         except Exception:
             _guard.internal_error("wsgi.start_response")
         if exc_info:

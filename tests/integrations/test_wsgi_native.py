@@ -774,3 +774,27 @@ def test_with_xray_alone_the_c_entry_ignores_a_traceparent(configure_to: Any) ->
     seen = serve(hello, environ(None, HTTP_TRACEPARENT=W3C_UNSAMPLED), native=True)
     assert NEW_ROOT.fullmatch(seen.headers[-1][1])
     assert ROOT not in seen.headers[-1][1]
+
+
+@pytest.mark.parametrize("native", [pytest.param(True, marks=needs_native), False])
+@pytest.mark.parametrize(
+    "header", [None, UNSAMPLED, UNSAMPLED.replace("Sampled=0", "Sampled=1"), f"Root={ROOT};Sampled=?"]
+)
+@pytest.mark.parametrize("traceparent", [None, W3C_UNSAMPLED, W3C_SAMPLED])
+@pytest.mark.parametrize("name", ["X-Amzn-Trace-Id", "x-amzn-trace-id", "X-AMZN-TRACE-ID"])
+def test_a_trace_header_the_app_set_is_not_added_twice(
+    configure_to: Any, native: bool, header: str | None, traceparent: str | None, name: str
+) -> None:
+    """The official SDK's middleware (or any app) that answers with its own X-Amzn-Trace-Id
+    keeps it, alone, whichever entry serves the request."""
+    configure_to()
+    _recorder.state().sampler = RateSampler(0, 0.0)
+
+    def own_header(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2"), (name, "the app's")])
+        return [b"ok"]
+
+    extra = {"HTTP_TRACEPARENT": traceparent} if traceparent else {}
+    seen = serve(own_header, environ(header, **extra), native=native)
+    assert [value for key, value in seen.headers if key.lower() == "x-amzn-trace-id"] == ["the app's"]
+    assert seen.after is None
