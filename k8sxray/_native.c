@@ -787,6 +787,14 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if ((!none || traceparent != NULL) && present(args[0], s_tracestate_key)) {
         return PyObject_Vectorcall(self->traced, args, 2, NULL);
     }
+    const Py_UCS1 *trace_digits = NULL, *parent_digits = NULL;
+    int sampled = 0, valid = 0;
+    if (traceparent != NULL) {
+        valid = parse_traceparent(traceparent, &trace_digits, &parent_digits, &sampled);
+        if (valid < 0 || (valid > 0 && sampled)) { /* unusual, or sampled: the Python entry */
+            return PyObject_Vectorcall(self->traced, args, 2, NULL);
+        }
+    }
     Py_XINCREF(header); /* held: reading the state may run Python code */
     Py_XINCREF(traceparent);
     PyObject *state = usable_state();
@@ -798,14 +806,11 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     PyObject *trace = NULL, *response = NULL;
     int outcome = TRACE;
     if (none && traceparent != NULL) {
-        const Py_UCS1 *trace_digits = NULL, *parent_digits = NULL;
-        int sampled = 0;
-        int valid = reads_w3c(state);
-        if (valid > 0) {
-            valid = parse_traceparent(traceparent, &trace_digits, &parent_digits, &sampled);
+        if (valid > 0) { /* an unsampled one, if W3C is read */
+            valid = reads_w3c(state);
         }
-        if (valid < 0 || (valid > 0 && sampled)) { /* unusual, or sampled: the Python entry */
-            outcome = PyErr_Occurred() ? FAILED : FALLBACK;
+        if (valid < 0) {
+            outcome = FAILED;
         } else if (valid > 0) {
             trace = continue_traceparent(trace_digits, parent_digits, &response);
             outcome = trace == NULL ? FAILED : TRACE;

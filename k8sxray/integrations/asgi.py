@@ -28,6 +28,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HEADER = b"x-amzn-trace-id"
 _name = itemgetter(0)  # of a (name, value) header
+_UNSAMPLED_DIGITS = frozenset("02468ace")  # the last of a W3C flags byte whose sampled bit is off
 _WANTED = frozenset({b"host", b"user-agent", _HEADER, b"x-forwarded-for", b"traceparent", b"tracestate"})
 
 
@@ -77,8 +78,8 @@ def wrap(app: ASGIApp) -> ASGIApp:
                 if header:
                     if header[-1:] == "0":
                         trace = continue_unsampled(header)
-                elif traceparent and len(traceparent) == 55:
-                    trace = continue_unsampled_traceparent(traceparent)
+                elif traceparent and len(traceparent) == 55 and traceparent[54] in _UNSAMPLED_DIGITS:
+                    trace = continue_unsampled_traceparent(traceparent)  # None for another form
             if trace is None:
                 method = scope.get("method", "GET")
                 path = scope.get("path", "")
@@ -208,6 +209,8 @@ def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
 def _has_trace_header(headers: Any) -> bool:
     """Whether *headers* name an ``X-Amzn-Trace-Id`` already, in any case (an SDK middleware's)."""
     try:
+        if 15 not in map(len, map(_name, headers)):  # the usual answer: no allocation
+            return False
         return _HEADER in map(bytes.lower, map(_name, headers))
     except TypeError:  # a name that is not bytes (outside the ASGI spec)
         return any(isinstance(name, bytes) and name.lower() == _HEADER for name in map(_name, headers))

@@ -52,6 +52,7 @@ _HEADER = "X-Amzn-Trace-Id"
 _HEADER_LOWER = _HEADER.lower()
 _LENGTH = "Content-Length"
 _LENGTH_LOWER = "content-length"
+_UNSAMPLED_DIGITS = frozenset("02468ace")  # the last of a W3C flags byte whose sampled bit is off
 _name = itemgetter(0)  # of a (name, value) header
 _new = object.__new__
 _reset = _context.current_entity.reset
@@ -79,6 +80,7 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:  # noqa: PLR09
         try:
             header = environ.get("HTTP_X_AMZN_TRACE_ID")
             trace: Segment | UnsampledTrace | None = None
+            traceparent = None if header else environ.get("HTTP_TRACEPARENT")
             if header and len(header) == 74 and header[73] == "0":
                 # not sampled upstream: nothing else to read. _recorder.continue_unsampled, inline
                 # (a call costs ~0.3 µs inside a framework): the usual form, checked whole by the
@@ -94,15 +96,19 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:  # noqa: PLR09
                     trace.tracestate = ""
                     trace.response_header = header[:40]
                     trace._token = set_current(trace)
-            elif not header:
-                traceparent = environ.get("HTTP_TRACEPARENT")
-                if traceparent and len(traceparent) == 55 and not environ.get("HTTP_TRACESTATE"):
-                    trace = continue_unsampled_traceparent(traceparent)  # None unless unsampled
+            elif (
+                traceparent
+                and len(traceparent) == 55
+                and traceparent[54] in _UNSAMPLED_DIGITS  # the sampled flag off, if it is the usual form
+                and not environ.get("HTTP_TRACESTATE")
+            ):  # W3C's alone: _recorder.continue_unsampled_traceparent (None for another form)
+                trace = continue_unsampled_traceparent(traceparent)
             if trace is None:
                 method = environ.get("REQUEST_METHOD", "GET")
                 path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
                 host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-                traceparent = environ.get("HTTP_TRACEPARENT")
+                if header:  # an invalid one leaves the trace to a traceparent
+                    traceparent = environ.get("HTTP_TRACEPARENT")
                 tracestate = environ.get("HTTP_TRACESTATE") if traceparent else None
                 trace = start_request(header, host, method, path, now(), decided, traceparent, tracestate)
                 if trace is None:
@@ -235,8 +241,11 @@ def _length_in(headers: list[tuple[str, str]]) -> bool:
 
 def _has_trace_header(headers: list[tuple[str, str]]) -> bool:
     """Whether *headers* name an ``X-Amzn-Trace-Id`` already, in any case (the official SDK's
-    middleware sets one): the names lowercased and compared in C, one pass."""
+    middleware sets one): the names' lengths looked at in C, and only when one has its length,
+    the names lowercased and compared in C."""
     try:
+        if 15 not in map(len, map(_name, headers)):  # the usual answer: no allocation
+            return False
         return _HEADER_LOWER in map(str.lower, map(_name, headers))
     except TypeError:  # a name that is not a str (outside PEP 3333)
         return any(isinstance(name, str) and name.lower() == _HEADER_LOWER for name in map(_name, headers))
