@@ -559,9 +559,10 @@ def begin_call(  # noqa: PLR0911  # one frame: it runs on every outgoing call
                 if send == _XRAY:
                     return sub, [(_XRAY_NAME, _XRAY_LOWER, heads[1] + own + b";Sampled=1")]
             elif send == _XRAY_AND_W3C:
+                head = segment._w3c_head or _make_w3c_head(segment)
                 return sub, (
                     (XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),
-                    (TRACEPARENT, (TRACEPARENT, f"00-{root[2:10]}{root[11:]}-{sid}-01")),
+                    (TRACEPARENT, (TRACEPARENT, f"{head}{sid}-01")),
                 )
             if send == _XRAY:
                 return sub, ((XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),)
@@ -570,6 +571,14 @@ def begin_call(  # noqa: PLR0911  # one frame: it runs on every outgoing call
     except Exception:
         _guard.internal_error("recorder.begin_call")
         return None, None
+
+
+def _make_w3c_head(segment: Segment) -> str:
+    """``00-<trace id>-``, the start of every usual call's ``traceparent`` in *segment*'s trace
+    (kept on the segment)."""
+    root = segment.trace_id
+    segment._w3c_head = head = "00-" + root[2:10] + root[11:] + "-"
+    return head
 
 
 def _make_wire_heads(segment: Segment, send: int) -> tuple[int, bytes, bytes]:
