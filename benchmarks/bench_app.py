@@ -351,18 +351,18 @@ def build(address: tuple[str, int], emitter_modes: Sequence[str]) -> tuple[list[
                 wsgi_runner(flask_wrapped(native), SAMPLED_ROOT[:-1] + "0"),
             )
         )
+        wsgi.append(  # the same trace and parent, in W3C's header alone
+            Variant(
+                f"k8sxray unsampled (traceparent 00{suffix})",
+                wsgi_runner(flask_wrapped(native), None, TRACEPARENT[:-1] + "0"),
+            )
+        )
         wsgi.append(
             Variant(
                 f"k8sxray unsampled (sampler: no{suffix})",
                 never_sampled(wsgi_runner(flask_wrapped(native), None)),
             )
         )
-    wsgi.append(  # the C entry hands a traceparent to the Python one
-        Variant(
-            "k8sxray unsampled (traceparent 00)",
-            wsgi_runner(flask_wrapped(True), None, TRACEPARENT[:-1] + "0"),
-        )
-    )
     sdk_app = _flask_app()
     XRayMiddleware(sdk_app, xray_recorder)
     wsgi.append(Variant("X-Ray SDK XRayMiddleware", wsgi_runner(sdk_app, None), datagrams=1))

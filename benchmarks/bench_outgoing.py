@@ -14,7 +14,9 @@ aws-xray-sdk's patchers, and OpenTelemetry's instrumentors (BatchSpanProcessor, 
 variant runs in its own fresh process (patches are global), inside a sampled parent
 segment/span that is closed and sent every 50 calls; X-Ray documents go to a real UDP
 socket drained by the server process. The figure is process CPU time (all threads, so
-background emitters count) per call; "added" subtracts the untraced median.
+background emitters count) per call; "added" subtracts the untraced median; "- xray", on
+k8sxray's row, subtracts k8sxray-xray's added cost: what sending W3C's ``traceparent`` beside
+``X-Amzn-Trace-Id`` costs a call.
 
 The loopback figures include a real socket round trip, whose CPU cost varies by tens of µs
 on a busy machine; a second table repeats the measurement with an in-process transport
@@ -41,9 +43,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-VARIANTS = ("k8sxray", "k8sxray-xray", "xray-sdk", "otel")
+VARIANTS = ("k8sxray", "k8sxray-xray", "k8sxray-w3c", "xray-sdk", "otel")
 """k8sxray with its default propagators (X-Amzn-Trace-Id and W3C traceparent), k8sxray sending
-X-Amzn-Trace-Id alone (``K8SXRAY_PROPAGATORS=xray``), the X-Ray SDK, OpenTelemetry."""
+X-Amzn-Trace-Id alone (``K8SXRAY_PROPAGATORS=xray``), the two in one process (``k8sxray-w3c``:
+see :data:`PAIRED`), the X-Ray SDK, OpenTelemetry."""
+PAIRED = "k8sxray-w3c"
+"""Not a tracer but a measurement: one process times traced rounds sending X-Amzn-Trace-Id alone
+and both headers back to back (the propagators switched between rounds), so what the W3C header
+costs a call is a difference within one process, free of the noise between processes. Its row's
+"untraced" column is X-Amzn-Trace-Id alone, "traced" both headers."""
 CLIENTS = ("requests", "httpx")
 TRANSPORTS = {
     "loopback": "a real HTTP server in another process",
@@ -227,14 +235,27 @@ def run_variant(
     process (the order alternates), so that a slower process or a slower minute cancels out."""
     import contextlib
 
-    tracer, bare_client, traced_client = _setup(variant, udp, client_name, inproc)
+    tracer, bare_client, traced_client = _setup(
+        "k8sxray" if variant == PAIRED else variant, udp, client_name, inproc
+    )
+    if variant == PAIRED:  # both rounds traced: X-Amzn-Trace-Id alone (the "bare" one), then both
+        from k8sxray import _recorder
+
+        state = _recorder.state()
+        both, alone = state.send, _recorder._XRAY
+        tracer.on()
+
+        def switch(traced: bool) -> None:
+            state.send = both if traced else alone
+
+        tracer = Tracer(tracer.parent, lambda: switch(True), lambda: switch(False))
 
     def timed(traced: bool) -> float:
         if traced:
             tracer.on()
         else:
             tracer.off()
-        parent = tracer.parent if traced else contextlib.nullcontext
+        parent = tracer.parent if traced or variant == PAIRED else contextlib.nullcontext
         get = (traced_client if traced else bare_client).get
         for _ in range(50):  # warm up after the switch
             get(url)
@@ -329,19 +350,32 @@ def main() -> None:
         server.terminate()
         server.wait()
 
+    report(results, per_process, transports, clients, variants, args.rounds, args.repeat)
+
+
+def report(  # noqa: PLR0917  # the run's results and its shape
+    results: dict[tuple[str, str, str], list[tuple[float, float]]],
+    per_process: dict[tuple[str, str, str], list[float]],
+    transports: tuple[str, ...],
+    clients: tuple[str, ...],
+    variants: tuple[str, ...],
+    rounds: int,
+    repeat: int,
+) -> None:
+    """Print one table per transport."""
     print(
-        f"CPU µs per outgoing call ({os.cpu_count()} CPUs); each process times {args.rounds} pairs of"
+        f"CPU µs per outgoing call ({os.cpu_count()} CPUs); each process times {rounds} pairs of"
         " rounds, untraced and traced back to back;"
     )
     print(
-        f"added: the median of all {args.rounds * args.repeat} pairs' differences; per process: the"
-        f" lowest and highest of the {args.repeat} processes' added medians"
+        f"added: the median of all {rounds * repeat} pairs' differences; per process: the"
+        f" lowest and highest of the {repeat} processes' added medians"
     )
     for transport in transports:
         print(f"\n{transport}: {TRANSPORTS[transport]}")
         print(
             f"{'client':<9} {'variant':<12} {'untraced':>9} {'traced':>8} {'added':>8} {'x k8sxray':>10}"
-            "  added per process"
+            f" {'- xray':>7}  added per process"
         )
         for client in clients:
             added = {}
@@ -353,14 +387,20 @@ def main() -> None:
                 bare = statistics.median(b for b, _ in pairs)
                 traced = statistics.median(t for _, t in pairs)
                 ratio = ""
-                if not variant.startswith("k8sxray") and "k8sxray" in added:
+                if not variant.startswith("k8sxray") and added.get("k8sxray") is not None:
                     # a ratio to an added cost within the noise (or below zero) would mean nothing
                     ratio = (
                         f"{added[variant] / added['k8sxray']:.1f}x" if added["k8sxray"] >= 2.0 else "(noise)"
                     )
+                # what the W3C header costs: added minus k8sxray-xray's (X-Amzn-Trace-Id alone)
+                over = ""
+                if variant == "k8sxray" and "k8sxray-xray" in added:
+                    over = f"{added[variant] - added['k8sxray-xray']:+.1f}"
+                elif variant == PAIRED:
+                    over = f"{added[variant]:+.1f}"
                 each = sorted(per_process[(transport, client, variant)])
                 row = f"{client:<9} {variant:<12} {bare:>9.1f} {traced:>8.1f} {added[variant]:>+8.1f}"
-                print(f"{row} {ratio:>10}  {each[0]:+.1f} .. {each[-1]:+.1f}")
+                print(f"{row} {ratio:>10} {over:>7}  {each[0]:+.1f} .. {each[-1]:+.1f}")
 
 
 if __name__ == "__main__":

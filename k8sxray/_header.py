@@ -95,7 +95,17 @@ def format_header(root: str, parent: str | None, sampled: bool | None, extra: st
 # --- W3C Trace Context (level 1) ---------------------------------------------------------------
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})").match
 _ZERO_TRACE = "0" * 32
-_ZERO_PARENT = "0" * 16
+ZERO_PARENT = "0" * 16
+ZERO_EPOCH, ZERO_RANDOM = "0" * 8, "0" * 24
+"""An all-zero trace id's two parts (an all-zero id is invalid)."""
+SAMPLED_DIGITS = frozenset("13579bdf")
+"""The last hex digit of a W3C flags byte whose sampled bit (1) is set."""
+
+canonical_traceparent = re.compile(r"00-([0-9a-f]{8})([0-9a-f]{24})-([0-9a-f]{16})-0([0-9a-f])").fullmatch
+"""Match the usual form of a ``traceparent``, ``00-<32 hex>-<16 hex>-0<hex>`` (groups: the trace
+id's first 8 and last 24 digits, X-Ray's two parts; the parent id; the flags' last digit) or
+``None``. A match may still be invalid: an all-zero trace or parent id (check them against
+:data:`ZERO_EPOCH`, :data:`ZERO_RANDOM` and :data:`ZERO_PARENT`)."""
 _OWS = " \t"
 _MAX_TRACESTATE_MEMBERS = 32
 
@@ -109,7 +119,7 @@ class TraceParent(NamedTuple):
     sampled: str
 
 
-def parse_traceparent(value: str | None) -> TraceParent | None:
+def parse_traceparent(value: str | None) -> TraceParent | None:  # noqa: PLR0911  # each rule says no
     """Parse a ``traceparent`` value as W3C Trace Context level 1 says; ``None`` when it is
     missing or invalid.
 
@@ -119,6 +129,12 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
     """
     if not value or len(value) > _MAX_LEN:
         return None
+    match = canonical_traceparent(value)
+    if match is not None:  # the usual form, in one step
+        epoch, random, parent, flags = match.groups()
+        if parent == ZERO_PARENT or (random == ZERO_RANDOM and epoch == ZERO_EPOCH):
+            return None
+        return TraceParent("1-" + epoch + "-" + random, parent, "1" if flags in SAMPLED_DIGITS else "0")
     if value[0] in _OWS or value[-1] in _OWS:  # optional whitespace around a header value
         value = value.strip(_OWS)
     match = _TRACEPARENT(value)
@@ -130,7 +146,7 @@ def parse_traceparent(value: str | None) -> TraceParent | None:
             return None
     elif version == "ff" or (len(value) > 55 and value[55] != "-"):
         return None
-    if trace == _ZERO_TRACE or parent == _ZERO_PARENT:
+    if trace == _ZERO_TRACE or parent == ZERO_PARENT:
         return None
     return TraceParent("1-" + trace[:8] + "-" + trace[8:], parent, "1" if int(flags, 16) & 1 else "0")
 

@@ -3,11 +3,13 @@
  * An unsampled request needs little: its trace header checked (or the sampler asked), a
  * trace made current for outgoing calls, the response header added, and the previous
  * trace made current again. In Python those steps cost about 3 us inside a framework, most
- * of it in the interpreter's frames; here they cost a fraction of that. Everything else
- * (sampled requests, unusual headers, a W3C traceparent or tracestate, tracing off) goes to
- * the Python entry, which stays
- * the reference; the tests run both. The module is optional: without a C compiler,
- * k8sxray runs on the Python entry alone.
+ * of it in the interpreter's frames; here they cost a fraction of that. An unsampled request
+ * is one whose X-Amzn-Trace-Id says Sampled=0 in the usual form, or, without one, whose W3C
+ * traceparent has its sampled flag off (read as _header.parse_traceparent reads it), or that
+ * has neither and the sampler turns down. Everything else (sampled requests, unusual headers,
+ * a tracestate to pass on, tracing off) goes to the Python entry, which stays the reference;
+ * the tests run both. The module is optional: without a C compiler, k8sxray runs on the
+ * Python entry alone.
  *
  * Python API (see _native.pyi):
  *   hooks(...)                      the Python objects the fast path reads, set once
@@ -34,7 +36,7 @@ static PyObject *failed;             /* wsgi._native_failed(where, exc) */
 
 /* interned strings */
 static PyObject *s_header_key, *s_traceparent_key, *s_tracestate_key, *s_method_key, *s_script_key, *s_path_key, *s_host_key, *s_server_key;
-static PyObject *s_state, *s_current, *s_config, *s_xray_in, *s_sampler, *s_decide;
+static PyObject *s_state, *s_current, *s_config, *s_xray_in, *s_w3c_in, *s_sampler, *s_decide;
 static PyObject *s_trace_id, *s_parent_id, *s_extra, *s_tracestate, *s_response_header, *s_token;
 static PyObject *s_old_value;
 static PyObject *s_missing, *s_get, *s_empty, *s_header_name, *s_close;
@@ -163,6 +165,54 @@ canonical_unsampled(PyObject *header)
     return memcmp(p, "Root=1-", 7) == 0 && all_hex(p + 7, 8) && p[15] == '-' && all_hex(p + 16, 24) &&
            memcmp(p + 40, ";Parent=", 8) == 0 && all_hex(p + 48, 16) &&
            memcmp(p + 64, ";Sampled=0", 10) == 0;
+}
+
+/* A W3C traceparent, read exactly as _header.parse_traceparent reads it (W3C Trace Context
+ * level 1): at most 512 characters; spaces and tabs around it dropped; then
+ * <2 hex version>-<32 hex trace id>-<16 hex parent id>-<2 hex flags>, lowercase; version 00
+ * is exactly that (55 characters), a later one may go on after a further "-", version ff is
+ * invalid; an all-zero trace or parent id is invalid.
+ *   1: valid, *trace and *parent point at its ids' digits, *sampled is the flags' sampled bit
+ *   0: invalid (the request has no usable traceparent)
+ *  -1: not a str of one-byte characters: the Python entry reads it */
+static int
+parse_traceparent(PyObject *value, const Py_UCS1 **trace, const Py_UCS1 **parent, int *sampled)
+{
+    if (!PyUnicode_CheckExact(value) || PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND) {
+        return -1;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(value);
+    if (n > 512) {
+        return 0;
+    }
+    while (n > 0 && (p[0] == ' ' || p[0] == '\t')) {
+        p++;
+        n--;
+    }
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+        n--;
+    }
+    if (n < 55 || !all_hex(p, 2) || p[2] != '-' || !all_hex(p + 3, 32) || p[35] != '-' ||
+        !all_hex(p + 36, 16) || p[52] != '-' || !all_hex(p + 53, 2)) {
+        return 0;
+    }
+    if (p[0] == '0' && p[1] == '0') {
+        if (n != 55) {
+            return 0;
+        }
+    } else if ((p[0] == 'f' && p[1] == 'f') || (n > 55 && p[55] != '-')) {
+        return 0;
+    }
+    static const char zeros[32] = "00000000000000000000000000000000";
+    if (memcmp(p + 3, zeros, 32) == 0 || memcmp(p + 36, zeros, 16) == 0) {
+        return 0;
+    }
+    Py_UCS1 last = p[54];
+    *sampled = ((last <= '9' ? last - '0' : last - 'a' + 10) & 1);
+    *trace = p + 3;
+    *parent = p + 36;
+    return 1;
 }
 
 static void
@@ -299,17 +349,16 @@ typedef struct {
 
 static PyTypeObject ResponderType;
 
-/* A header name that is Content-Length, in any case. */
+/* Whether *name* is the str *want* (lowercase, *n* characters) in any case. */
 static int
-is_content_length(PyObject *name)
+is_named(PyObject *name, const char *want, Py_ssize_t n)
 {
-    if (!PyUnicode_Check(name) || PyUnicode_GET_LENGTH(name) != 14 ||
+    if (!PyUnicode_Check(name) || PyUnicode_GET_LENGTH(name) != n ||
         PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND) {
         return 0;
     }
     const Py_UCS1 *p = PyUnicode_1BYTE_DATA(name);
-    static const char want[] = "content-length";
-    for (int i = 0; i < 14; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS1 c = p[i];
         if (c >= 'A' && c <= 'Z') {
             c = (Py_UCS1)(c + ('a' - 'A'));
@@ -321,8 +370,10 @@ is_content_length(PyObject *name)
     return 1;
 }
 
-/* The app's headers with the trace header added (new list); notes a Content-Length
- * (the name of a (name, value) tuple or list, as the Python entry reads item[0]). */
+/* The app's headers with the trace header added (new list), unless the app set one itself
+ * (the official SDK's middleware does): then they are as the app gave them. Notes a
+ * Content-Length (the name of a (name, value) tuple or list, as the Python entry reads
+ * item[0]). */
 static PyObject *
 with_trace_header(Responder *self, PyObject *headers, int *ready)
 {
@@ -331,13 +382,22 @@ with_trace_header(Responder *self, PyObject *headers, int *ready)
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t i = 0; i < n && !*ready; i++) {
+    int named = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(list, i);
+        PyObject *name = NULL;
         if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) > 0) {
-            *ready = is_content_length(PyTuple_GET_ITEM(item, 0));
+            name = PyTuple_GET_ITEM(item, 0);
         } else if (PyList_Check(item) && PyList_GET_SIZE(item) > 0) {
-            *ready = is_content_length(PyList_GET_ITEM(item, 0));
+            name = PyList_GET_ITEM(item, 0);
         }
+        if (name != NULL) {
+            *ready = *ready || is_named(name, "content-length", 14);
+            named = named || is_named(name, "x-amzn-trace-id", 15);
+        }
+    }
+    if (named) {
+        return list;
     }
     PyObject *pair = PyTuple_Pack(2, s_header_name, self->header);
     if (pair == NULL || PyList_Append(list, pair) < 0) {
@@ -575,6 +635,50 @@ continue_unsampled(PyObject *header, PyObject **response)
     return trace;
 }
 
+/* A request whose traceparent (digits at *trace* and *parent*) says not sampled: its trace,
+ * and in *response* its response header "Root=1-<8>-<24>" (new references), as
+ * _recorder.start_request makes them. */
+static PyObject *
+continue_traceparent(const Py_UCS1 *trace, const Py_UCS1 *parent, PyObject **response)
+{
+    PyObject *answer = PyUnicode_New(40, 127);
+    PyObject *parent_id = PyUnicode_New(16, 127);
+    PyObject *trace_id = NULL, *result = NULL;
+    if (answer != NULL && parent_id != NULL) {
+        Py_UCS1 *p = PyUnicode_1BYTE_DATA(answer);
+        memcpy(p, "Root=1-", 7);
+        memcpy(p + 7, trace, 8);
+        p[15] = '-';
+        memcpy(p + 16, trace + 8, 24);
+        memcpy(PyUnicode_1BYTE_DATA(parent_id), parent, 16);
+        trace_id = PyUnicode_Substring(answer, 5, 40);
+    }
+    if (trace_id != NULL) {
+        result = new_trace(trace_id, parent_id, answer);
+    }
+    Py_XDECREF(trace_id);
+    Py_XDECREF(parent_id);
+    if (result == NULL) {
+        Py_XDECREF(answer);
+    } else {
+        *response = answer;
+    }
+    return result;
+}
+
+/* Whether the recorder's *state* reads an incoming traceparent (-1 with an error set). */
+static int
+reads_w3c(PyObject *state)
+{
+    PyObject *w3c = PyObject_GetAttr(state, s_w3c_in);
+    if (w3c == NULL) {
+        return -1;
+    }
+    int yes = PyObject_IsTrue(w3c);
+    Py_DECREF(w3c);
+    return yes;
+}
+
 /* The Responder for *trace* and its response *header*, the trace made current; NULL with
  * an exception set. Steals the references to *trace* and *header*. */
 static Responder *
@@ -674,26 +778,53 @@ entry_call(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (!none && !canonical_unsampled(header)) {
         return PyObject_Vectorcall(self->traced, args, 2, NULL); /* Sampled=1 or ?, or unusual */
     }
-    /* W3C: a request without X-Amzn-Trace-Id may continue a traceparent, and an unsampled one
-     * passes its tracestate on: the Python entry reads them */
-    if (present(args[0], none ? s_traceparent_key : s_tracestate_key)) {
+    /* W3C: a request without X-Amzn-Trace-Id may continue a traceparent (read below); one with
+     * a tracestate to pass on is the Python entry's */
+    PyObject *traceparent = NULL;
+    if (none && present(args[0], s_traceparent_key)) {
+        traceparent = lookup(args[0], s_traceparent_key);
+    }
+    if ((!none || traceparent != NULL) && present(args[0], s_tracestate_key)) {
         return PyObject_Vectorcall(self->traced, args, 2, NULL);
     }
+    const Py_UCS1 *trace_digits = NULL, *parent_digits = NULL;
+    int sampled = 0, valid = 0;
+    if (traceparent != NULL) {
+        valid = parse_traceparent(traceparent, &trace_digits, &parent_digits, &sampled);
+        if (valid < 0 || (valid > 0 && sampled)) { /* unusual, or sampled: the Python entry */
+            return PyObject_Vectorcall(self->traced, args, 2, NULL);
+        }
+    }
     Py_XINCREF(header); /* held: reading the state may run Python code */
+    Py_XINCREF(traceparent);
     PyObject *state = usable_state();
     if (state == NULL) {
         Py_XDECREF(header);
+        Py_XDECREF(traceparent);
         return PyObject_Vectorcall(self->traced, args, 2, NULL); /* off, or (re)configuring */
     }
     PyObject *trace = NULL, *response = NULL;
     int outcome = TRACE;
-    if (none) {
+    if (none && traceparent != NULL) {
+        if (valid > 0) { /* an unsampled one, if W3C is read */
+            valid = reads_w3c(state);
+        }
+        if (valid < 0) {
+            outcome = FAILED;
+        } else if (valid > 0) {
+            trace = continue_traceparent(trace_digits, parent_digits, &response);
+            outcome = trace == NULL ? FAILED : TRACE;
+        } else { /* not read, or invalid: as if there were none */
+            outcome = decide(self, state, args, &trace, &response);
+        }
+    } else if (none) {
         outcome = decide(self, state, args, &trace, &response);
     } else {
         trace = continue_unsampled(header, &response);
         outcome = trace == NULL ? FAILED : TRACE;
     }
     Py_XDECREF(header);
+    Py_XDECREF(traceparent);
     Py_DECREF(state);
     if (outcome == SERVED) {
         return trace;
@@ -877,6 +1008,7 @@ PyInit__native(void)
         intern(&s_host_key, "HTTP_HOST") < 0 || intern(&s_server_key, "SERVER_NAME") < 0 ||
         intern(&s_state, "_state") < 0 || intern(&s_current, "_current") < 0 ||
         intern(&s_config, "config") < 0 || intern(&s_xray_in, "xray_in") < 0 ||
+        intern(&s_w3c_in, "w3c_in") < 0 ||
         intern(&s_sampler, "sampler") < 0 || intern(&s_decide, "decide") < 0 ||
         intern(&s_trace_id, "trace_id") < 0 || intern(&s_parent_id, "parent_id") < 0 ||
         intern(&s_extra, "extra") < 0 || intern(&s_response_header, "response_header") < 0 ||

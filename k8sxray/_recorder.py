@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from . import _config, _context, _guard, _header
 from ._context import set_ as set_current
@@ -34,6 +34,9 @@ _now = time.time
 _get = _context.current_entity.get
 _new = object.__new__
 _canonical = _header.canonical
+_canonical_traceparent = _header.canonical_traceparent
+_ZERO_PARENT, _ZERO_EPOCH, _ZERO_RANDOM = _header.ZERO_PARENT, _header.ZERO_EPOCH, _header.ZERO_RANDOM
+_SAMPLED_DIGITS = _header.SAMPLED_DIGITS
 _reset = _context.current_entity.reset
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "begin_subsegment",
     "context_missing",
     "continue_unsampled",
+    "continue_unsampled_traceparent",
     "current",
     "end_segment",
     "end_subsegment",
@@ -67,6 +71,15 @@ TRACESTATE = _header.TRACESTATE
 Headers = tuple[tuple[str, tuple[str, str]], ...]
 """Trace headers to send: ``(lowercase name, (name, value))`` each (the layout of requests' own
 header dict, which takes them in one ``update``)."""
+Wire = list[tuple[bytes, bytes, bytes]]
+"""Trace headers to send as httpx.Headers keeps them: ``(name, lowercase name, value)``, bytes."""
+_WIRE_NAMES = {
+    XRAY_KEY: (_header.NAME.encode(), XRAY_KEY.encode()),
+    TRACEPARENT: (TRACEPARENT.encode(),) * 2,
+    TRACESTATE: (TRACESTATE.encode(),) * 2,
+}
+_XRAY_NAME, _XRAY_LOWER = _WIRE_NAMES[XRAY_KEY]
+_TRACEPARENT_NAME = TRACEPARENT.encode()
 
 
 class Sampler(Protocol):
@@ -239,7 +252,7 @@ def set_sampler(sampler: Sampler | None) -> Sampler | None:
 
 
 # --- segments ------------------------------------------------------------------------------
-def start_request(  # noqa: PLR0917, PLR0912  # on the hot path: positional is faster, one frame
+def start_request(  # noqa: PLR0917, PLR0912, PLR0915  # on the hot path: positional is faster, one frame
     header: str | None,
     host: str,
     method: str,
@@ -275,8 +288,17 @@ def start_request(  # noqa: PLR0917, PLR0912  # on the hot path: positional is f
                 root, parent, flag, extra = parsed
     state_ = ""
     if traceparent and current_state.w3c_in:
-        w3c = _header.parse_traceparent(traceparent)
-        if w3c is not None:
+        usual = _canonical_traceparent(traceparent) if flag is None else None
+        if usual is not None:  # no valid X-Amzn-Trace-Id, and the usual form: parse_traceparent inline
+            epoch, random, w3c_parent, digit = usual.groups()
+            if w3c_parent != _ZERO_PARENT and (random != _ZERO_RANDOM or epoch != _ZERO_EPOCH):
+                root = "1-" + epoch + "-" + random
+                parent = w3c_parent
+                flag = "1" if digit in _SAMPLED_DIGITS else "0"
+                extra = ""
+                if tracestate:
+                    state_ = _header.valid_tracestate(tracestate)
+        elif (w3c := _header.parse_traceparent(traceparent)) is not None:
             if flag is None:  # no valid X-Amzn-Trace-Id: the W3C context
                 root, parent, flag = w3c
                 extra = ""
@@ -328,6 +350,36 @@ def continue_unsampled(header: str) -> UnsampledTrace | None:
     trace.extra = ""
     trace.tracestate = ""
     trace.response_header = header[:40]  # "Root=" and the root
+    trace._token = set_current(trace)
+    return trace
+
+
+def continue_unsampled_traceparent(traceparent: str) -> UnsampledTrace | None:
+    """:func:`continue_unsampled` for a request that came with a W3C ``traceparent`` alone (no
+    ``X-Amzn-Trace-Id``, no ``tracestate``), in the usual form, its sampled flag off.
+
+    ``None`` for anything else (sampled, another form, invalid ids, W3C not read): ask
+    :func:`start_request`.
+    """
+    current_state = _state
+    if current_state is None or current_state.config is not _config._current:
+        current_state = state()
+    if not (current_state.enabled and current_state.w3c_in):
+        return None
+    usual = _canonical_traceparent(traceparent)
+    if usual is None:
+        return None
+    epoch, random, parent, digit = usual.groups()
+    if digit in _SAMPLED_DIGITS or parent == _ZERO_PARENT:
+        return None
+    if random == _ZERO_RANDOM and epoch == _ZERO_EPOCH:
+        return None
+    trace: UnsampledTrace = _new(UnsampledTrace)  # every field set here, without an __init__ call
+    trace.trace_id = root = "1-" + epoch + "-" + random
+    trace.parent_id = parent
+    trace.extra = ""
+    trace.tracestate = ""
+    trace.response_header = "Root=" + root
     trace._token = set_current(trace)
     return trace
 
@@ -435,11 +487,29 @@ def begin_subsegment(name: str, namespace: str | None = "remote") -> Subsegment 
         return None
 
 
-def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment | None, Headers | None]:
+@overload
+def begin_call(
+    what: str, name: str, method: str, url: str, wire: Literal[False] = False
+) -> tuple[Subsegment | None, Headers | None]: ...
+
+
+@overload
+def begin_call(
+    what: str, name: str, method: str, url: str, wire: Literal[True]
+) -> tuple[Subsegment | None, Wire | None]: ...
+
+
+def begin_call(  # noqa: PLR0911  # one frame: it runs on every outgoing call
+    what: str, name: str, method: str, url: str, wire: bool = False
+) -> tuple[Subsegment | None, Headers | Wire | None]:
     """Begin an outgoing HTTP call to *url* (already scrubbed): its ``remote`` subsegment, made
-    current, and the trace headers to send with it (:data:`Headers`: ``X-Amzn-Trace-Id``,
-    ``traceparent`` and ``tracestate`` as the propagators say, all naming the subsegment as
-    the parent).
+    current, and the trace headers to send with it (:data:`Headers`, or with *wire*
+    :data:`Wire`: ``X-Amzn-Trace-Id``, ``traceparent`` and ``tracestate`` as the propagators
+    say, all naming the subsegment as the parent).
+
+    With *wire*, the usual call's headers are made in bytes from the parts that are the same for
+    every call of the trace (kept on its segment, :func:`_make_wire_heads`) and the call's own id: the
+    second header costs two concatenations and a tuple.
 
     In an unsampled trace there is no subsegment, and the headers pass ``Sampled=0`` on;
     outside any trace there is neither, and ``AWS_XRAY_CONTEXT_MISSING`` is applied (logged once
@@ -454,7 +524,8 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
         return None, None
     try:
         if not parent.sampled:
-            return None, trace_headers()
+            found = trace_headers()
+            return None, (_as_wire(found) if wire and found else found)
         owner: Entity = parent  # type: ignore[assignment]  # sampled: an Entity
         sub: Subsegment = _new(Subsegment)  # what Subsegment.__init__ does, without the call
         sub.name = name
@@ -475,17 +546,55 @@ def begin_call(what: str, name: str, method: str, url: str) -> tuple[Subsegment 
         extra = segment.extra
         send = (_state or state()).send
         if not extra and not segment.tracestate:  # the usual call
-            if send == _XRAY_AND_W3C:
+            if wire:
+                heads = segment._wire_heads
+                if heads is None or heads[0] != send:
+                    heads = _make_wire_heads(segment, send)
+                own = sid.encode()
+                if send == _XRAY_AND_W3C:
+                    return sub, [
+                        (_XRAY_NAME, _XRAY_LOWER, heads[1] + own + b";Sampled=1"),
+                        (_TRACEPARENT_NAME, _TRACEPARENT_NAME, heads[2] + own + b"-01"),
+                    ]
+                if send == _XRAY:
+                    return sub, [(_XRAY_NAME, _XRAY_LOWER, heads[1] + own + b";Sampled=1")]
+            elif send == _XRAY_AND_W3C:
+                head = segment._w3c_head or _make_w3c_head(segment)
                 return sub, (
                     (XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),
-                    (TRACEPARENT, (TRACEPARENT, f"00-{root[2:10]}{root[11:]}-{sid}-01")),
+                    (TRACEPARENT, (TRACEPARENT, f"{head}{sid}-01")),
                 )
             if send == _XRAY:
                 return sub, ((XRAY_KEY, (_header.NAME, f"Root={root};Parent={sid};Sampled=1")),)
-        return sub, _headers(send, root, sid, True, extra, segment.tracestate)
+        found = _headers(send, root, sid, True, extra, segment.tracestate)
+        return sub, (_as_wire(found) if wire else found)
     except Exception:
         _guard.internal_error("recorder.begin_call")
         return None, None
+
+
+def _make_w3c_head(segment: Segment) -> str:
+    """``00-<trace id>-``, the start of every usual call's ``traceparent`` in *segment*'s trace
+    (kept on the segment)."""
+    root = segment.trace_id
+    segment._w3c_head = head = "00-" + root[2:10] + root[11:] + "-"
+    return head
+
+
+def _make_wire_heads(segment: Segment, send: int) -> tuple[int, bytes, bytes]:
+    """The parts of a usual call's trace headers that are the same for every call of *segment*'s
+    trace, as *send* names them (kept on the segment): ``Root=<root>;Parent=`` and
+    ``00-<trace id>-``, each followed by the call's own id."""
+    root = segment.trace_id.encode()
+    heads = (send, b"Root=" + root + b";Parent=", b"00-" + root[2:10] + root[11:] + b"-")
+    segment._wire_heads = heads
+    return heads
+
+
+def _as_wire(headers: Headers) -> Wire:
+    """*headers* as httpx.Headers keeps them (a trace header is ASCII)."""
+    names = _WIRE_NAMES
+    return [(*names[key], value.encode()) for key, (_name, value) in headers]
 
 
 def _headers(  # noqa: PLR0917

@@ -295,6 +295,10 @@ class Segment(Entity):
     """The incoming W3C ``tracestate``, passed on unchanged with ``traceparent``."""
     _sent = False
     _exception_ids: dict[int, str] | None = None
+    _w3c_head = ""
+    """What every outgoing call of this trace starts its traceparent with (``_recorder._make_w3c_head``)."""
+    _wire_heads: tuple[int, bytes, bytes] | None = None
+    """What every outgoing call of this trace sends before its own id (``_recorder._make_wire_heads``)."""
 
     def __init__(  # noqa: PLR0917  # built on the hot path: positional is faster
         self,

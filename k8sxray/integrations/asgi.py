@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from operator import itemgetter
 from typing import Any
 
 from .. import _context, _guard, _recorder
@@ -26,6 +27,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HEADER = b"x-amzn-trace-id"
+_name = itemgetter(0)  # of a (name, value) header
+_UNSAMPLED_DIGITS = frozenset("02468ace")  # the last of a W3C flags byte whose sampled bit is off
 _WANTED = frozenset({b"host", b"user-agent", _HEADER, b"x-forwarded-for", b"traceparent", b"tracestate"})
 
 
@@ -61,17 +64,22 @@ def wrap(app: ASGIApp) -> ASGIApp:
         return app
     start_request = _recorder.start_request
     continue_unsampled = _recorder.continue_unsampled
+    continue_unsampled_traceparent = _recorder.continue_unsampled_traceparent
     now = time.time
 
-    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+    async def traced(scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912  # one frame
         kind = scope["type"]
         if kind != "http" and kind != "websocket":  # noqa: PLR1714  # faster than a set on the hot path
             return await app(scope, receive, send)
         try:
             header, host, user_agent, forwarded, traceparent, tracestate = _headers(scope)
             trace: Segment | UnsampledTrace | None = None
-            if header and header[-1:] == "0" and tracestate is None:  # not sampled upstream
-                trace = continue_unsampled(header)
+            if tracestate is None:  # not sampled upstream? (a tracestate to pass on: the longer way)
+                if header:
+                    if header[-1:] == "0":
+                        trace = continue_unsampled(header)
+                elif traceparent and len(traceparent) == 55 and traceparent[54] in _UNSAMPLED_DIGITS:
+                    trace = continue_unsampled_traceparent(traceparent)  # None for another form
             if trace is None:
                 method = scope.get("method", "GET")
                 path = scope.get("path", "")
@@ -89,7 +97,7 @@ def wrap(app: ASGIApp) -> ASGIApp:
 
             async def unsampled_send(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*(message.get("headers") or ()), response_header]}
+                    message = _with_header(message, response_header)
                 await send(message)
 
             try:
@@ -132,7 +140,7 @@ async def _websocket(  # noqa: PLR0917  # private, on the hot path
         message_type = message["type"]
         if message_type == "websocket.accept" and trace.status is None:
             trace.set_status(101)
-            message = {**message, "headers": [*(message.get("headers") or ()), header]}
+            message = _with_header(message, header)
         elif message_type == "websocket.close" and trace.status is None:
             trace.set_status(403)  # closed before accepting: the server answers 403
         await send(message)
@@ -166,7 +174,8 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
                 for name, value in headers:
                     if len(name) == 14 and name.lower() == b"content-length":
                         trace.content_length = int(value)
-                headers.append(response_header)
+                if not _has_trace_header(headers):  # the app's own (an SDK middleware's) stays
+                    headers.append(response_header)
                 message = {**message, "headers": headers}
             except Exception:
                 _guard.internal_error("asgi.response_start")
@@ -186,6 +195,25 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
         raise
     finally:
         end_segment(trace, trace.end_time)
+
+
+def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
+    """*message* (a response start or websocket accept) with the trace header added, unless the
+    app set one itself."""
+    headers = message.get("headers") or ()
+    if _has_trace_header(headers):
+        return message
+    return {**message, "headers": [*headers, header]}
+
+
+def _has_trace_header(headers: Any) -> bool:
+    """Whether *headers* name an ``X-Amzn-Trace-Id`` already, in any case (an SDK middleware's)."""
+    try:
+        if 15 not in map(len, map(_name, headers)):  # the usual answer: no allocation
+            return False
+        return _HEADER in map(bytes.lower, map(_name, headers))
+    except TypeError:  # a name that is not bytes (outside the ASGI spec)
+        return any(isinstance(name, bytes) and name.lower() == _HEADER for name in map(_name, headers))
 
 
 def _server_host(scope: Scope) -> str:

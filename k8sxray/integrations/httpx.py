@@ -56,21 +56,17 @@ def _begin(client: Any, request: Any) -> Any:
         found = _outgoing._TARGETS.get(key) if key is not None else None
         if found is None:
             found = _outgoing.remember(key, str(url), url.host or "unknown")
-        sub, added = _recorder.begin_call(_WHAT, found[0], request.method, found[1])
-        if added is not None:
+        sub, added = _recorder.begin_call(_WHAT, found[0], request.method, found[1], True)
+        if added is not None:  # as httpx.Headers keeps them, in bytes
             if (
                 sub is not None
                 and fast
                 and type(client._transport) in _plain_transports
                 and not client._mounts
             ):
-                items = []  # as httpx.Headers keeps them (a trace header is ASCII); not a
-                for key, (_name, text) in added:  # comprehension: a further frame costs here
-                    name, lower = _NAMES[key]
-                    items.append((name, lower, text.encode()))
-                if items[-1][1] == _STATE_KEY and _STATE_KEY in map(_lowercase_name, headers._list):
-                    del items[-1]  # the caller's own tracestate goes instead
-                sub.wire = items
+                if added[-1][1] == _STATE_KEY and _STATE_KEY in map(_lowercase_name, headers._list):
+                    del added[-1]  # the caller's own tracestate goes instead
+                sub.wire = added
                 return sub
             try:
                 _add_headers(headers, added)
@@ -93,12 +89,6 @@ _current = current_entity.get
 _plain_transports: tuple[type, ...] = ()
 """``(httpx.HTTPTransport, httpx.AsyncHTTPTransport)`` once :func:`_check_plain_transports` has
 found that a client without mounts sends through its ``_transport``."""
-
-
-def _as_items(added: _recorder.Headers) -> list[Header]:
-    """Trace headers as httpx.Headers keeps them (a trace header is ASCII)."""
-    names = _NAMES
-    return [(*names[key], value.encode()) for key, (_name, value) in added]
 
 
 def _check_plain_transports() -> tuple[type, ...]:
@@ -202,22 +192,19 @@ _KEYS = frozenset(key.encode() for key in _outgoing.TRACE_KEYS)
 _STATE_KEY = _recorder.TRACESTATE.encode()
 _lowercase_name = itemgetter(1)  # of httpx.Headers' (name, lowercase name, value) triples
 _NAME = _outgoing.HEADER.encode()
-_NAMES = {
-    _recorder.XRAY_KEY: (_NAME, _KEY),
-    _recorder.TRACEPARENT: (_recorder.TRACEPARENT.encode(),) * 2,
-    _recorder.TRACESTATE: (_recorder.TRACESTATE.encode(),) * 2,
-}
-"""Each trace header's (name, lowercase name) as httpx.Headers keeps them."""
 _fast_headers: Any = None
 """``httpx.Headers`` when its private layout passed :func:`_check_fast_headers`, else ``None``."""
 
 
-def _add_headers(headers: Any, added: _recorder.Headers) -> None:
+def _add_headers(headers: Any, added: _recorder.Wire) -> None:
+    """Set each of the trace headers *added* that *headers* does not carry."""
     if type(headers) is _fast_headers:
         present = set(map(_lowercase_name, headers._list))
-        headers._list.extend(item for item in _as_items(added) if item[1] not in present)
+        headers._list.extend(item for item in added if item[1] not in present)
     else:
-        _outgoing.add_headers(headers, added)
+        for name, _key, value in added:
+            if name.decode() not in headers:
+                headers[name.decode()] = value.decode()
 
 
 def _append(headers: Any, value: str) -> None:

@@ -16,10 +16,11 @@ The trace is continued from ``X-Amzn-Trace-Id``, else from W3C ``traceparent`` (
 ``tracestate``), as :func:`k8sxray._recorder.start_request` says.
 
 When k8sxray's C module (``k8sxray._native``) is built, the app is served by its
-``Entry``: unsampled requests (an incoming ``Sampled=0`` in the usual form and no
-``tracestate``, or neither trace header and the sampler says no) are served in C, everything
-else by the Python entry below, which is the reference; ``wrap(app, native=False)`` serves
-everything in Python.
+``Entry``: unsampled requests (an incoming ``Sampled=0`` in the usual form, or without
+``X-Amzn-Trace-Id`` a ``traceparent`` whose sampled flag is off, either with no ``tracestate``;
+or no valid trace header and the sampler says no) are served in C, everything else by the
+Python entry below, which is the reference; ``wrap(app, native=False)`` serves everything in
+Python.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 _HEADER = "X-Amzn-Trace-Id"
+_HEADER_LOWER = _HEADER.lower()
 _LENGTH = "Content-Length"
 _LENGTH_LOWER = "content-length"
+_UNSAMPLED_DIGITS = frozenset("02468ace")  # the last of a W3C flags byte whose sampled bit is off
 _name = itemgetter(0)  # of a (name, value) header
 _new = object.__new__
 _reset = _context.current_entity.reset
@@ -64,6 +67,7 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:  # noqa: PLR09
     if getattr(app, "_k8sxray_traced", False):
         return app
     start_request = _recorder.start_request
+    continue_unsampled_traceparent = _recorder.continue_unsampled_traceparent
     canonical = _header.canonical
     set_current = _context.current_entity.set
     end_segment = _recorder.end_segment
@@ -76,6 +80,7 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:  # noqa: PLR09
         try:
             header = environ.get("HTTP_X_AMZN_TRACE_ID")
             trace: Segment | UnsampledTrace | None = None
+            traceparent = None if header else environ.get("HTTP_TRACEPARENT")
             if header and len(header) == 74 and header[73] == "0":
                 # not sampled upstream: nothing else to read. _recorder.continue_unsampled, inline
                 # (a call costs ~0.3 µs inside a framework): the usual form, checked whole by the
@@ -91,11 +96,19 @@ def wrap(app: WSGIApp, *, native: bool | None = None) -> WSGIApp:  # noqa: PLR09
                     trace.tracestate = ""
                     trace.response_header = header[:40]
                     trace._token = set_current(trace)
+            elif (
+                traceparent
+                and len(traceparent) == 55
+                and traceparent[54] in _UNSAMPLED_DIGITS  # the sampled flag off, if it is the usual form
+                and not environ.get("HTTP_TRACESTATE")
+            ):  # W3C's alone: _recorder.continue_unsampled_traceparent (None for another form)
+                trace = continue_unsampled_traceparent(traceparent)
             if trace is None:
                 method = environ.get("REQUEST_METHOD", "GET")
                 path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
                 host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-                traceparent = environ.get("HTTP_TRACEPARENT")
+                if header:  # an invalid one leaves the trace to a traceparent
+                    traceparent = environ.get("HTTP_TRACEPARENT")
                 tracestate = environ.get("HTTP_TRACESTATE") if traceparent else None
                 trace = start_request(header, host, method, path, now(), decided, traceparent, tracestate)
                 if trace is None:
@@ -226,6 +239,18 @@ def _length_in(headers: list[tuple[str, str]]) -> bool:
     )
 
 
+def _has_trace_header(headers: list[tuple[str, str]]) -> bool:
+    """Whether *headers* name an ``X-Amzn-Trace-Id`` already, in any case (the official SDK's
+    middleware sets one): the names' lengths looked at in C, and only when one has its length,
+    the names lowercased and compared in C."""
+    try:
+        if 15 not in map(len, map(_name, headers)):  # the usual answer: no allocation
+            return False
+        return _HEADER_LOWER in map(str.lower, map(_name, headers))
+    except TypeError:  # a name that is not a str (outside PEP 3333)
+        return any(isinstance(name, str) and name.lower() == _HEADER_LOWER for name in map(_name, headers))
+
+
 def _untrace(trace: Segment | UnsampledTrace) -> None:
     """Make the trace that was current before *trace* current again (once)."""
     token = trace._token
@@ -279,7 +304,8 @@ class Exchange:
                 # then the app may still make outgoing calls (the usual two spellings are looked for by
                 # a C-level scan, any other in Python)
                 self._done = True
-            headers = [*headers, (_HEADER, trace.response_header)]
+            if not _has_trace_header(headers):  # the app's own (the official SDK's middleware) stays
+                headers = [*headers, (_HEADER, trace.response_header)]
         except Exception:
             _guard.internal_error("wsgi.start_response")
         if exc_info:

@@ -113,3 +113,38 @@ def test_a_formatted_traceparent_parses_back(root: str, parent: str, sampled: bo
 )
 def test_a_tracestate_is_passed_on_unchanged_or_not_at_all(value: str | None, kept: str) -> None:
     assert valid_tracestate(value) == kept
+
+
+def _spec_traceparent(value: str) -> TraceParent | None:
+    """W3C Trace Context level 1's rules for a traceparent, written out field by field (no
+    shortcut), to check the parser's one-step reading of the usual form against."""
+    value = value.strip(" \t")
+    fields = value.split("-")
+    if len(fields) < 4 or any(not field or set(field) - set(HEX) for field in fields[:4]):
+        return None
+    version, trace, parent, flags = fields[:4]
+    if (len(version), len(trace), len(parent), len(flags)) != (2, 32, 16, 2) or version == "ff":
+        return None
+    if version == "00" and len(fields) != 4:
+        return None
+    if trace == "0" * 32 or parent == "0" * 16:
+        return None
+    return TraceParent(f"1-{trace[:8]}-{trace[8:]}", parent, "1" if int(flags, 16) & 1 else "0")
+
+
+HEX = "0123456789abcdef"
+
+
+@given(
+    st.builds(
+        lambda version, trace, parent, flags, tail: f"{version}-{trace}-{parent}-{flags}{tail}",
+        st.sampled_from(["00", "01", "cc", "ff", "0A", "0"]),
+        st.sampled_from(["0" * 32, "0" * 8 + TRACE[8:], TRACE[:8] + "0" * 24, TRACE.upper(), TRACE[:-1]])
+        | st.text(HEX, min_size=32, max_size=32),
+        st.sampled_from(["0" * 16, SPAN.upper(), SPAN + "0"]) | st.text(HEX, min_size=16, max_size=16),
+        st.sampled_from(["00", "01", "02", "03", "0f", "10", "11", "fe", "ff", "0A", "1"]),
+        st.sampled_from(["", "", "", "-", "-x", "x", " ", ","]),
+    )
+)
+def test_the_usual_form_is_read_in_one_step_as_the_rules_say(value: str) -> None:
+    assert parse_traceparent(value) == _spec_traceparent(value)

@@ -82,10 +82,22 @@ def configure_for(daemon: UDPDaemon, **options: Any) -> k8sxray.Config:
 
 
 class Response:
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def __init__(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        raw_headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.raw_headers = raw_headers or list(headers.items())
+        """Every header as sent, in order (``headers`` keeps the last of each name)."""
+
+    def all(self, name: str) -> list[str]:
+        """The values of every header called *name* (in any case)."""
+        return [value for key, value in self.raw_headers if key.lower() == name.lower()]
 
 
 def request(base: str, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> Response:
@@ -96,7 +108,8 @@ def request(base: str, path: str, headers: dict[str, str] | None = None, method:
         conn.request(method, path, headers=headers or {})
         resp = conn.getresponse()
         body = resp.read()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+        raw = resp.getheaders()
+        return Response(resp.status, {k.lower(): v for k, v in raw}, body, raw)
     finally:
         conn.close()
 

@@ -322,3 +322,32 @@ def test_app_answers_when_the_emitter_raises(configure_to: Any, serve_asgi: Any,
             resp = http(base, "/stream")
             assert (resp.status, resp.body) == (200, b"chunk0;chunk1;chunk2;")
             assert http(base, "/status/404").status == 404
+
+
+def test_a_trace_header_the_app_set_is_not_added_twice(
+    daemon: Any, configure_to: Any, serve_asgi: Any, http: Any
+) -> None:
+    """An app (or an SDK middleware inside it) that answers with its own X-Amzn-Trace-Id keeps
+    it, alone: sampled, unsampled, W3C, any spelling of the name."""
+    configure_to()
+
+    async def own_header(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        name = scope["path"].strip("/").encode()  # the name's spelling, from the path
+        await send({"type": "http.response.start", "status": 200, "headers": [(name, b"the app's")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    incoming: list[dict[str, str]] = [
+        {},
+        {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=1"},
+        {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0"},
+        {"traceparent": f"00-{ROOT[2:10]}{ROOT[11:]}-{PARENT}-00"},
+        {"traceparent": f"00-{ROOT[2:10]}{ROOT[11:]}-{PARENT}-01"},
+    ]
+    with serve_asgi(k8sxray.instrument(own_header)) as base:
+        for headers in incoming:
+            for spelling in ("x-amzn-trace-id", "X-Amzn-Trace-Id", "X-AMZN-TRACE-ID"):
+                resp = http(base, f"/{spelling}", headers=headers)
+                assert resp.all("X-Amzn-Trace-Id") == ["the app's"], (headers, resp.raw_headers)
+    assert len(daemon.segments(3)) == 3  # the sampled requests are still traced

@@ -608,3 +608,193 @@ def test_an_outgoing_call_after_start_response_still_carries_the_trace(
     seen = serve(app, environ(UNSAMPLED), native=native)
     assert DURING[0] == UNSAMPLED
     assert seen.after is None
+
+
+# --- W3C traceparent: read in C as _header.parse_traceparent reads it ---------------------------
+TRACE = ROOT[2:10] + ROOT[11:]
+W3C_UNSAMPLED = f"00-{TRACE}-{PARENT}-00"
+W3C_SAMPLED = f"00-{TRACE}-{PARENT}-01"
+STATE = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+
+
+@st.composite
+def traceparents(draw: st.DrawFn) -> str | None:
+    """Traceparents valid and near-valid: every version and flags that matter, ids all zero or
+    not, one character changed, cut or grown, whitespace around, or anything."""
+    kind = draw(
+        st.sampled_from(["valid", "valid", "changed", "cut", "grown", "spaced", "other", "none", "empty"])
+    )
+    if kind == "none":
+        return None
+    if kind == "empty":
+        return ""
+    if kind == "other":
+        return draw(st.text(max_size=80))
+    trace = draw(
+        st.sampled_from(["0" * 32, "0" * 8 + TRACE[8:], TRACE[:8] + "0" * 24])
+        | st.text(HEX, min_size=32, max_size=32)
+    )
+    parent = draw(st.just("0" * 16) | st.text(HEX, min_size=16, max_size=16))
+    version = draw(st.sampled_from(["00", "00", "01", "cc", "fe", "ff"]))
+    flags = draw(st.sampled_from(["00", "00", "01", "02", "03", "0a", "0b", "10", "11", "fe", "ff"]))
+    value = f"{version}-{trace}-{parent}-{flags}"
+    if kind == "changed":
+        at = draw(st.integers(0, len(value) - 1))
+        value = value[:at] + draw(st.sampled_from("0aAgG- \t\x00\xe9,") | st.characters()) + value[at + 1 :]
+    elif kind == "cut":
+        value = value[: draw(st.integers(0, len(value) - 1))]
+    elif kind == "grown":
+        value += draw(st.sampled_from(["-", "-x", "-what-the-future-holds", "x", ",", " ", "\t"]))
+        value += draw(st.text(max_size=3))
+    elif kind == "spaced":
+        value = (
+            draw(st.sampled_from(["", " ", "\t", " \t"])) + value + draw(st.sampled_from(["", " ", "\t "]))
+        )
+    return value
+
+
+def seen_outgoing(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answers with the trace as the app sees it: its kind, trace id and parent, and the trace
+    headers an outgoing call made here would carry."""
+    sent = {name: value for _key, (name, value) in _recorder.trace_headers() or ()}
+    trace: Any = _recorder.current()
+    sent["kind"] = type(trace).__name__  # Segment (sampled) or UnsampledTrace
+    sent["trace"] = str(getattr(trace, "trace_id", None))
+    sent["parent"] = str(getattr(trace, "parent_id", None))
+    body = "\n".join(f"{key}: {value}" for key, value in sorted(sent.items())).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+def masked(text: str, incoming: str) -> str:
+    """Ids drawn for this request masked (the two entries draw different ones); ids that came
+    with the request stay."""
+
+    def mask(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0) in incoming else "<new>"
+
+    return re.sub(r"1-[0-9a-f]{8}-[0-9a-f]{24}|[0-9a-f]{32}|[0-9a-f]{16}", mask, text)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    traceparent=traceparents(),
+    tracestate=st.sampled_from([None, None, "", STATE, " ", "bad\x01state"]),
+    xray=st.sampled_from([None, None, "", UNSAMPLED, f"Root={ROOT};Parent={PARENT};Sampled=1"]),
+    sample_new=st.booleans(),
+)
+@example(traceparent=W3C_UNSAMPLED, tracestate=None, xray=None, sample_new=False)
+@example(traceparent=W3C_SAMPLED, tracestate=None, xray=None, sample_new=False)
+@example(traceparent=W3C_UNSAMPLED, tracestate=STATE, xray=None, sample_new=False)
+@example(traceparent=f" {W3C_UNSAMPLED}\t", tracestate=None, xray="", sample_new=False)
+@example(traceparent=f"cc-{TRACE}-{PARENT}-02-later", tracestate=None, xray=None, sample_new=False)
+@example(traceparent=f"ff-{TRACE}-{PARENT}-00", tracestate=None, xray=None, sample_new=True)
+@example(traceparent=f"00-{'0' * 32}-{PARENT}-00", tracestate=None, xray=None, sample_new=False)
+@example(traceparent=f"00-{TRACE}-{'0' * 16}-00", tracestate=None, xray=None, sample_new=False)
+@example(traceparent=f"00-{TRACE.upper()}-{PARENT}-00", tracestate=None, xray=None, sample_new=False)
+@example(traceparent=W3C_UNSAMPLED + "\xe9", tracestate=None, xray=None, sample_new=False)
+@example(traceparent=W3C_UNSAMPLED[:-2] + "\u0100\u0100", tracestate=None, xray=None, sample_new=False)
+def test_a_traceparent_gets_the_same_answers_from_both_entries(
+    configure_to: Any, traceparent: str | None, tracestate: str | None, xray: str | None, sample_new: bool
+) -> None:
+    """The same trace id, parent, sampling decision, response header and outgoing headers from
+    the C entry as from the Python one, whatever the W3C headers (and X-Amzn-Trace-Id) say."""
+    configure_to()
+    extra = {"HTTP_TRACEPARENT": traceparent, "HTTP_TRACESTATE": tracestate}
+    env = environ(xray, **{key: value for key, value in extra.items() if value is not None})
+    incoming = " ".join(str(value) for value in (traceparent, tracestate, xray))
+    results = []
+    for native in (True, False):
+        _recorder.state().sampler = RateSampler(0, 1.0 if sample_new else 0.0)
+        seen = serve(seen_outgoing, dict(env), native=native)
+        assert seen.after is None  # nothing left current
+        trace_headers = [value for name, value in seen.headers if name == "X-Amzn-Trace-Id"]
+        assert len(trace_headers) == 1
+        results.append((masked(trace_headers[0], incoming), masked(seen.body.decode(), incoming)))
+    assert results[0] == results[1]
+
+
+class Spy:
+    """Stands in for the Python entry: counts the requests the C entry hands it."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.python = wsgi.wrap(app, native=False)
+        self.handed = 0
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Any, decided: bool = False
+    ) -> Iterable[bytes]:
+        self.handed += 1
+        return self.python(environ, start_response, decided)  # type: ignore[call-arg]
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("traceparent", "tracestate", "in_c"),
+    [
+        (W3C_UNSAMPLED, None, True),  # the sampled flag off: served in C
+        (f"00-{TRACE}-{PARENT}-02", None, True),
+        (f" cc-{TRACE}-{PARENT}-00-later ", None, True),  # a later version, whitespace around
+        (W3C_SAMPLED, None, False),  # sampled: a segment, recorded by the Python entry
+        (W3C_UNSAMPLED, STATE, False),  # a tracestate to pass on: the Python entry
+        (f"00-{'0' * 32}-{PARENT}-00", None, True),  # invalid: a new trace, the sampler says no
+        (W3C_UNSAMPLED[:-1], None, True),
+    ],
+)
+def test_an_unsampled_traceparent_is_served_in_c(
+    configure_to: Any, traceparent: str, tracestate: str | None, in_c: bool
+) -> None:
+    configure_to()
+    _recorder.state().sampler = RateSampler(0, 0.0)
+    wsgi.wrap(hello, native=True)  # hooks the C module
+    spy = Spy(seen_outgoing)
+    entry = wsgi._native.Entry(seen_outgoing, spy)  # type: ignore[union-attr]
+    received: list[tuple[str, str]] = []
+    extra = {"HTTP_TRACEPARENT": traceparent} | ({"HTTP_TRACESTATE": tracestate} if tracestate else {})
+    body = b"".join(
+        entry(environ(None, **extra), lambda status, headers, exc_info=None: received.extend(headers))
+    )
+    assert spy.handed == (0 if in_c else 1)
+    valid = (
+        "0" * 32 not in traceparent and traceparent.strip().count("-") >= 3 and len(traceparent.strip()) >= 55
+    )
+    if valid:
+        assert ("X-Amzn-Trace-Id", f"Root={ROOT}") in received
+        assert f"traceparent: 00-{TRACE}-" in body.decode()
+    else:
+        assert NEW_ROOT.fullmatch(received[-1][1])
+    assert k8sxray.trace_header() is None
+
+
+@needs_native
+def test_with_xray_alone_the_c_entry_ignores_a_traceparent(configure_to: Any) -> None:
+    configure_to(propagators=["xray"])
+    _recorder.state().sampler = RateSampler(0, 0.0)
+    seen = serve(hello, environ(None, HTTP_TRACEPARENT=W3C_UNSAMPLED), native=True)
+    assert NEW_ROOT.fullmatch(seen.headers[-1][1])
+    assert ROOT not in seen.headers[-1][1]
+
+
+@pytest.mark.parametrize("native", [pytest.param(True, marks=needs_native), False])
+@pytest.mark.parametrize(
+    "header", [None, UNSAMPLED, UNSAMPLED.replace("Sampled=0", "Sampled=1"), f"Root={ROOT};Sampled=?"]
+)
+@pytest.mark.parametrize("traceparent", [None, W3C_UNSAMPLED, W3C_SAMPLED])
+@pytest.mark.parametrize("name", ["X-Amzn-Trace-Id", "x-amzn-trace-id", "X-AMZN-TRACE-ID"])
+def test_a_trace_header_the_app_set_is_not_added_twice(
+    configure_to: Any, native: bool, header: str | None, traceparent: str | None, name: str
+) -> None:
+    """The official SDK's middleware (or any app) that answers with its own X-Amzn-Trace-Id
+    keeps it, alone, whichever entry serves the request."""
+    configure_to()
+    _recorder.state().sampler = RateSampler(0, 0.0)
+
+    def own_header(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2"), (name, "the app's")])
+        return [b"ok"]
+
+    extra = {"HTTP_TRACEPARENT": traceparent} if traceparent else {}
+    seen = serve(own_header, environ(header, **extra), native=native)
+    assert [value for key, value in seen.headers if key.lower() == "x-amzn-trace-id"] == ["the app's"]
+    assert seen.after is None

@@ -245,7 +245,9 @@ def test_sdk_middleware_sampler_and_response_header(
     assert sampler.asked == 0  # k8sxray sampled both; the SDK's sampler was never asked
     fresh_doc, asked_doc = daemon.segments(2)
     assert asked_doc["trace_id"] == ROOT
-    # both headers (the SDK middleware's and k8sxray's) answer the '?' with the decision
+    # one response header, the SDK middleware's (k8sxray adds none after it), answers the '?'
+    for response in (fresh, asked):
+        assert len(response.all("X-Amzn-Trace-Id")) == 1, response.raw_headers
     assert asked.headers["x-amzn-trace-id"] == f"Root={ROOT};Sampled=1"
     assert fresh.headers["x-amzn-trace-id"] == f"Root={fresh_doc['trace_id']}"
     assert sampler.should_trace({}) is True  # outside a request: the SDK's own
@@ -283,6 +285,13 @@ def test_sdk_middleware_unsampled_calls_record_nothing(
         resp = http(
             base, "/", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a:1"}
         )
+        propagated = dict(seen)
+        usual = http(base, "/", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0"})
+        w3c = http(base, "/", headers={"traceparent": f"00-{ROOT[2:10]}{ROOT[11:]}-{PARENT}-00"})
     assert (resp.status, resp.body) == (200, b"False")
-    assert seen == {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a:1"}
+    assert propagated == {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0;Lineage=a:1"}
+    assert seen == {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0"}  # from the traceparent
+    for response in (resp, usual, w3c):  # served in C when it is built: it adds no second header either
+        assert response.body == b"False"
+        assert response.all("X-Amzn-Trace-Id") == [f"Root={ROOT}"], response.raw_headers
     assert daemon.quiet(0.3) == []
