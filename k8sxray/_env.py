@@ -26,7 +26,8 @@ K8SXRAY_SAMPLING_CENTRAL = "K8SXRAY_SAMPLING_CENTRAL"
 K8SXRAY_UDP_GSO = "K8SXRAY_UDP_GSO"
 """``true``/``false``: send bursts of segments with UDP segmentation offload (Linux; default on)."""
 K8SXRAY_NATIVE = "K8SXRAY_NATIVE"
-"""``true``/``false``: serve unsampled WSGI requests in C, when k8sxray's C module is built (default on)."""
+"""``true``/``false``: use k8sxray's C modules when they are built (default on): unsampled WSGI
+requests served in C, and the daemon's OTLP sink writing spans in C."""
 K8SXRAY_PROPAGATORS = "K8SXRAY_PROPAGATORS"
 """Comma-separated trace header formats read from requests and sent on outgoing calls: ``xray``
 (``X-Amzn-Trace-Id``), ``tracecontext`` (W3C ``traceparent``/``tracestate``); default both."""

@@ -21,11 +21,12 @@ ROOT = Path(k8sxray.__file__).parent
 
 
 def _modules(root: Path) -> dict[str, Path]:
-    """Every module under *root* by dotted name (a package by its own name; a C module too)."""
+    """Every module under *root* by dotted name (a package by its own name; a C module too, by
+    its source, so that the graph is the same whether or not it was built)."""
     package = root.name
     found = {}
     for path in sorted(root.rglob("*")):
-        if path.suffix not in {".py", ".so", ".pyd"}:
+        if path.suffix not in {".py", ".c", ".so", ".pyd"}:
             continue
         parts = [package, *path.relative_to(root).parts]
         parts[-1] = parts[-1].partition(".")[0]  # _native.cpython-311-x86_64-linux-gnu.so: _native
