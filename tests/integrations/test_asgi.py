@@ -351,3 +351,30 @@ def test_a_trace_header_the_app_set_is_not_added_twice(
                 resp = http(base, f"/{spelling}", headers=headers)
                 assert resp.all("X-Amzn-Trace-Id") == ["the app's"], (headers, resp.raw_headers)
     assert len(daemon.segments(3)) == 3  # the sampled requests are still traced
+
+
+def test_a_websocket_accepted_with_the_apps_own_trace_header_keeps_it_alone(
+    daemon: Any, configure_to: Any, serve_asgi: Any
+) -> None:
+    pytest.importorskip("websockets")  # uvicorn's websocket support (and our client)
+    from websockets.sync.client import connect
+
+    configure_to()
+
+    async def own_header(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept", "headers": [(b"X-Amzn-Trace-Id", b"the app's")]})
+        await send({"type": "websocket.close", "code": 1000})
+
+    with serve_asgi(k8sxray.instrument(own_header)) as base:
+        url = base.replace("http://", "ws://") + "/ws"
+        with connect(
+            url, additional_headers={"traceparent": f"00-{ROOT[2:10]}{ROOT[11:]}-{PARENT}-01"}
+        ) as ws:
+            assert ws.response is not None
+            assert ws.response.headers.get_all("X-Amzn-Trace-Id") == ["the app's"]
+        (doc,) = daemon.segments(1)
+    assert doc["trace_id"] == ROOT  # traced all the same, from the traceparent
+    assert doc["parent_id"] == PARENT
