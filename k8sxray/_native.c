@@ -264,20 +264,31 @@ new_root_header(double now)
 }
 
 /* A new UnsampledTrace, its fields set as _recorder sets them (no __init__ call); its
- * _token is set once it is current. */
+ * _token is set once it is current. *answer* is its response header, "Root=1-<8>-<24>",
+ * which also gives its trace id; *parent_id* its parent (Py_None for none). Steals *answer*
+ * and hands it out in *response* (new references); NULL with an exception set, also when
+ * *answer* or *parent_id* is NULL. */
 static PyObject *
-new_trace(PyObject *trace_id, PyObject *parent_id, PyObject *response_header)
+new_trace(PyObject *answer, PyObject *parent_id, PyObject **response)
 {
-    PyObject *trace = unsampled_type->tp_alloc(unsampled_type, 0);
-    if (trace == NULL) {
+    if (answer == NULL || parent_id == NULL) {
+        Py_XDECREF(answer);
         return NULL;
     }
-    if (PyObject_SetAttr(trace, s_trace_id, trace_id) < 0 ||
-        PyObject_SetAttr(trace, s_parent_id, parent_id) < 0 ||
-        PyObject_SetAttr(trace, s_extra, s_empty) < 0 || PyObject_SetAttr(trace, s_tracestate, s_empty) < 0 ||
-        PyObject_SetAttr(trace, s_response_header, response_header) < 0) {
-        Py_DECREF(trace);
-        return NULL;
+    PyObject *trace_id = PyUnicode_Substring(answer, 5, 40);
+    PyObject *trace = trace_id == NULL ? NULL : unsampled_type->tp_alloc(unsampled_type, 0);
+    if (trace != NULL &&
+        (PyObject_SetAttr(trace, s_trace_id, trace_id) < 0 ||
+         PyObject_SetAttr(trace, s_parent_id, parent_id) < 0 ||
+         PyObject_SetAttr(trace, s_extra, s_empty) < 0 || PyObject_SetAttr(trace, s_tracestate, s_empty) < 0 ||
+         PyObject_SetAttr(trace, s_response_header, answer) < 0)) {
+        Py_CLEAR(trace);
+    }
+    Py_XDECREF(trace_id);
+    if (trace == NULL) {
+        Py_DECREF(answer);
+    } else {
+        *response = answer;
     }
     return trace;
 }
@@ -594,17 +605,9 @@ decide(Entry *self, PyObject *state, PyObject *const *args, PyObject **out, PyOb
         outcome = SERVED;
         goto done;
     }
-    PyObject *header = new_root_header(now);
-    if (header != NULL) {
-        PyObject *trace_id = PyUnicode_Substring(header, 5, 40);
-        *out = trace_id == NULL ? NULL : new_trace(trace_id, Py_None, header);
-        Py_XDECREF(trace_id);
-        if (*out == NULL) {
-            Py_DECREF(header);
-        } else {
-            *response = header;
-            outcome = TRACE;
-        }
+    *out = new_trace(new_root_header(now), Py_None, response);
+    if (*out != NULL) {
+        outcome = TRACE;
     }
 done:
     Py_XDECREF(method);
@@ -618,20 +621,9 @@ done:
 static PyObject *
 continue_unsampled(PyObject *header, PyObject **response)
 {
-    PyObject *trace_id = PyUnicode_Substring(header, 5, 40);
     PyObject *parent_id = PyUnicode_Substring(header, 48, 64);
-    PyObject *answer = PyUnicode_Substring(header, 0, 40);
-    PyObject *trace = NULL;
-    if (trace_id != NULL && parent_id != NULL && answer != NULL) {
-        trace = new_trace(trace_id, parent_id, answer);
-    }
-    Py_XDECREF(trace_id);
+    PyObject *trace = new_trace(PyUnicode_Substring(header, 0, 40), parent_id, response);
     Py_XDECREF(parent_id);
-    if (trace == NULL) {
-        Py_XDECREF(answer);
-    } else {
-        *response = answer;
-    }
     return trace;
 }
 
@@ -643,7 +635,6 @@ continue_traceparent(const Py_UCS1 *trace, const Py_UCS1 *parent, PyObject **res
 {
     PyObject *answer = PyUnicode_New(40, 127);
     PyObject *parent_id = PyUnicode_New(16, 127);
-    PyObject *trace_id = NULL, *result = NULL;
     if (answer != NULL && parent_id != NULL) {
         Py_UCS1 *p = PyUnicode_1BYTE_DATA(answer);
         memcpy(p, "Root=1-", 7);
@@ -651,18 +642,9 @@ continue_traceparent(const Py_UCS1 *trace, const Py_UCS1 *parent, PyObject **res
         p[15] = '-';
         memcpy(p + 16, trace + 8, 24);
         memcpy(PyUnicode_1BYTE_DATA(parent_id), parent, 16);
-        trace_id = PyUnicode_Substring(answer, 5, 40);
     }
-    if (trace_id != NULL) {
-        result = new_trace(trace_id, parent_id, answer);
-    }
-    Py_XDECREF(trace_id);
+    PyObject *result = new_trace(answer, parent_id, response);
     Py_XDECREF(parent_id);
-    if (result == NULL) {
-        Py_XDECREF(answer);
-    } else {
-        *response = answer;
-    }
     return result;
 }
 
