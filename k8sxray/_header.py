@@ -100,6 +100,8 @@ ZERO_EPOCH, ZERO_RANDOM = "0" * 8, "0" * 24
 """An all-zero trace id's two parts (an all-zero id is invalid)."""
 SAMPLED_DIGITS = frozenset("13579bdf")
 """The last hex digit of a W3C flags byte whose sampled bit (1) is set."""
+UNSAMPLED_DIGITS = frozenset("02468ace")
+"""The last hex digit of a W3C flags byte whose sampled bit is off."""
 
 canonical_traceparent = re.compile(r"00-([0-9a-f]{8})([0-9a-f]{24})-([0-9a-f]{16})-0([0-9a-f])").fullmatch
 """Match the usual form of a ``traceparent``, ``00-<32 hex>-<16 hex>-0<hex>`` (groups: the trace

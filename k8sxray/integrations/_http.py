@@ -7,9 +7,15 @@ values of credential-like query parameters; headers are never recorded, and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from operator import itemgetter
+from typing import Any
+
 from .._segment import Segment, scrub_url
 
-__all__ = ["MAX_URL", "SENSITIVE_HEADERS", "fill_request", "scrub_url"]
+__all__ = ["MAX_URL", "SENSITIVE_HEADERS", "fill_request", "names_header", "scrub_url"]
+
+_name = itemgetter(0)  # of a (name, value) header
 
 SENSITIVE_HEADERS = frozenset(
     {
@@ -25,6 +31,20 @@ SENSITIVE_HEADERS = frozenset(
 
 MAX_URL = 2048
 """Longer request URLs are cut to this length."""
+
+
+def names_header(headers: Iterable[tuple[Any, Any]], lower: str | bytes) -> bool:
+    """Whether the response *headers* (``(name, value)`` pairs: str names in WSGI, bytes in ASGI)
+    name the header *lower* (lowercase, the same type) in any case. The names' lengths are looked
+    at in C, and only when one has the length are names lowercased (also in C): the usual answer,
+    no, allocates nothing."""
+    kind = type(lower)
+    try:
+        if len(lower) not in map(len, map(_name, headers)):
+            return False
+        return lower in map(kind.lower, map(_name, headers))
+    except TypeError:  # a name of another type (outside PEP 3333 or the ASGI spec)
+        return any(isinstance(name, kind) and name.lower() == lower for name in map(_name, headers))
 
 
 def fill_request(  # noqa: PLR0917  # positional: it runs on every request

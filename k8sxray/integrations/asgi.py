@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from operator import itemgetter
 from typing import Any
 
-from .. import _context, _guard, _recorder
+from .. import _context, _guard, _header, _recorder
 from .._segment import Segment, UnsampledTrace
-from ._http import fill_request
+from ._http import fill_request, names_header
 
 __all__ = ["wrap"]
 
@@ -27,8 +26,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HEADER = b"x-amzn-trace-id"
-_name = itemgetter(0)  # of a (name, value) header
-_UNSAMPLED_DIGITS = frozenset("02468ace")  # the last of a W3C flags byte whose sampled bit is off
+_UNSAMPLED_DIGITS = _header.UNSAMPLED_DIGITS
 _WANTED = frozenset({b"host", b"user-agent", _HEADER, b"x-forwarded-for", b"traceparent", b"tracestate"})
 
 
@@ -174,7 +172,7 @@ async def _http(  # noqa: PLR0917  # private, on the hot path
                 for name, value in headers:
                     if len(name) == 14 and name.lower() == b"content-length":
                         trace.content_length = int(value)
-                if not _has_trace_header(headers):  # the app's own (an SDK middleware's) stays
+                if not names_header(headers, _HEADER):  # the app's own (an SDK middleware's) stays
                     headers.append(response_header)
                 message = {**message, "headers": headers}
             except Exception:
@@ -201,19 +199,9 @@ def _with_header(message: Message, header: tuple[bytes, bytes]) -> Message:
     """*message* (a response start or websocket accept) with the trace header added, unless the
     app set one itself."""
     headers = message.get("headers") or ()
-    if _has_trace_header(headers):
+    if names_header(headers, _HEADER):
         return message
     return {**message, "headers": [*headers, header]}
-
-
-def _has_trace_header(headers: Any) -> bool:
-    """Whether *headers* name an ``X-Amzn-Trace-Id`` already, in any case (an SDK middleware's)."""
-    try:
-        if 15 not in map(len, map(_name, headers)):  # the usual answer: no allocation
-            return False
-        return _HEADER in map(bytes.lower, map(_name, headers))
-    except TypeError:  # a name that is not bytes (outside the ASGI spec)
-        return any(isinstance(name, bytes) and name.lower() == _HEADER for name in map(_name, headers))
 
 
 def _server_host(scope: Scope) -> str:

@@ -203,8 +203,9 @@ def _add_headers(headers: Any, added: _recorder.Wire) -> None:
         headers._list.extend(item for item in added if item[1] not in present)
     else:
         for name, _key, value in added:
-            if name.decode() not in headers:
-                headers[name.decode()] = value.decode()
+            text = name.decode()
+            if text not in headers:
+                headers[text] = value.decode()
 
 
 def _append(headers: Any, value: str) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from .. import _config, _context, _guard, _header, _ids, _recorder
 from .._segment import Segment, UnsampledTrace
-from ._http import MAX_URL, fill_request
+from ._http import MAX_URL, fill_request, names_header
 
 try:
     from .. import _native
@@ -52,7 +52,7 @@ _HEADER = "X-Amzn-Trace-Id"
 _HEADER_LOWER = _HEADER.lower()
 _LENGTH = "Content-Length"
 _LENGTH_LOWER = "content-length"
-_UNSAMPLED_DIGITS = frozenset("02468ace")  # the last of a W3C flags byte whose sampled bit is off
+_UNSAMPLED_DIGITS = _header.UNSAMPLED_DIGITS
 _name = itemgetter(0)  # of a (name, value) header
 _new = object.__new__
 _reset = _context.current_entity.reset
@@ -239,18 +239,6 @@ def _length_in(headers: list[tuple[str, str]]) -> bool:
     )
 
 
-def _has_trace_header(headers: list[tuple[str, str]]) -> bool:
-    """Whether *headers* name an ``X-Amzn-Trace-Id`` already, in any case (the official SDK's
-    middleware sets one): the names' lengths looked at in C, and only when one has its length,
-    the names lowercased and compared in C."""
-    try:
-        if 15 not in map(len, map(_name, headers)):  # the usual answer: no allocation
-            return False
-        return _HEADER_LOWER in map(str.lower, map(_name, headers))
-    except TypeError:  # a name that is not a str (outside PEP 3333)
-        return any(isinstance(name, str) and name.lower() == _HEADER_LOWER for name in map(_name, headers))
-
-
 def _untrace(trace: Segment | UnsampledTrace) -> None:
     """Make the trace that was current before *trace* current again (once)."""
     token = trace._token
@@ -304,7 +292,7 @@ class Exchange:
                 # then the app may still make outgoing calls (the usual two spellings are looked for by
                 # a C-level scan, any other in Python)
                 self._done = True
-            if not _has_trace_header(headers):  # the app's own (the official SDK's middleware) stays
+            if not names_header(headers, _HEADER_LOWER):  # the app's own (the official SDK's) stays
                 headers = [*headers, (_HEADER, trace.response_header)]
         except Exception:
             _guard.internal_error("wsgi.start_response")
