@@ -38,8 +38,8 @@ PROPAGATORS: Mapping[str, str] = {
 """The trace header formats k8sxray reads and sends (``K8SXRAY_PROPAGATORS``)."""
 DEFAULT_PROPAGATORS = ("xray", "tracecontext")
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+_TRUE = _env.TRUE_WORDS
+_FALSE = _env.FALSE_WORDS
 
 
 class Source(NamedTuple):

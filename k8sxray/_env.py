@@ -6,6 +6,11 @@ The ``AWS_XRAY_*`` names keep the meaning and format the official X-Ray SDKs giv
 
 from __future__ import annotations
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+"""What a boolean variable's value (lowercased) says for true ..."""
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+"""... and for false."""
+
 # --- names shared with the official AWS X-Ray SDKs ---------------------------------------
 AWS_XRAY_DAEMON_ADDRESS = "AWS_XRAY_DAEMON_ADDRESS"
 """``host:port`` for UDP and TCP alike, or ``tcp:host:port udp:host:port`` in either order."""

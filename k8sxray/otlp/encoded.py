@@ -27,16 +27,14 @@ except ImportError:  # built without a C compiler: every document goes through P
 BUILT: bool = _fast is not None
 """Whether the C module is there."""
 
-_FALSE = frozenset({"0", "false", "no", "off"})
-
 Encoded = tuple[bytes, bytes, int]
 """(resource attributes encoded, the spans as ``ScopeSpans.spans`` fields, how many spans)."""
 
 
 def native_wanted(environ: Any = None) -> bool:
-    """``K8SXRAY_NATIVE`` is not false (``0``, ``false``, ``no``, ``off``)."""
+    """``K8SXRAY_NATIVE`` is not false (``0``, ``false``, ``no``, ``off``), as the library reads it."""
     env = os.environ if environ is None else environ
-    return str(env.get(_env.K8SXRAY_NATIVE, "true")).strip().lower() not in _FALSE
+    return str(env.get(_env.K8SXRAY_NATIVE, "true")).strip().lower() not in _env.FALSE_WORDS
 
 
 class Encoder:
